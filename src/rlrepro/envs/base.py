@@ -1,0 +1,46 @@
+"""The environment interface every backend implements, and the factory that picks a backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+from rlrepro.scenarios import ScenarioSpec, TaskSpec
+
+
+@dataclass
+class StepResult:
+    """One vectorised step. `obs` is already the reset observation where an episode ended (auto-reset)."""
+
+    obs: torch.Tensor
+    reward: torch.Tensor
+    done: torch.Tensor
+    """1.0 where the episode ended, by termination or by the time limit."""
+    truncated: torch.Tensor
+    """1.0 where the episode ended only because of the time limit."""
+
+
+class VecEnv(Protocol):
+    """B parallel copies of one task, auto-resetting to the initial state of the last `reset` (Brax v1 semantics)."""
+
+    n_envs: int
+    obs_dim: int
+    action_dim: int
+    episode_length: int
+
+    def reset(self, seed: int) -> torch.Tensor: ...
+
+    def step(self, action: torch.Tensor) -> StepResult: ...
+
+
+def make_env(
+    scenario: ScenarioSpec, task: TaskSpec, *, n_envs: int, env_cfg: dict[str, Any], device: torch.device
+) -> VecEnv:
+    """Build the env of one task of a scenario (Brax for every domain so far; issue "Scenarios" adds MetaWorld)."""
+    from rlrepro.envs.brax_backend import BraxVecEnv
+
+    return BraxVecEnv(
+        scenario, task, n_envs=n_envs, backend=env_cfg.get("backend", "positional"), device=device
+    )

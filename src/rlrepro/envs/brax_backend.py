@@ -1,0 +1,161 @@
+"""Brax 0.14 backend: scenario variants applied to the compiled MuJoCo model, one jitted step per env shape.
+
+Variants only change parameter values of the brax `System`, never its structure, so the jitted reset/step take
+the System as an argument: a task switch reuses the compiled functions (one compile per batch size).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import mujoco  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from brax import envs as brax_envs  # noqa: E402
+from brax.io import mjcf  # noqa: E402
+from etils import epath  # noqa: E402
+
+from rlrepro.envs.base import StepResult  # noqa: E402
+from rlrepro.scenarios import ScenarioSpec, TaskSpec  # noqa: E402
+
+BACKENDS = ("positional", "spring", "generalized", "mjx")
+
+
+def edited_model(asset: str, variant: dict[str, Any]) -> mujoco.MjModel:
+    """Compile the domain's MJCF (after brax's body fusing) with the variant's physical edits.
+
+    Inertials are frozen at their unedited values first, so a mass edit changes only the mass and a radius edit
+    does not change the mass (the original scaled mass and collider radius, never inertia).
+    """
+    xml = mjcf.fuse_bodies((epath.resource_path("brax") / "envs/assets" / asset).read_text())
+    spec = mujoco.MjSpec.from_string(xml)
+    stock = spec.compile()
+    for body_id in range(1, stock.nbody):
+        body = spec.body(stock.body(body_id).name)
+        body.explicitinertial = True
+        body.mass = float(stock.body_mass[body_id])
+        body.ipos = stock.body_ipos[body_id].copy()
+        body.iquat = stock.body_iquat[body_id].copy()
+        body.inertia = stock.body_inertia[body_id].copy()
+    spec.compiler.inertiafromgeom = mujoco.mjtInertiaFromGeom.mjINERTIAFROMGEOM_AUTO
+    spec.compiler.settotalmass = -1
+    if "gravity" in variant:
+        spec.option.gravity = np.asarray(spec.option.gravity) * variant["gravity"]
+    if "friction" in variant:
+        for geom in spec.geoms:
+            geom.friction[0] *= variant["friction"]
+    for part, coeff in variant.get("bodies", {}).items():
+        matched = [stock.body(i).name for i in range(1, stock.nbody) if part in stock.body(i).name]
+        if not matched:
+            raise ValueError(f"variant edits bodies matching {part!r}, but {asset} has none")
+        for name in matched:
+            body = spec.body(name)
+            body.mass = body.mass * coeff
+            body.geoms[0].size[0] *= coeff
+    return spec.compile()
+
+
+def build_system(brax_env: str, asset: str, backend: str, variant: dict[str, Any]):
+    """The brax System of a variant, with the stock env's per-backend tweaks (timestep, gears) applied."""
+    model = edited_model(asset, variant)
+    original_load = mjcf.load
+    mjcf.load = lambda _path: mjcf.load_model(model)
+    try:
+        env = brax_envs.get_environment(brax_env, backend=backend)
+    finally:
+        mjcf.load = original_load
+    return env.sys
+
+
+def obs_mask(obs_dim: int, fraction: float | None) -> np.ndarray:
+    """The defective-module mask: int(f·d) zeros placed by numpy's legacy RNG seeded 0, as the original did."""
+    if not fraction:
+        return np.ones(obs_dim, dtype=np.float32)
+    zeros = int(fraction * obs_dim)
+    return np.random.RandomState(0).permutation([0] * zeros + [1] * (obs_dim - zeros)).astype(np.float32)
+
+
+def action_scale(action_dim: int, variant: dict[str, Any]) -> np.ndarray:
+    scale = np.ones(action_dim, dtype=np.float32)
+    scale[list(variant.get("action_mask", []))] = 0.0
+    scale[list(variant.get("action_swap", []))] = -1.0
+    return scale
+
+
+@functools.cache
+def _compiled(brax_env: str, backend: str, n_envs: int, episode_length: int):
+    """Jitted reset/step for one env shape; the System and masks are arguments, so every variant shares them."""
+    env = brax_envs.get_environment(brax_env, backend=backend)
+
+    def with_sys(sys, fn, *args):
+        stock = env.sys
+        env.sys = sys
+        try:
+            return fn(*args)
+        finally:
+            env.sys = stock
+
+    def reset(sys, key, mask):
+        inner = with_sys(sys, jax.vmap(env.reset), jax.random.split(key, n_envs))
+        carry = {"inner": inner, "first": inner, "steps": jnp.zeros(n_envs, jnp.int32)}
+        return carry, inner.obs * mask
+
+    def step(sys, carry, action, scale, mask):
+        inner = with_sys(sys, jax.vmap(env.step), carry["inner"], action * scale)
+        steps = carry["steps"] + 1
+        truncated = (steps >= episode_length) & (inner.done == 0)
+        done = (inner.done > 0) | truncated
+
+        def where_done(first, current):
+            shaped = jnp.reshape(done, (n_envs,) + (1,) * (current.ndim - 1))
+            return jnp.where(shaped, first, current)
+
+        nxt = jax.tree.map(where_done, carry["first"], inner)
+        carry = {"inner": nxt, "first": carry["first"], "steps": jnp.where(done, 0, steps)}
+        return carry, nxt.obs * mask, inner.reward, done.astype(jnp.float32), truncated.astype(jnp.float32)
+
+    return env, jax.jit(reset), jax.jit(step)
+
+
+def _to_torch(x: jax.Array, device: torch.device) -> torch.Tensor:
+    return torch.from_dlpack(x).to(device)
+
+
+class BraxVecEnv:
+    """`n_envs` copies of one task on brax; torch tensors in and out (DLPack, no copy on CPU)."""
+
+    def __init__(
+        self, scenario: ScenarioSpec, task: TaskSpec, *, n_envs: int, backend: str, device: torch.device
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown brax backend {backend!r}; valid: {', '.join(BACKENDS)}")
+        self.n_envs = n_envs
+        self.episode_length = scenario.episode_length
+        self.device = device
+        env, self._reset, self._step = _compiled(scenario.brax_env, backend, n_envs, scenario.episode_length)
+        self.obs_dim = int(env.observation_size)
+        self.action_dim = int(env.action_size)
+        # Commit every input to the device: mixing committed and uncommitted arrays makes jit compile twice.
+        self._device = jax.devices()[0]
+        self.sys = jax.device_put(build_system(scenario.brax_env, scenario.asset, backend, task.variant), self._device)
+        self.obs_mask = jax.device_put(obs_mask(self.obs_dim, task.variant.get("obs_mask")), self._device)
+        self.action_scale = jax.device_put(action_scale(self.action_dim, task.variant), self._device)
+        self._carry = None
+
+    def reset(self, seed: int) -> torch.Tensor:
+        key = jax.device_put(jax.random.PRNGKey(seed), self._device)
+        self._carry, obs = jax.device_put(self._reset(self.sys, key, self.obs_mask), self._device)
+        return _to_torch(obs, self.device)
+
+    def step(self, action: torch.Tensor) -> StepResult:
+        act = jax.device_put(jax.dlpack.from_dlpack(action.detach().to("cpu", torch.float32).contiguous()), self._device)
+        self._carry, obs, reward, done, truncated = self._step(
+            self.sys, self._carry, act, self.action_scale, self.obs_mask
+        )
+        return StepResult(*(_to_torch(x, self.device) for x in (obs, reward, done, truncated)))
