@@ -20,6 +20,8 @@ class StepResult:
     """1.0 where the episode ended, by termination or by the time limit."""
     truncated: torch.Tensor
     """1.0 where the episode ended only because of the time limit."""
+    final_obs: torch.Tensor
+    """The observation the step reached, before any auto-reset (differs from `obs` only where `done`)."""
 
 
 class VecEnv(Protocol):

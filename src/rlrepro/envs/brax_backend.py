@@ -118,7 +118,8 @@ def _compiled(brax_env: str, backend: str, n_envs: int, episode_length: int):
 
         nxt = jax.tree.map(where_done, carry["first"], inner)
         carry = {"inner": nxt, "first": carry["first"], "steps": jnp.where(done, 0, steps)}
-        return carry, nxt.obs * mask, inner.reward, done.astype(jnp.float32), truncated.astype(jnp.float32)
+        flags = done.astype(jnp.float32), truncated.astype(jnp.float32)
+        return carry, nxt.obs * mask, inner.reward, *flags, inner.obs * mask
 
     return env, jax.jit(reset), jax.jit(step)
 
@@ -155,7 +156,5 @@ class BraxVecEnv:
 
     def step(self, action: torch.Tensor) -> StepResult:
         act = jax.device_put(jax.dlpack.from_dlpack(action.detach().to("cpu", torch.float32).contiguous()), self._device)
-        self._carry, obs, reward, done, truncated = self._step(
-            self.sys, self._carry, act, self.action_scale, self.obs_mask
-        )
-        return StepResult(*(_to_torch(x, self.device) for x in (obs, reward, done, truncated)))
+        self._carry, *out = self._step(self.sys, self._carry, act, self.action_scale, self.obs_mask)
+        return StepResult(*(_to_torch(x, self.device) for x in out))

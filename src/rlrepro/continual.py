@@ -1,0 +1,337 @@
+"""The continual-RL framework: train a method task by task with SAC, then evaluate every stage on every task.
+
+`train` and `evaluate` are functional: environments, progress and checkpointing are passed in, never global.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlrepro.envs import VecEnv, make_env
+from rlrepro.io import atomic_torch_save
+from rlrepro.methods.base import Method
+from rlrepro.methods.registry import method_class
+from rlrepro.progress import Progress
+from rlrepro.sac.config import EvalConfig, NetworkConfig, Quirks, SACConfig, TrainLogConfig, from_dict
+from rlrepro.sac.learner import SACLearner
+from rlrepro.sac.networks import GaussianActor, TwinCritic
+from rlrepro.sac.replay import ReplayBuffer
+from rlrepro.scenarios import ScenarioSpec, TaskSpec
+
+log = logging.getLogger("rlrepro")
+EnvFactory = Callable[..., VecEnv]
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Everything one training job depends on: the params slice Snakemake passes to it."""
+
+    method: str
+    scenario: ScenarioSpec
+    seed: int
+    method_hp: dict[str, Any] = field(default_factory=dict)
+    sac: SACConfig = SACConfig()
+    network: NetworkConfig = NetworkConfig()
+    quirks: Quirks = Quirks()
+    env: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    log: TrainLogConfig = TrainLogConfig()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainSpec:
+        data = dict(data)
+        return cls(
+            method=data.pop("method"),
+            scenario=ScenarioSpec.from_dict(data.pop("scenario")),
+            seed=int(data.pop("seed")),
+            method_hp=data.pop("method_hp", {}),
+            sac=from_dict(SACConfig, data.pop("sac", {}), "sac"),
+            network=from_dict(NetworkConfig, data.pop("network", {}), "network"),
+            quirks=from_dict(Quirks, data.pop("quirks", {}), "quirks"),
+            env=data.pop("env", {}),
+            device=data.pop("device", "cpu"),
+            log=from_dict(TrainLogConfig, data.pop("log", {}), "log"),
+            **data,
+        )
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """Everything one evaluation job depends on."""
+
+    scenario: ScenarioSpec
+    seed: int
+    evaluation: EvalConfig = EvalConfig()
+    env: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalSpec:
+        return cls(
+            scenario=ScenarioSpec.from_dict(data["scenario"]),
+            seed=int(data["seed"]),
+            evaluation=from_dict(EvalConfig, data.get("evaluation", {}), "evaluation"),
+            env=data.get("env", {}),
+            device=data.get("device", "cpu"),
+        )
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_method(name: str, obs_dim: int, action_dim: int, network: NetworkConfig, hp: dict[str, Any]) -> Method:
+    return method_class(name)(obs_dim, action_dim, network, hp)
+
+
+def _row(stage: int, task: int | None, metric: str, value: float, step: int | None = None) -> dict[str, Any]:
+    return {"stage": stage, "task": task, "metric": metric, "value": float(value), "step": step}
+
+
+def train_task(
+    method: Method,
+    critic: TwinCritic,
+    env: VecEnv,
+    spec: TrainSpec,
+    task_index: int,
+    generator: torch.Generator,
+    progress: Progress | None = None,
+) -> tuple[ReplayBuffer, list[dict[str, Any]]]:
+    """SAC on one task (rewire.md §2.2): new replay, α and optimisers; windows of n_timesteps; UTD from config."""
+    cfg, budget, n_envs = spec.sac, spec.scenario.steps_per_task, env.n_envs
+    device = next(critic.parameters()).device
+    new_steps = cfg.n_timesteps - 1
+    capacity = min(cfg.buffer_size, budget + max(cfg.initial_buffer_size, 0) + cfg.n_timesteps * n_envs)
+    replay = ReplayBuffer(capacity, env.obs_dim, env.action_dim, device)
+    actor = method.train_actor()
+    learner = SACLearner(actor, method.trainable_parameters(), critic, cfg, env.action_dim, generator)
+    updates_per_epoch = int((cfg.inner_epochs or n_envs) * cfg.grad_updates_per_step)
+    curve_every = max(budget // max(spec.log.curve_points, 1), 1)
+
+    obs = env.reset(spec.seed * 1000 + task_index)
+    calls = 0
+    episode_return = torch.zeros(n_envs, device=device)
+    finished: list[torch.Tensor] = []
+    rows: list[dict[str, Any]] = []
+    next_curve = curve_every
+
+    def collect(n_steps: int) -> None:
+        nonlocal obs, calls, episode_return
+        for _ in range(n_steps):
+            if calls <= cfg.start_steps:
+                action = torch.rand(n_envs, env.action_dim, generator=generator, device=device) * 2 - 1
+            else:
+                with torch.no_grad():
+                    action = actor.sample(obs, generator)[0]
+            calls += 1
+            res = env.step(action)
+            if spec.quirks.truncation_as_terminal:
+                # Faithful: a time-limit end is terminal, and the stored next state is the auto-reset state.
+                replay.put(obs, action, res.reward, res.done, res.obs)
+            else:
+                cut = res.truncated.unsqueeze(-1) > 0
+                replay.put(obs, action, res.reward, res.done * (1 - res.truncated), torch.where(cut, res.final_obs, res.obs))
+            episode_return += res.reward
+            if bool(res.done.any()):
+                ended = res.done > 0
+                finished.append(episode_return[ended].clone())
+                episode_return = torch.where(ended, torch.zeros_like(episode_return), episode_return)
+            obs = res.obs
+
+    start = time.monotonic()
+    collect(new_steps)
+    interactions = cfg.n_timesteps * n_envs
+    while len(replay) < cfg.initial_buffer_size:
+        collect(new_steps)
+        interactions += new_steps * n_envs
+    updates = 0
+    stats = None
+    while interactions <= budget:
+        collect(new_steps)
+        interactions += new_steps * n_envs
+        for _ in range(updates_per_epoch):
+            stats = learner.update(replay.sample(cfg.batch_size, generator), method.extra_loss)
+        updates += updates_per_epoch
+        if interactions >= next_curve:
+            next_curve += curve_every
+            if finished:
+                rows.append(_row(task_index, task_index, "train_return", torch.cat(finished).mean(), interactions))
+                finished.clear()
+        if progress is not None:
+            info = {"alpha": float(stats.alpha)} if stats is not None else {}
+            progress.update(new_steps * n_envs, task=task_index, **info)
+    rows += [
+        _row(task_index, task_index, "train_env_steps", interactions),
+        _row(task_index, task_index, "train_updates", updates),
+        _row(task_index, task_index, "train_time_s", time.monotonic() - start),
+    ]
+    return replay, rows
+
+
+def _stage_path(checkpoint_dir: Path, stage: int) -> Path:
+    return checkpoint_dir / f"stage{stage:03d}.pt"
+
+
+def _latest_checkpoint(checkpoint_dir: Path | None) -> dict[str, Any] | None:
+    if checkpoint_dir is None or not checkpoint_dir.exists():
+        return None
+    paths = sorted(checkpoint_dir.glob("stage*.pt"))
+    return torch.load(paths[-1], map_location="cpu", weights_only=False) if paths else None
+
+
+@dataclass
+class TrainResult:
+    """Per-stage method states (enough to rebuild the policy for every task), and tidy training rows."""
+
+    method: str
+    method_hp: dict[str, Any]
+    network: dict[str, Any]
+    obs_dim: int
+    action_dim: int
+    stages: list[dict[str, Any]]
+    rows: list[dict[str, Any]]
+    resumed_from_stage: int | None = None
+
+    def policies(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("rows", "resumed_from_stage")}
+
+
+def train(
+    spec: TrainSpec,
+    *,
+    env_factory: EnvFactory = make_env,
+    progress: Progress | None = None,
+    checkpoint_dir: Path | None = None,
+) -> TrainResult:
+    """Train `spec.method` on every task of the scenario in order; resume from the last stage checkpoint if any."""
+    device = torch.device(spec.device)
+    seed_everything(spec.seed)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(spec.seed)
+    scenario = spec.scenario
+
+    def env_for(task: TaskSpec) -> VecEnv:
+        return env_factory(scenario, task, n_envs=scenario.n_train_envs, env_cfg=spec.env, device=device)
+
+    env = env_for(scenario.tasks[0])
+    method = build_method(spec.method, env.obs_dim, env.action_dim, spec.network, spec.method_hp).to(device)
+    critic = TwinCritic(env.obs_dim, env.action_dim, spec.network).to(device)
+    result = TrainResult(
+        spec.method, spec.method_hp, dataclasses.asdict(spec.network), env.obs_dim, env.action_dim, [], []
+    )
+    first = 0
+    ckpt = _latest_checkpoint(checkpoint_dir)
+    if ckpt is not None:
+        method.rebuild(ckpt["structure"])
+        method.load_state_dict(ckpt["method_state"])
+        critic.load_state_dict(ckpt["critic_state"])
+        generator.set_state(ckpt["generator_state"])
+        torch.set_rng_state(ckpt["torch_rng_state"])
+        result.stages, result.rows = ckpt["stages"], ckpt["rows"]
+        first = result.resumed_from_stage = ckpt["stage"] + 1
+        log.info("resuming %s after stage %d from %s", spec.method, ckpt["stage"], checkpoint_dir)
+
+    for k in range(first, scenario.n_tasks):
+        task = scenario.tasks[k]
+        if k > 0:
+            env = env_for(task)
+            if not spec.quirks.keep_critic_across_tasks:
+                critic = TwinCritic(env.obs_dim, env.action_dim, spec.network).to(device)
+        method.on_task_start(k)
+        replay, rows = train_task(method, critic, env, spec, k, generator, progress)
+        method.on_task_end(k, replay, generator)
+        del replay
+        memory = method.memory_report()
+        rows += [_row(k, None, name, value) for name, value in memory.items()]
+        result.rows += rows
+        result.stages.append(
+            {"structure": method.structure(), "state": {n: t.detach().cpu().clone() for n, t in method.state_dict().items()}}
+        )
+        if checkpoint_dir is not None:
+            atomic_torch_save(
+                {
+                    "stage": k,
+                    "structure": method.structure(),
+                    "method_state": method.state_dict(),
+                    "critic_state": critic.state_dict(),
+                    "generator_state": generator.get_state(),
+                    "torch_rng_state": torch.get_rng_state(),
+                    "stages": result.stages,
+                    "rows": result.rows,
+                },
+                _stage_path(checkpoint_dir, k),
+            )
+    return result
+
+
+def load_stage_methods(policies: dict[str, Any], device: torch.device) -> list[Method]:
+    """Rebuild the method as it stood after each stage from a train job's policies file."""
+    methods = []
+    network = NetworkConfig(**policies["network"])
+    for stage in policies["stages"]:
+        method = build_method(policies["method"], policies["obs_dim"], policies["action_dim"], network, policies["method_hp"])
+        method.rebuild(stage["structure"])
+        method.load_state_dict(stage["state"])
+        methods.append(method.to(device).eval())
+    return methods
+
+
+@torch.no_grad()
+def episode_returns(policy: GaussianActor, env: VecEnv, n_rollouts: int, seed: int) -> torch.Tensor:
+    """Deterministic returns, one episode per env per rollout; each rollout resets to new initial states."""
+    returns = []
+    for rollout in range(n_rollouts):
+        obs = env.reset(seed * 1000 + rollout)
+        total = torch.zeros(env.n_envs, device=obs.device)
+        alive = torch.ones(env.n_envs, device=obs.device)
+        for t in range(env.episode_length):
+            res = env.step(policy.deterministic(obs))
+            total += res.reward * alive
+            alive = alive * (1 - res.done)
+            obs = res.obs
+            if t % 50 == 49 and not bool(alive.any()):
+                break
+        returns.append(total)
+    return torch.cat(returns)
+
+
+def evaluate(
+    spec: EvalSpec,
+    policies: dict[str, Any],
+    *,
+    env_factory: EnvFactory = make_env,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """The T×T matrix: every stage's policy for task j, evaluated on task j (past, current and future tasks)."""
+    device = torch.device(spec.device)
+    methods = load_stage_methods(policies, device)
+    scenario, ev = spec.scenario, spec.evaluation
+    rows = []
+    for j, task in enumerate(scenario.tasks):
+        env = env_factory(scenario, task, n_envs=scenario.n_eval_envs, env_cfg=spec.env, device=device)
+        for s, method in enumerate(methods):
+            seed = spec.seed * ev.seed_stride_run + s * ev.seed_stride_stage
+            returns = episode_returns(method.policy_for_task(j), env, ev.n_rollouts, seed)
+            rows.append(_row(s, j, "avg_return", returns.mean()))
+            rows.append(_row(s, j, "std_return", returns.std(unbiased=False)))
+            if progress is not None:
+                progress.update(ev.n_rollouts * env.n_envs * env.episode_length)
+    return rows
+
+
+def configure_threads() -> None:
+    """One intra-op thread per job (two threads on two busy cores collapse throughput, platform.md §6.2)."""
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1") or 1))

@@ -1,0 +1,71 @@
+"""The hook interface every continual-RL method implements on top of the shared SAC learner.
+
+A method owns the policy (or policies) and decides what is trained on each task and what answers for task k at
+inference; the framework (rlrepro.continual) owns the loop, the critic, replay, evaluation and checkpoints.
+Adding a method = one file here, one line in registry.py, one block under `methods:` in config.yaml.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from rlrepro.sac.config import NetworkConfig
+from rlrepro.sac.networks import GaussianActor
+from rlrepro.sac.replay import ReplayBuffer
+
+
+class Method(nn.Module):
+    """Base class: the hooks, with the behaviour of a single fine-tuned policy as the default."""
+
+    name: ClassVar[str]
+    hyperparameters: ClassVar[tuple[str, ...]] = ()
+    """Method-specific keys accepted in config.yaml `methods.<name>` (besides `sac` and `network`)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, network: NetworkConfig, hp: dict[str, Any]) -> None:
+        super().__init__()
+        self.obs_dim = obs_dim
+        self.action_dim = action_dim
+        self.network = network
+        self.hp = dict(hp)
+        self.tasks_seen = 0
+
+    def new_actor(self) -> GaussianActor:
+        return GaussianActor(self.obs_dim, self.action_dim, self.network)
+
+    # --- hooks -------------------------------------------------------------------------------------------------
+    def on_task_start(self, task_index: int) -> None:
+        """A new task begins: grow, clone or allocate what it trains."""
+
+    def train_actor(self) -> GaussianActor:
+        """The actor that acts and is optimised on the current task."""
+        raise NotImplementedError
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return list(self.train_actor().parameters())
+
+    def extra_loss(self) -> torch.Tensor | None:
+        """A regulariser added to the policy loss (None: nothing)."""
+        return None
+
+    def on_task_end(self, task_index: int, replay: ReplayBuffer, generator: torch.Generator) -> None:
+        """The current task's training is over (consolidate, prune, cache)."""
+        self.tasks_seen = task_index + 1
+
+    def policy_for_task(self, task_index: int) -> GaussianActor:
+        """The actor that answers for task k at inference (deterministic evaluation uses tanh(μ))."""
+        raise NotImplementedError
+
+    def memory_report(self) -> dict[str, int]:
+        """Parameter counts: what inference on every task needs, and everything the method stores."""
+        raise NotImplementedError
+
+    # --- stage checkpoints ---------------------------------------------------------------------------------------
+    def structure(self) -> dict[str, Any]:
+        """What `rebuild` needs to recreate the module layout before loading a state dict."""
+        return {"tasks_seen": self.tasks_seen}
+
+    def rebuild(self, structure: dict[str, Any]) -> None:
+        self.tasks_seen = int(structure["tasks_seen"])

@@ -1,0 +1,1 @@
+"""The one SAC learner every method trains with: networks, losses, replay storage."""

@@ -1,0 +1,131 @@
+"""Typed configuration of the learner; each field documents one key of config.yaml's `sac` / `network` blocks."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from rlrepro.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], data: dict[str, Any] | None, where: str) -> T:
+    """Build a config dataclass, rejecting keys it does not have (with the valid ones listed)."""
+    data = dict(data or {})
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in {where}; valid keys: {', '.join(names)}")
+    return cls(**data)
+
+
+@dataclass(frozen=True)
+class SACConfig:
+    """SAC hyperparameters (rewire.md §2.3; the defaults are the generic block of the original)."""
+
+    lr_policy: float = 3e-4
+    """Adam learning rate of the policy."""
+    lr_q: float = 3e-4
+    """Adam learning rate of the twin critic."""
+    lr_entropy: float = 3e-4
+    """Adam learning rate of log α."""
+    reward_scaling: float = 1.0
+    """Rewards are multiplied by this before the TD target."""
+    policy_update_delay: int = 2
+    """Policy and α are updated when the update counter is a multiple of this."""
+    target_update_delay: int = 1
+    """Target critics are Polyak-updated when the update counter is a multiple of this."""
+    batch_size: int = 256
+    """Windows (transitions) per gradient step."""
+    init_temperature: float = 2.0
+    """α at the start of every task (α is re-initialised per task)."""
+    target_multiplier: float = 2.0
+    """Target entropy is −target_multiplier·|A| (no 0.5 factor, as in the Rewire code)."""
+    clip_grad: float = 0.0
+    """Gradient-norm clipping for every optimizer; 0 disables it."""
+    grad_updates_per_step: float = 0.5
+    """Updates per epoch = int(inner_epochs · grad_updates_per_step)."""
+    inner_epochs: int | None = None
+    """Base count of the updates per epoch; null means the number of train envs (the original's default)."""
+    n_timesteps: int = 2
+    """Acquisition window: each epoch collects n_timesteps−1 new steps per env."""
+    discount: float = 0.99
+    """γ."""
+    tau: float = 0.005
+    """Polyak coefficient of the target update."""
+    buffer_size: int = 1_280_000
+    """Replay capacity in transitions (the buffer is new for every task; never larger than the task needs)."""
+    initial_buffer_size: int = 12_800
+    """Transitions collected before the first update of a task."""
+    start_steps: int = 0
+    """Acquisition calls (one per time step, whole batch) that use uniform random actions, counted from 0 inclusive."""
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Actor and critic architecture (rewire.md §2.1 defaults; the sparse suite overrides them)."""
+
+    hidden_sizes: tuple[int, ...] = (256, 256, 256)
+    """Widths of the hidden layers of the actor and of each critic."""
+    activation: str = "leaky_relu"
+    """One of leaky_relu, relu, tanh."""
+    negative_slope: float = 0.2
+    """Slope of LeakyReLU."""
+    init: str = "torch_default"
+    """Weight init of Linear layers: torch_default or xavier_normal (biases keep torch's default)."""
+    log_std_mode: str = "clip"
+    """clip: clamp log σ to [min, max]; tanh: min + (max−min)·(tanh(x)+1)/2."""
+    log_std_min: float = -20.0
+    log_std_max: float = 2.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
+        if self.activation not in ("leaky_relu", "relu", "tanh"):
+            raise ConfigError(f"unknown activation {self.activation!r}; valid: leaky_relu, relu, tanh")
+        if self.init not in ("torch_default", "xavier_normal"):
+            raise ConfigError(f"unknown init {self.init!r}; valid: torch_default, xavier_normal")
+        if self.log_std_mode not in ("clip", "tanh"):
+            raise ConfigError(f"unknown log_std_mode {self.log_std_mode!r}; valid: clip, tanh")
+
+
+@dataclass(frozen=True)
+class Quirks:
+    """Upstream behaviours that change results; the defaults reproduce the original code (README, "Fidelity flags")."""
+
+    keep_critic_across_tasks: bool = True
+    """The original creates the critic once and keeps it for every task, even for sac_n (rewire.md §2.2, §7.2.8)."""
+    truncation_as_terminal: bool = True
+    """The original treats the 1000-step time limit as a terminal state in the TD target (rewire.md §7.2.9)."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation after every stage on every task (rewire.md §5.1)."""
+
+    n_rollouts: int = 10
+    """Sequential rollouts per (stage, task); each env contributes one episode per rollout."""
+    seed_stride_run: int = 13
+    """The evaluation seed is seed·seed_stride_run + stage·seed_stride_stage, as in the original."""
+    seed_stride_stage: int = 100
+
+
+@dataclass(frozen=True)
+class TrainLogConfig:
+    """How a training job reports progress."""
+
+    log_interval_s: float = 30.0
+    """Seconds between one-line progress logs when stderr is not a terminal."""
+    curve_points: int = 50
+    """Points per task of the training-return curve stored in the results."""
+
+
+def merged(base: dict[str, Any], *overrides: dict[str, Any] | None) -> dict[str, Any]:
+    out = dict(base)
+    for o in overrides:
+        out.update(o or {})
+    return out
+
+
+__all__ = ["EvalConfig", "NetworkConfig", "Quirks", "SACConfig", "TrainLogConfig", "field", "from_dict", "merged"]
