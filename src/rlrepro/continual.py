@@ -47,6 +47,7 @@ class TrainSpec:
     env: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
     log: TrainLogConfig = TrainLogConfig()
+    engine_version: str = ""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainSpec:

@@ -1,0 +1,37 @@
+# Two commands: `make run` (demo pipeline) and `make test`. Both create and fill .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= all
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: run test test-fast lint dry-run paper-dry-run clean-results
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c requirements.lock -e ".[dev]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/snakemake --lint
+
+dry-run: $(STAMP)
+	$(BIN)/snakemake -n
+
+paper-dry-run: $(STAMP)
+	$(BIN)/snakemake -n --quiet rules --config preset=paper
+
+clean-results:
+	rm -rf results/runs results/tables results/figures results/logs results/_ckpt

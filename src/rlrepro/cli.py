@@ -1,0 +1,222 @@
+"""One entry point for every pipeline stage: `python -m rlrepro <stage> ...` (each Snakemake rule calls it).
+
+Job specs arrive as JSON (Snakemake params), so a job depends on exactly the config slice it receives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("rlrepro")
+
+
+def _set_runtime_env() -> None:
+    """Before jax is imported: single-threaded XLA on CPU, and no JAX GPU pre-allocation (torch shares the GPU)."""
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "intra_op_parallelism_threads" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1".strip()
+
+
+def _setup_runtime() -> None:
+    """One torch thread per job and a persistent XLA compile cache shared by jobs of the same env shapes."""
+    import jax
+
+    cache = os.environ.get("RLREPRO_JAX_CACHE", str(Path.home() / ".cache" / "rlrepro" / "jax"))
+    if cache:
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    from rlrepro.continual import configure_threads
+
+    configure_threads()
+
+
+def _spec(text: str) -> dict[str, Any]:
+    return json.loads(Path(text[1:]).read_text()) if text.startswith("@") else json.loads(text)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import pandas as pd
+    import yaml
+
+    from rlrepro.config import stable_hash
+    from rlrepro.continual import TrainSpec, train
+    from rlrepro.io import atomic_torch_save, atomic_write_json, atomic_write_parquet, atomic_write_text
+    from rlrepro.progress import Progress
+    from rlrepro.results import provenance
+
+    raw = _spec(args.spec)
+    spec = TrainSpec.from_dict(raw)
+    _setup_runtime()
+    out = Path(args.run_dir)
+    sc = spec.scenario
+    progress = Progress(sc.steps_per_task * sc.n_tasks, f"train {spec.method} {sc.name} seed{spec.seed}", spec.log.log_interval_s)
+    start = time.monotonic()
+    result = train(spec, progress=progress, checkpoint_dir=Path(args.checkpoint_dir) if args.checkpoint_dir else None)
+    progress.close()
+    wall = time.monotonic() - start
+    meta = provenance(stable_hash(raw), spec.device)
+    meta.update(method=spec.method, scenario=sc.name, seed=spec.seed, train_wall_time_s=wall,
+                resumed_from_stage=result.resumed_from_stage)
+    atomic_write_text(out / "config.resolved.yaml", yaml.safe_dump(raw, sort_keys=False))
+    atomic_torch_save(result.policies(), out / "policies.pt")
+    rows = pd.DataFrame(result.rows, columns=["stage", "task", "metric", "value", "step"]).astype({"task": "Int64", "step": "Int64"})
+    atomic_write_parquet(rows, out / "train.parquet")
+    atomic_write_json(out / "meta.json", meta)  # written last: its presence marks a complete train job
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import pandas as pd
+    import torch
+
+    from rlrepro.continual import EvalSpec, evaluate
+    from rlrepro.io import atomic_write_parquet
+    from rlrepro.progress import Progress
+    from rlrepro.results import run_frame
+
+    spec = EvalSpec.from_dict(_spec(args.spec))
+    _setup_runtime()
+    run_dir = Path(args.run_dir)
+    meta = json.loads((run_dir / "meta.json").read_text())
+    policies = torch.load(run_dir / "policies.pt", map_location="cpu", weights_only=False)
+    train_rows = pd.read_parquet(run_dir / "train.parquet")
+    sc = spec.scenario
+    total = sc.n_tasks * len(policies["stages"]) * spec.evaluation.n_rollouts * sc.n_eval_envs * sc.episode_length
+    progress = Progress(total, f"evaluate {meta['method']} {sc.name} seed{spec.seed}")
+    start = time.monotonic()
+    rows = evaluate(spec, policies, progress=progress)
+    progress.close()
+    frame = run_frame(
+        train_rows.astype({"task": "object", "step": "object"}).to_dict("records") + rows,
+        suite="continual",
+        method=meta["method"],
+        scenario=sc.name,
+        seed=spec.seed,
+        task_names=[t.name for t in sc.tasks],
+        meta=meta,
+        train_wall_time_s=meta["train_wall_time_s"],
+        eval_wall_time_s=time.monotonic() - start,
+    )
+    atomic_write_parquet(frame, args.out)
+    return 0
+
+
+def cmd_aggregate(args: argparse.Namespace) -> int:
+    from rlrepro.io import atomic_write_parquet, atomic_write_text
+    from rlrepro.results import read_results
+    from rlrepro.tables import continual_run_metrics, continual_summary, render_markdown
+
+    spec = _spec(args.spec)
+    results = read_results(args.inputs)
+    out = Path(args.out_dir)
+    run_metrics = continual_run_metrics(results, spec["reference_method"])
+    summary = continual_summary(run_metrics, spec.get("expected_seeds"))
+    atomic_write_parquet(results, out / "results.parquet")
+    atomic_write_parquet(run_metrics, out / "continual_runs.parquet")
+    atomic_write_parquet(summary, out / "continual_summary.parquet")
+    atomic_write_text(out / "continual_summary.md", "# Continual RL summary (mean ± std over seeds)\n\n" + render_markdown(summary))
+    return 0
+
+
+def cmd_figure(args: argparse.Namespace) -> int:
+    from rlrepro import figures
+    from rlrepro.results import read_results
+
+    results = read_results(args.inputs)
+    {"transfer-matrix": figures.transfer_matrix, "stage-performance": figures.stage_performance}[args.kind](
+        results, args.out
+    )
+    return 0
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from rlrepro.scenarios import get_scenario, scenario_names
+
+    for name in scenario_names():
+        sc = get_scenario(name)
+        tasks = ", ".join(t.name for t in sc.tasks)
+        print(f"{name}: {sc.n_tasks} tasks × {sc.steps_per_task:,} steps, {sc.n_train_envs} train / {sc.n_eval_envs} eval envs, "
+              f"episodes of {sc.episode_length}\n    {tasks}")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from rlrepro.methods.registry import METHODS
+
+    for name, target in METHODS.items():
+        print(f"{name}: {target}")
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from rlrepro.config import load_config
+
+    overrides = dict(kv.split("=", 1) for kv in args.set)
+    resolved = load_config(args.config, overrides)
+    print(f"preset {resolved.preset_name}: {len(resolved.methods)} methods × {len(resolved.scenarios)} scenarios × "
+          f"{len(resolved.seeds)} seeds = {len(resolved.runs)} runs")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rlrepro", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="stage", required=True)
+
+    p = sub.add_parser("train", help="train one (method, scenario, seed) run task by task")
+    p.add_argument("--spec", required=True, help="job spec as JSON, or @file")
+    p.add_argument("--run-dir", required=True, help="run directory for policies.pt, train.parquet, meta.json")
+    p.add_argument("--checkpoint-dir", help="resume checkpoints (kept outside the declared outputs)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate every stage's policy on every task into results.parquet")
+    p.add_argument("--spec", required=True)
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("aggregate", help="tables from run Parquets")
+    p.add_argument("--spec", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("inputs", nargs="+")
+    p.set_defaults(func=cmd_aggregate)
+
+    p = sub.add_parser("figure", help="one figure (PNG + PDF) from run Parquets")
+    p.add_argument("kind", choices=["transfer-matrix", "stage-performance"])
+    p.add_argument("--out", required=True, help="output path without extension")
+    p.add_argument("inputs", nargs="+")
+    p.set_defaults(func=cmd_figure)
+
+    sub.add_parser("scenarios", help="list scenarios with their tasks and budgets").set_defaults(func=cmd_scenarios)
+    sub.add_parser("methods", help="list registered methods").set_defaults(func=cmd_methods)
+    p = sub.add_parser("check-config", help="validate a config file and print the grid size")
+    p.add_argument("--config", default="config.yaml")
+    p.add_argument("--set", nargs="*", default=[], help="overrides KEY=VALUE (top level)")
+    p.set_defaults(func=cmd_check_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from rlrepro.errors import ConfigError
+
+    if args.stage in ("train", "evaluate"):
+        _set_runtime_env()
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        log.error("%s", err)
+        return 2

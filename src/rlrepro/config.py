@@ -1,0 +1,163 @@
+"""Resolve config.yaml into the job grid and the per-job spec slices Snakemake passes as params.
+
+Pure Python with no torch/jax import: the Snakefile imports it while parsing. Every job's spec holds exactly the
+config it depends on (and the engine version), so editing one method's block reruns only that method's jobs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlrepro import ENGINE_VERSION
+from rlrepro.errors import ConfigError, unknown_name
+from rlrepro.methods.registry import method_names
+from rlrepro.scenarios import get_scenario, scale_scenario, scenario_names
+
+BUDGET_SCENARIO_KEYS = ("max_tasks", "steps_per_task", "n_train_envs", "n_eval_envs", "episode_length")
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def _deref(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = root["$defs"][schema["$ref"].rsplit("/", 1)[-1]]
+    return schema
+
+
+def check_keys(data: Any, schema: dict[str, Any], where: str = "config", root: dict[str, Any] | None = None) -> None:
+    """Reject keys the schema does not allow, naming the key and listing the valid ones (before jsonschema runs)."""
+    root = root or schema
+    schema = _deref(schema, root)
+    if not isinstance(data, dict) or schema.get("type") != "object":
+        return
+    props = schema.get("properties", {})
+    if schema.get("additionalProperties") is False:
+        unknown = sorted(set(data) - set(props))
+        if unknown:
+            raise ConfigError(f"unknown key(s) {unknown} in {where}; valid keys: {', '.join(props)}")
+    extra = schema.get("additionalProperties")
+    for key, value in data.items():
+        sub = props.get(key, extra if isinstance(extra, dict) else None)
+        if sub is not None:
+            check_keys(value, sub, f"{where}.{key}", root)
+
+
+def load_schema(path: Path | None = None) -> dict[str, Any]:
+    return yaml.safe_load(Path(path or SCHEMA_PATH).read_text())
+
+
+def validate(config: dict[str, Any], schema_path: Path | None = None) -> dict[str, Any]:
+    """Unknown keys first (clear message), then the full JSON schema (which also fills defaults)."""
+    import jsonschema
+
+    schema = load_schema(schema_path)
+    check_keys(config, schema)
+    try:
+        jsonschema.validate(config, schema)
+    except jsonschema.ValidationError as err:
+        where = "config." + ".".join(str(p) for p in err.absolute_path) if err.absolute_path else "config"
+        raise ConfigError(f"{where}: {err.message}") from None
+    return config
+
+
+def stable_hash(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One (method, scenario, seed) cell of the grid."""
+
+    method: str
+    scenario: str
+    seed: int
+
+
+class Resolved:
+    """The config with its preset applied: the grid to run and each job's spec."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        name = config["preset"]
+        presets = config["presets"]
+        if name not in presets:
+            raise unknown_name("preset", name, list(presets))
+        self.preset_name = name
+        self.preset = presets[name]
+        self.budget = dict(self.preset.get("budget") or {})
+        self.methods = self._names("method", self.preset["methods"], method_names())
+        self.scenarios = self._names("scenario", self.preset["scenarios"], scenario_names())
+        self.seeds = list(range(int(self.preset["seeds"])))
+        for method in self.methods:
+            if method not in config.get("methods", {}):
+                raise ConfigError(f"method {method!r} has no block under `methods:` in the config")
+        for scenario in config.get("sac_overrides", {}):
+            if scenario not in scenario_names():
+                raise unknown_name("scenario", scenario, scenario_names())
+
+    @staticmethod
+    def _names(kind: str, chosen: Any, valid: list[str]) -> list[str]:
+        if chosen == "all":
+            return list(valid)
+        for name in chosen:
+            if name not in valid:
+                raise unknown_name(kind, name, valid)
+        return list(chosen)
+
+    @property
+    def runs(self) -> list[Run]:
+        return [Run(m, s, seed) for s in self.scenarios for m in self.methods for seed in self.seeds]
+
+    def scenario_spec(self, scenario: str) -> dict[str, Any]:
+        spec = scale_scenario(get_scenario(scenario), {k: self.budget.get(k) for k in BUDGET_SCENARIO_KEYS})
+        return spec.to_dict()
+
+    def sac(self, method: str, scenario: str) -> dict[str, Any]:
+        sac = {**self.config["sac"], **self.config.get("sac_overrides", {}).get(scenario, {})}
+        sac.update(self.config["methods"][method].get("sac", {}))
+        if self.budget.get("initial_buffer_size") is not None:
+            sac["initial_buffer_size"] = int(self.budget["initial_buffer_size"])
+        return sac
+
+    def train_spec(self, method: str, scenario: str, seed: int) -> dict[str, Any]:
+        block = self.config["methods"][method]
+        return {
+            "engine_version": ENGINE_VERSION,
+            "method": method,
+            "method_hp": {k: v for k, v in block.items() if k not in ("sac", "network")},
+            "scenario": self.scenario_spec(scenario),
+            "seed": seed,
+            "sac": self.sac(method, scenario),
+            "network": {**self.config["network"], **block.get("network", {})},
+            "quirks": self.config["quirks"],
+            "env": self.config["env"],
+            "device": self.config["device"],
+            "log": self.config["log"],
+        }
+
+    def eval_spec(self, scenario: str, seed: int) -> dict[str, Any]:
+        evaluation = dict(self.config["evaluation"])
+        if self.budget.get("eval_rollouts") is not None:
+            evaluation["n_rollouts"] = int(self.budget["eval_rollouts"])
+        return {
+            "engine_version": ENGINE_VERSION,
+            "scenario": self.scenario_spec(scenario),
+            "seed": seed,
+            "evaluation": evaluation,
+            "env": self.config["env"],
+            "device": self.config["device"],
+        }
+
+    def aggregate_spec(self) -> dict[str, Any]:
+        return {"engine_version": ENGINE_VERSION, **self.config["aggregate"]}
+
+
+def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Resolved:
+    config = yaml.safe_load(Path(path).read_text())
+    config.update(overrides or {})
+    return Resolved(validate(config))

@@ -1,0 +1,136 @@
+"""Tidy results: one long-format Parquet per run, plus provenance (meta.json) — the schema lives here."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import os
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rlrepro import ENGINE_VERSION
+
+# Column -> pandas dtype of a run's results.parquet (the README documents the same table).
+RESULT_SCHEMA: dict[str, str] = {
+    "suite": "category",
+    "method": "category",
+    "scenario": "category",
+    "seed": "int64",
+    "stage": "int64",
+    "task": "Int64",
+    "task_name": "category",
+    "metric": "category",
+    "value": "float64",
+    "step": "Int64",
+    "engine_version": "category",
+    "git_commit": "category",
+    "config_hash": "category",
+    "device": "category",
+    "python_version": "category",
+    "torch_version": "category",
+    "jax_version": "category",
+    "brax_version": "category",
+    "mujoco_version": "category",
+    "train_wall_time_s": "float64",
+    "eval_wall_time_s": "float64",
+}
+PACKAGES = ("torch", "jax", "jaxlib", "brax", "mujoco", "gymnasium", "metaworld", "numpy", "pandas", "snakemake")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def git_state() -> tuple[str, bool | None]:
+    """The commit of the code that runs, and whether its tree is dirty (RLREPRO_GIT_COMMIT wins, e.g. in images)."""
+    if os.environ.get("RLREPRO_GIT_COMMIT"):
+        return os.environ["RLREPRO_GIT_COMMIT"], None
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+        return commit, bool(dirty)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", None
+
+
+def provenance(config_hash: str, device: str) -> dict[str, Any]:
+    """Facts about the code, machine and software a job ran with (meta.json; key fields also go in every row)."""
+    commit, dirty = git_state()
+    return {
+        "engine_version": ENGINE_VERSION,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "config_hash": config_hash,
+        "device": device,
+        "python_version": platform.python_version(),
+        "packages": package_versions(),
+        "hostname": socket.gethostname(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "container": os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER"),
+        "command": " ".join(sys.argv),
+        "time_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def run_frame(
+    rows: list[dict[str, Any]],
+    *,
+    suite: str,
+    method: str,
+    scenario: str,
+    seed: int,
+    task_names: list[str],
+    meta: dict[str, Any],
+    train_wall_time_s: float,
+    eval_wall_time_s: float,
+) -> pd.DataFrame:
+    """Rows of (stage, task, metric, value, step) → the documented long format with provenance on every row."""
+    df = pd.DataFrame(rows, columns=["stage", "task", "metric", "value", "step"])
+    df["task"] = df["task"].astype("Int64")
+    df["task_name"] = [task_names[t] if pd.notna(t) else None for t in df["task"]]
+    packages = meta["packages"]
+    df = df.assign(
+        suite=suite,
+        method=method,
+        scenario=scenario,
+        seed=seed,
+        engine_version=meta["engine_version"],
+        git_commit=meta["git_commit"],
+        config_hash=meta["config_hash"],
+        device=meta["device"],
+        python_version=meta["python_version"],
+        torch_version=packages["torch"],
+        jax_version=packages["jax"],
+        brax_version=packages["brax"],
+        mujoco_version=packages["mujoco"],
+        train_wall_time_s=train_wall_time_s,
+        eval_wall_time_s=eval_wall_time_s,
+    )
+    return df[list(RESULT_SCHEMA)].astype(RESULT_SCHEMA)
+
+
+def read_results(paths: list[Path | str]) -> pd.DataFrame:
+    """Concatenate run Parquets, keeping the documented dtypes (categories are unioned)."""
+    frames = [pd.read_parquet(p) for p in paths]
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in RESULT_SCHEMA.items()})
+    df = pd.concat([f.astype({c: "object" for c, t in RESULT_SCHEMA.items() if t == "category"}) for f in frames])
+    return df.reset_index(drop=True).astype(RESULT_SCHEMA)

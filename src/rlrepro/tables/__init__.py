@@ -1,0 +1,97 @@
+"""Tables computed from run Parquets (pure functions) and rendered separately (Markdown/Parquet)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from rlrepro import metrics
+
+RUN_KEYS = ["suite", "scenario", "method", "seed"]
+
+
+def continual_run_metrics(results: pd.DataFrame, reference_method: str) -> pd.DataFrame:
+    """One row per run: final performance, forgetting, normalised scores, model size, wall time."""
+    references: dict[str, np.ndarray] = {}
+    for scenario, group in results[results["method"] == reference_method].groupby("scenario", observed=True):
+        diagonals = [metrics.diagonal(metrics.performance_matrix(run)) for _, run in group.groupby("seed")]
+        references[scenario] = np.mean(diagonals, axis=0)
+    rows = []
+    for key, run in results.groupby(RUN_KEYS, observed=True):
+        p = metrics.performance_matrix(run)
+        last = run["stage"].max()
+        size = run[(run["stage"] == last) & run["metric"].isin(["inference_parameters", "stored_parameters"])]
+        size = dict(zip(size["metric"].astype(str), size["value"], strict=True))
+        first_size = run[(run["stage"] == 0) & (run["metric"] == "inference_parameters")]["value"]
+        ref = references.get(key[1])
+        usable = ref is not None and len(ref) == min(p.shape) and bool(np.all(ref != 0))
+        rows.append(
+            {
+                **dict(zip(RUN_KEYS, key, strict=True)),
+                "n_tasks": p.shape[1],
+                "final_avg_return": metrics.final_performance(p),
+                "forgetting": metrics.forgetting(p),
+                "final_normalised": metrics.normalised_final(p, ref) if usable else np.nan,
+                "forward_transfer": metrics.forward_transfer(p, ref) if usable else np.nan,
+                "inference_parameters": size.get("inference_parameters", np.nan),
+                "stored_parameters": size.get("stored_parameters", np.nan),
+                "model_size_rel": size.get("inference_parameters", np.nan) / first_size.iloc[0]
+                if len(first_size)
+                else np.nan,
+                "train_wall_time_s": float(run["train_wall_time_s"].iloc[0]),
+                "eval_wall_time_s": float(run["eval_wall_time_s"].iloc[0]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+SUMMARY_METRICS = [
+    "final_avg_return",
+    "final_normalised",
+    "forgetting",
+    "forward_transfer",
+    "model_size_rel",
+    "stored_parameters",
+    "train_wall_time_s",
+]
+
+
+def continual_summary(run_metrics: pd.DataFrame, expected_seeds: int | None = None) -> pd.DataFrame:
+    """Mean and standard deviation over seeds per (scenario, method); `n_seeds` shows missing runs."""
+    grouped = run_metrics.groupby(["suite", "scenario", "method"], observed=True)
+    out = grouped[SUMMARY_METRICS].agg(["mean", "std"])
+    out.columns = [f"{m}_{s}" for m, s in out.columns]
+    out["n_seeds"] = grouped.size()
+    if expected_seeds is not None:
+        out["missing_seeds"] = expected_seeds - out["n_seeds"]
+    return out.reset_index()
+
+
+def render_markdown(summary: pd.DataFrame) -> str:
+    """One Markdown table per scenario: rows = methods, cells = mean ± std over seeds."""
+    labels = {
+        "final_avg_return": "final avg return",
+        "final_normalised": "final (norm.)",
+        "forgetting": "forgetting",
+        "forward_transfer": "fwd transfer",
+        "model_size_rel": "model size (×1 policy)",
+        "stored_parameters": "stored params",
+        "train_wall_time_s": "train time (s)",
+    }
+    parts = []
+    for scenario, group in summary.groupby("scenario", observed=True):
+        header = ["method", *labels.values(), "seeds"]
+        lines = [f"### {scenario}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for _, row in group.iterrows():
+            cells = [str(row["method"])]
+            for metric in labels:
+                mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+                cells.append("n/a" if pd.isna(mean) else f"{mean:.3g}" + ("" if pd.isna(std) else f" ± {std:.2g}"))
+            cells.append(str(int(row["n_seeds"])))
+            lines.append("| " + " | ".join(cells) + " |")
+        missing = group.get("missing_seeds")
+        if missing is not None and (missing > 0).any():
+            short = ", ".join(f"{m}: {int(n)}" for m, n in zip(group["method"], missing, strict=True) if n > 0)
+            lines += ["", f"Missing seeds (failed or absent runs): {short}."]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,18 @@
+rule evaluate_run:
+    input:
+        policies=rules.train_run.output.policies,
+        rows=rules.train_run.output.rows,
+        meta=rules.train_run.output.meta,
+    output:
+        results=f"{RUN_DIR}/results.parquet",
+    params:
+        spec=eval_spec,
+        run_dir=input_run_dir,
+    log:
+        "results/logs/evaluate/{scenario}/{method}/seed{seed}.log",
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=720,
+    shell:
+        "python -m rlrepro evaluate --spec {params.spec:q} --run-dir {params.run_dir} --out {output.results} 2> {log}"

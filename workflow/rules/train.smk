@@ -1,0 +1,24 @@
+rule train_run:
+    output:
+        policies=f"{RUN_DIR}/policies.pt",
+        rows=f"{RUN_DIR}/train.parquet",
+        config=f"{RUN_DIR}/config.resolved.yaml",
+        meta=f"{RUN_DIR}/meta.json",
+    params:
+        spec=train_spec,
+        run_dir=parent_dir,
+        checkpoint_dir=CKPT_DIR,
+    log:
+        "results/logs/train/{scenario}/{method}/seed{seed}.log",
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=1440,
+    shell:
+        "python -m rlrepro train --spec {params.spec:q} --run-dir {params.run_dir}"
+        " --checkpoint-dir {params.checkpoint_dir} 2> {log}"
+
+
+rule train:
+    input:
+        run_paths(f"{RUN_DIR}/meta.json"),
