@@ -57,17 +57,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     _setup_runtime()
     out = Path(args.run_dir)
     sc = spec.scenario
-    progress = Progress(sc.steps_per_task * sc.n_tasks, f"train {spec.method} {sc.name} seed{spec.seed}", spec.log.log_interval_s)
+    progress = Progress(
+        sc.steps_per_task * sc.n_tasks, f"train {spec.method} {sc.name} seed{spec.seed}", spec.log.log_interval_s
+    )
     start = time.monotonic()
     result = train(spec, progress=progress, checkpoint_dir=Path(args.checkpoint_dir) if args.checkpoint_dir else None)
     progress.close()
     wall = time.monotonic() - start
     meta = provenance(stable_hash(raw), spec.device)
-    meta.update(method=spec.method, scenario=sc.name, seed=spec.seed, train_wall_time_s=wall,
-                resumed_from_stage=result.resumed_from_stage)
+    meta.update(
+        method=spec.method,
+        scenario=sc.name,
+        seed=spec.seed,
+        train_wall_time_s=wall,
+        resumed_from_stage=result.resumed_from_stage,
+    )
     atomic_write_text(out / "config.resolved.yaml", yaml.safe_dump(raw, sort_keys=False))
     atomic_torch_save(result.policies(), out / "policies.pt")
-    rows = pd.DataFrame(result.rows, columns=["stage", "task", "metric", "value", "step"]).astype({"task": "Int64", "step": "Int64"})
+    rows = pd.DataFrame(result.rows, columns=["stage", "task", "metric", "value", "step"])
+    rows = rows.astype({"task": "Int64", "step": "Int64"})
     atomic_write_parquet(rows, out / "train.parquet")
     atomic_write_json(out / "meta.json", meta)  # written last: its presence marks a complete train job
     return 0
@@ -122,7 +130,8 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     atomic_write_parquet(results, out / "results.parquet")
     atomic_write_parquet(run_metrics, out / "continual_runs.parquet")
     atomic_write_parquet(summary, out / "continual_summary.parquet")
-    atomic_write_text(out / "continual_summary.md", "# Continual RL summary (mean ± std over seeds)\n\n" + render_markdown(summary))
+    title = "# Continual RL summary (mean ± std over seeds)\n\n"
+    atomic_write_text(out / "continual_summary.md", title + render_markdown(summary))
     return 0
 
 
@@ -131,9 +140,7 @@ def cmd_figure(args: argparse.Namespace) -> int:
     from rlrepro.results import read_results
 
     results = read_results(args.inputs)
-    {"transfer-matrix": figures.transfer_matrix, "stage-performance": figures.stage_performance}[args.kind](
-        results, args.out
-    )
+    {"transfer-matrix": figures.transfer_matrix, "stage-performance": figures.stage_performance}[args.kind](results, args.out)
     return 0
 
 
@@ -143,8 +150,10 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     for name in scenario_names():
         sc = get_scenario(name)
         tasks = ", ".join(t.name for t in sc.tasks)
-        print(f"{name}: {sc.n_tasks} tasks × {sc.steps_per_task:,} steps, {sc.n_train_envs} train / {sc.n_eval_envs} eval envs, "
-              f"episodes of {sc.episode_length}\n    {tasks}")
+        print(
+            f"{name}: {sc.n_tasks} tasks × {sc.steps_per_task:,} steps, {sc.n_train_envs} train / "
+            f"{sc.n_eval_envs} eval envs, episodes of {sc.episode_length}\n    {tasks}"
+        )
     return 0
 
 
@@ -161,8 +170,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
     overrides = dict(kv.split("=", 1) for kv in args.set)
     resolved = load_config(args.config, overrides)
-    print(f"preset {resolved.preset_name}: {len(resolved.methods)} methods × {len(resolved.scenarios)} scenarios × "
-          f"{len(resolved.seeds)} seeds = {len(resolved.runs)} runs")
+    print(
+        f"preset {resolved.preset_name}: {len(resolved.methods)} methods × {len(resolved.scenarios)} scenarios × "
+        f"{len(resolved.seeds)} seeds = {len(resolved.runs)} runs"
+    )
     return 0
 
 

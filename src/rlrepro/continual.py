@@ -41,12 +41,12 @@ class TrainSpec:
     scenario: ScenarioSpec
     seed: int
     method_hp: dict[str, Any] = field(default_factory=dict)
-    sac: SACConfig = SACConfig()
-    network: NetworkConfig = NetworkConfig()
-    quirks: Quirks = Quirks()
+    sac: SACConfig = field(default_factory=SACConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    quirks: Quirks = field(default_factory=Quirks)
     env: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
-    log: TrainLogConfig = TrainLogConfig()
+    log: TrainLogConfig = field(default_factory=TrainLogConfig)
     engine_version: str = ""
 
     @classmethod
@@ -73,7 +73,7 @@ class EvalSpec:
 
     scenario: ScenarioSpec
     seed: int
-    evaluation: EvalConfig = EvalConfig()
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
     env: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
 
@@ -230,9 +230,7 @@ def train(
     env = env_for(scenario.tasks[0])
     method = build_method(spec.method, env.obs_dim, env.action_dim, spec.network, spec.method_hp).to(device)
     critic = TwinCritic(env.obs_dim, env.action_dim, spec.network).to(device)
-    result = TrainResult(
-        spec.method, spec.method_hp, dataclasses.asdict(spec.network), env.obs_dim, env.action_dim, [], []
-    )
+    result = TrainResult(spec.method, spec.method_hp, dataclasses.asdict(spec.network), env.obs_dim, env.action_dim, [], [])
     first = 0
     ckpt = _latest_checkpoint(checkpoint_dir)
     if ckpt is not None:

@@ -64,7 +64,10 @@ def git_state() -> tuple[str, bool | None]:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, check=True, timeout=10,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
         return commit, bool(dirty)
     except (OSError, subprocess.SubprocessError):
@@ -86,7 +89,7 @@ def provenance(config_hash: str, device: str) -> dict[str, Any]:
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "container": os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER"),
         "command": " ".join(sys.argv),
-        "time_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "time_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 
 

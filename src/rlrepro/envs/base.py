@@ -37,12 +37,8 @@ class VecEnv(Protocol):
     def step(self, action: torch.Tensor) -> StepResult: ...
 
 
-def make_env(
-    scenario: ScenarioSpec, task: TaskSpec, *, n_envs: int, env_cfg: dict[str, Any], device: torch.device
-) -> VecEnv:
+def make_env(scenario: ScenarioSpec, task: TaskSpec, *, n_envs: int, env_cfg: dict[str, Any], device: torch.device) -> VecEnv:
     """Build the env of one task of a scenario (Brax for every domain so far; issue "Scenarios" adds MetaWorld)."""
     from rlrepro.envs.brax_backend import BraxVecEnv
 
-    return BraxVecEnv(
-        scenario, task, n_envs=n_envs, backend=env_cfg.get("backend", "positional"), device=device
-    )
+    return BraxVecEnv(scenario, task, n_envs=n_envs, backend=env_cfg.get("backend", "positional"), device=device)

@@ -12,17 +12,17 @@ from typing import Any
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from brax import envs as brax_envs  # noqa: E402
-from brax.io import mjcf  # noqa: E402
-from etils import epath  # noqa: E402
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+import torch
+from brax import envs as brax_envs
+from brax.io import mjcf
+from etils import epath
 
-from rlrepro.envs.base import StepResult  # noqa: E402
-from rlrepro.scenarios import ScenarioSpec, TaskSpec  # noqa: E402
+from rlrepro.envs.base import StepResult
+from rlrepro.scenarios import ScenarioSpec, TaskSpec
 
 BACKENDS = ("positional", "spring", "generalized", "mjx")
 
@@ -131,9 +131,7 @@ def _to_torch(x: jax.Array, device: torch.device) -> torch.Tensor:
 class BraxVecEnv:
     """`n_envs` copies of one task on brax; torch tensors in and out (DLPack, no copy on CPU)."""
 
-    def __init__(
-        self, scenario: ScenarioSpec, task: TaskSpec, *, n_envs: int, backend: str, device: torch.device
-    ) -> None:
+    def __init__(self, scenario: ScenarioSpec, task: TaskSpec, *, n_envs: int, backend: str, device: torch.device) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown brax backend {backend!r}; valid: {', '.join(BACKENDS)}")
         self.n_envs = n_envs

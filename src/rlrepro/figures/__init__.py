@@ -7,12 +7,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from rlrepro import metrics  # noqa: E402
-from rlrepro.io import atomic_write  # noqa: E402
+from rlrepro import metrics
+from rlrepro.io import atomic_write
 
 # Okabe–Ito colour-blind-safe palette.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -46,7 +46,8 @@ def transfer_matrix(run: pd.DataFrame, stem: Path | str) -> list[Path]:
         fig, ax = plt.subplots(figsize=(1.2 + 0.7 * p.shape[1], 1.0 + 0.55 * p.shape[0]))
         image = ax.imshow(p, cmap="viridis", aspect="auto")
         for (s, j), value in np.ndenumerate(p):
-            ax.text(j, s, f"{value:.0f}", ha="center", va="center", fontsize=7, color="white")
+            label = f"{value:.0f}" if abs(value) >= 100 else f"{value:.2g}"
+            ax.text(j, s, label, ha="center", va="center", fontsize=7, color="white")
         ax.set_xticks(range(p.shape[1]), [f"{j}:{n}" for j, n in enumerate(names)], rotation=45, ha="right")
         ax.set_yticks(range(p.shape[0]))
         ax.set_xlabel("evaluated task")
@@ -62,7 +63,8 @@ def stage_performance(results: pd.DataFrame, stem: Path | str) -> list[Path]:
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(4.5, 3.0))
         for method, group in results.groupby("method", observed=True):
-            curves = np.array([metrics.mean_seen_per_stage(metrics.performance_matrix(run)) for _, run in group.groupby("seed")])
+            runs = group.groupby("seed")
+            curves = np.array([metrics.mean_seen_per_stage(metrics.performance_matrix(run)) for _, run in runs])
             stages = np.arange(curves.shape[1])
             mean, std = curves.mean(axis=0), curves.std(axis=0)
             ax.plot(stages, mean, marker="o", label=str(method))

@@ -35,9 +35,7 @@ def continual_run_metrics(results: pd.DataFrame, reference_method: str) -> pd.Da
                 "forward_transfer": metrics.forward_transfer(p, ref) if usable else np.nan,
                 "inference_parameters": size.get("inference_parameters", np.nan),
                 "stored_parameters": size.get("stored_parameters", np.nan),
-                "model_size_rel": size.get("inference_parameters", np.nan) / first_size.iloc[0]
-                if len(first_size)
-                else np.nan,
+                "model_size_rel": size.get("inference_parameters", np.nan) / first_size.iloc[0] if len(first_size) else np.nan,
                 "train_wall_time_s": float(run["train_wall_time_s"].iloc[0]),
                 "eval_wall_time_s": float(run["eval_wall_time_s"].iloc[0]),
             }

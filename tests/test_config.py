@@ -1,0 +1,81 @@
+"""Config validation and per-job spec slicing (pure Python, as the Snakefile uses it)."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rlrepro.config import Resolved, validate
+from rlrepro.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def resolved(**changes) -> Resolved:
+    config = copy.deepcopy(BASE)
+    config.update(changes)
+    return Resolved(validate(config))
+
+
+def test_every_schema_key_has_a_description():
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+
+    def walk(node, where):
+        for key, sub in node.get("properties", {}).items():
+            assert "description" in sub or "$ref" in sub, f"{where}.{key} has no description"
+            walk(sub, f"{where}.{key}")
+        for name, sub in node.get("$defs", {}).items():
+            walk(sub, f"$defs.{name}")
+
+    walk(schema, "config")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"bogus": 1}, "unknown key(s) ['bogus'] in config; valid keys: preset"),
+        ({"sac": {**BASE["sac"], "lr_polcy": 1.0}}, "unknown key(s) ['lr_polcy'] in config.sac; valid keys: lr_policy"),
+        ({"preset": "nope"}, "unknown preset 'nope'; valid presets: demo, paper, smoke"),
+        ({"device": "gpu"}, "config.device"),
+    ],
+)
+def test_bad_config_is_rejected_with_a_clear_message(change, message):
+    with pytest.raises(ConfigError) as err:
+        resolved(**change)
+    assert message in str(err.value)
+
+
+def test_unknown_method_and_scenario_name_valid_choices():
+    presets = copy.deepcopy(BASE["presets"])
+    presets["demo"]["methods"] = ["ft_1", "rewirex"]
+    with pytest.raises(ConfigError, match=r"unknown method 'rewirex'; valid methods: ft_1, ft_n, sac_n"):
+        resolved(presets=presets)
+    presets = copy.deepcopy(BASE["presets"])
+    presets["demo"]["scenarios"] = ["halfcheetah/forgeting"]
+    expected = r"unknown scenario 'halfcheetah/forgeting'; valid scenarios: .*halfcheetah/forgetting"
+    with pytest.raises(ConfigError, match=expected):
+        resolved(presets=presets)
+
+
+def test_paper_preset_is_the_full_implemented_grid_at_spec_budgets():
+    r = resolved(preset="paper")
+    assert len(r.runs) == len(r.methods) * len(r.scenarios) * 10
+    spec = r.train_spec("ft_1", "halfcheetah/forgetting", 0)
+    assert spec["scenario"]["steps_per_task"] == 1_000_000 and len(spec["scenario"]["tasks"]) == 8
+    assert spec["scenario"]["n_train_envs"] == 128 and spec["scenario"]["n_eval_envs"] == 512
+    assert spec["sac"]["initial_buffer_size"] == 12_800
+    assert r.eval_spec("halfcheetah/forgetting", 0)["evaluation"]["n_rollouts"] == 10
+
+
+def test_scenario_overrides_and_method_blocks_reach_only_their_jobs():
+    methods = copy.deepcopy(BASE["methods"])
+    methods["ft_n"] = {"sac": {"lr_policy": 0.123}}
+    r = resolved(methods=methods)
+    assert r.train_spec("ft_n", "halfcheetah/forgetting", 0)["sac"]["lr_policy"] == 0.123
+    assert r.train_spec("ft_1", "halfcheetah/forgetting", 0) == resolved().train_spec("ft_1", "halfcheetah/forgetting", 0)
+    # rewire.md §2.3: halfcheetah/transfer uses policy_update_delay 4 and target_multiplier 1
+    transfer = r.train_spec("ft_1", "halfcheetah/transfer", 0)["sac"]
+    assert transfer["policy_update_delay"] == 4 and transfer["target_multiplier"] == 1
+    assert r.train_spec("ft_1", "halfcheetah/transfer", 0)["engine_version"]
