@@ -90,24 +90,29 @@ def action_scale(action_dim: int, variant: dict[str, Any]) -> np.ndarray:
 
 @functools.cache
 def _compiled(brax_env: str, backend: str, n_envs: int, episode_length: int):
-    """Jitted reset/step for one env shape; the System and masks are arguments, so every variant shares them."""
-    env = brax_envs.get_environment(brax_env, backend=backend)
+    """Jitted reset/step for one env shape; every variant shares them.
 
-    def with_sys(sys, fn, *args):
+    The System goes in as its array leaves and is rebuilt on the stock tree structure: a System's static fields
+    hold numpy arrays that compare by identity, so passing a freshly built System would recompile on every task.
+    """
+    env = brax_envs.get_environment(brax_env, backend=backend)
+    treedef = jax.tree.structure(env.sys)
+
+    def with_sys(leaves, fn, *args):
         stock = env.sys
-        env.sys = sys
+        env.sys = jax.tree.unflatten(treedef, leaves)
         try:
             return fn(*args)
         finally:
             env.sys = stock
 
-    def reset(sys, key, mask):
-        inner = with_sys(sys, jax.vmap(env.reset), jax.random.split(key, n_envs))
+    def reset(leaves, key, mask):
+        inner = with_sys(leaves, jax.vmap(env.reset), jax.random.split(key, n_envs))
         carry = {"inner": inner, "first": inner, "steps": jnp.zeros(n_envs, jnp.int32)}
         return carry, inner.obs * mask
 
-    def step(sys, carry, action, scale, mask):
-        inner = with_sys(sys, jax.vmap(env.step), carry["inner"], action * scale)
+    def step(leaves, carry, action, scale, mask):
+        inner = with_sys(leaves, jax.vmap(env.step), carry["inner"], action * scale)
         steps = carry["steps"] + 1
         truncated = (steps >= episode_length) & (inner.done == 0)
         done = (inner.done > 0) | truncated
@@ -121,7 +126,7 @@ def _compiled(brax_env: str, backend: str, n_envs: int, episode_length: int):
         flags = done.astype(jnp.float32), truncated.astype(jnp.float32)
         return carry, nxt.obs * mask, inner.reward, *flags, inner.obs * mask
 
-    return env, jax.jit(reset), jax.jit(step)
+    return env, treedef, jax.jit(reset), jax.jit(step)
 
 
 def _to_torch(x: jax.Array, device: torch.device) -> torch.Tensor:
@@ -137,12 +142,15 @@ class BraxVecEnv:
         self.n_envs = n_envs
         self.episode_length = scenario.episode_length
         self.device = device
-        env, self._reset, self._step = _compiled(scenario.brax_env, backend, n_envs, scenario.episode_length)
+        env, treedef, self._reset, self._step = _compiled(scenario.brax_env, backend, n_envs, scenario.episode_length)
         self.obs_dim = int(env.observation_size)
         self.action_dim = int(env.action_size)
         # Commit every input to the device: mixing committed and uncommitted arrays makes jit compile twice.
         self._device = jax.devices()[0]
-        self.sys = jax.device_put(build_system(scenario.brax_env, scenario.asset, backend, task.variant), self._device)
+        sys = build_system(scenario.brax_env, scenario.asset, backend, task.variant)
+        if jax.tree.structure(sys).num_leaves != treedef.num_leaves:
+            raise ValueError(f"variant {task.name} changed the structure of the {scenario.brax_env} model")
+        self.sys = jax.device_put(jax.tree.leaves(sys), self._device)
         self.obs_mask = jax.device_put(obs_mask(self.obs_dim, task.variant.get("obs_mask")), self._device)
         self.action_scale = jax.device_put(action_scale(self.action_dim, task.variant), self._device)
         self._carry = None
