@@ -158,6 +158,8 @@ def train_task(
     while len(replay) < cfg.initial_buffer_size:
         collect(new_steps)
         interactions += new_steps * n_envs
+    if progress is not None:
+        progress.update(interactions, task=task_index)
     updates = 0
     stats = None
     while interactions <= budget:
