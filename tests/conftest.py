@@ -60,5 +60,5 @@ def fake_env_factory(scenario, task, *, n_envs, env_cfg, device):
 def fake_scenario() -> ScenarioSpec:
     tasks = (TaskSpec("a", {}), TaskSpec("b", {"gravity": -1.0}))
     return ScenarioSpec(
-        "fake/two", "fake", "none", "none", tasks, steps_per_task=256, n_train_envs=4, n_eval_envs=4, episode_length=16
+        "fake/two", "fake", "fake", tasks, steps_per_task=256, n_train_envs=4, n_eval_envs=4, episode_length=16
     )

@@ -11,7 +11,7 @@ from rlrepro.envs.brax_backend import BraxVecEnv, build_system, edited_model, ob
 from rlrepro.scenarios import TaskSpec, get_scenario, scale_scenario
 
 SCENARIO = scale_scenario(get_scenario("halfcheetah/forgetting"), {"episode_length": 20})
-ASSET = SCENARIO.asset
+OPTIONS = SCENARIO.options
 CPU = torch.device("cpu")
 
 
@@ -31,34 +31,34 @@ def fall_distance():
 
 
 def test_moon_scales_gravity_in_the_simulation(fall_distance):
-    normal = fall_distance(build_system("halfcheetah", ASSET, "positional", {}))
-    moon = fall_distance(build_system("halfcheetah", ASSET, "positional", {"gravity": 0.15}))
+    normal = fall_distance(build_system(OPTIONS, "positional", {}))
+    moon = fall_distance(build_system(OPTIONS, "positional", {"gravity": 0.15}))
     assert float(normal) > 0.1
     assert float(moon / normal) == pytest.approx(0.15, rel=0.01)
 
 
 def test_unedited_variant_is_the_stock_model():
     stock = brax_envs.get_environment("halfcheetah", backend="positional").sys
-    ours = build_system("halfcheetah", ASSET, "positional", {})
+    ours = build_system(OPTIONS, "positional", {})
     for a, b in zip(jax.tree.leaves(stock), jax.tree.leaves(ours), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_body_scaling_changes_mass_and_radius_of_matching_bodies_only():
-    stock, huge = edited_model(ASSET, {}), edited_model(ASSET, {"bodies": {"foot": 1.5}})
+    stock, huge = edited_model(OPTIONS, {}), edited_model(OPTIONS, {"bodies": {"foot": 1.5}})
     for i in range(stock.nbody):
         factor = 1.5 if "foot" in stock.body(i).name else 1.0
         assert huge.body_mass[i] == pytest.approx(stock.body_mass[i] * factor)
     for g in range(stock.ngeom):
         factor = 1.5 if stock.geom(g).name in ("bfoot", "ffoot") else 1.0
         assert huge.geom_size[g, 0] == pytest.approx(stock.geom_size[g, 0] * factor)
-    carry = edited_model(ASSET, {"bodies": {"torso": 4.0}})
+    carry = edited_model(OPTIONS, {"bodies": {"torso": 4.0}})
     assert carry.body_mass[1] == pytest.approx(4 * stock.body_mass[1])
     assert carry.geom_size[1, 0] == pytest.approx(0.184)  # the torso capsule, not the head
 
 
 def test_rainfall_scales_friction_of_every_geom():
-    stock, rain = edited_model(ASSET, {}), edited_model(ASSET, {"friction": 0.4})
+    stock, rain = edited_model(OPTIONS, {}), edited_model(OPTIONS, {"friction": 0.4})
     np.testing.assert_allclose(rain.geom_friction[:, 0], 0.4 * stock.geom_friction[:, 0])
     np.testing.assert_allclose(rain.geom_friction[:, 1:], stock.geom_friction[:, 1:])
 

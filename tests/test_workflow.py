@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from rlrepro.methods.registry import method_names
 from rlrepro.results import RESULT_SCHEMA
+from rlrepro.scenarios import scenario_names
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = [(m, "halfcheetah/forgetting") for m in ("ft_1", "ft_n", "sac_n")]
@@ -42,7 +44,7 @@ def test_dry_run_of_the_paper_grid_lists_every_run(workflow_copy):
     proc = snakemake(workflow_copy, "-n", "--quiet", "rules", "--config", "preset=paper")
     assert proc.returncode == 0, proc.stderr
     counts = job_counts(proc.stdout + proc.stderr)
-    n_runs = 3 * 4 * 10
+    n_runs = len(method_names()) * len(scenario_names()) * 10
     assert counts["train_run"] == n_runs and counts["evaluate_run"] == n_runs and counts["tables"] == 1
 
 

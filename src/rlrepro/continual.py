@@ -226,8 +226,10 @@ def train(
     generator.manual_seed(spec.seed)
     scenario = spec.scenario
 
+    env_cfg = {**spec.env, "cw_spurious_reset_transition": spec.quirks.cw_spurious_reset_transition}
+
     def env_for(task: TaskSpec) -> VecEnv:
-        return env_factory(scenario, task, n_envs=scenario.n_train_envs, env_cfg=spec.env, device=device)
+        return env_factory(scenario, task, n_envs=scenario.n_train_envs, env_cfg=env_cfg, device=device)
 
     env = env_for(scenario.tasks[0])
     method = build_method(spec.method, env.obs_dim, env.action_dim, spec.network, spec.method_hp).to(device)
@@ -291,22 +293,34 @@ def load_stage_methods(policies: dict[str, Any], device: torch.device) -> list[M
 
 
 @torch.no_grad()
-def episode_returns(policy: GaussianActor, env: VecEnv, n_rollouts: int, seed: int) -> torch.Tensor:
-    """Deterministic returns, one episode per env per rollout; each rollout resets to new initial states."""
-    returns = []
+def run_episodes(policy: GaussianActor, env: VecEnv, n_rollouts: int, seed: int) -> dict[str, torch.Tensor]:
+    """Deterministic episodes, one per env per rollout (each rollout resets to new initial states).
+
+    Returns per-episode `return`; with a success flag also `success_last` (the flag at the episode's last step,
+    as Rewire counts it) and `success_any` (at any step, as Continual World counts it).
+    """
+    out: dict[str, list[torch.Tensor]] = {"return": [], "success_last": [], "success_any": []}
     for rollout in range(n_rollouts):
         obs = env.reset(seed * 1000 + rollout)
         total = torch.zeros(env.n_envs, device=obs.device)
         alive = torch.ones(env.n_envs, device=obs.device)
+        last = torch.zeros(env.n_envs, device=obs.device)
+        anyt = torch.zeros(env.n_envs, device=obs.device)
         for t in range(env.episode_length):
             res = env.step(policy.deterministic(obs))
             total += res.reward * alive
+            if res.success is not None:
+                last = torch.where(alive > 0, res.success, last)
+                anyt = torch.maximum(anyt, res.success * alive)
             alive = alive * (1 - res.done)
             obs = res.obs
             if t % 50 == 49 and not bool(alive.any()):
                 break
-        returns.append(total)
-    return torch.cat(returns)
+        out["return"].append(total)
+        if res.success is not None:
+            out["success_last"].append(last)
+            out["success_any"].append(anyt)
+    return {k: torch.cat(v) for k, v in out.items() if v}
 
 
 def evaluate(
@@ -325,9 +339,12 @@ def evaluate(
         env = env_factory(scenario, task, n_envs=scenario.n_eval_envs, env_cfg=spec.env, device=device)
         for s, method in enumerate(methods):
             seed = spec.seed * ev.seed_stride_run + s * ev.seed_stride_stage
-            returns = episode_returns(method.policy_for_task(j), env, ev.n_rollouts, seed)
-            rows.append(_row(s, j, "avg_return", returns.mean()))
-            rows.append(_row(s, j, "std_return", returns.std(unbiased=False)))
+            episodes = run_episodes(method.policy_for_task(j), env, ev.n_rollouts, seed)
+            rows.append(_row(s, j, "avg_return", episodes["return"].mean()))
+            rows.append(_row(s, j, "std_return", episodes["return"].std(unbiased=False)))
+            for name in ("success_last", "success_any"):
+                if name in episodes:
+                    rows.append(_row(s, j, name, episodes[name].mean()))
             if progress is not None:
                 progress.update(ev.n_rollouts * env.n_envs * env.episode_length)
     return rows

@@ -22,6 +22,8 @@ class StepResult:
     """1.0 where the episode ended only because of the time limit."""
     final_obs: torch.Tensor
     """The observation the step reached, before any auto-reset (differs from `obs` only where `done`)."""
+    success: torch.Tensor | None = None
+    """Per-step task success flag where the backend has one (MetaWorld), else None."""
 
 
 class VecEnv(Protocol):
@@ -38,7 +40,12 @@ class VecEnv(Protocol):
 
 
 def make_env(scenario: ScenarioSpec, task: TaskSpec, *, n_envs: int, env_cfg: dict[str, Any], device: torch.device) -> VecEnv:
-    """Build the env of one task of a scenario (Brax for every domain so far; issue "Scenarios" adds MetaWorld)."""
+    """Build the env of one task of a scenario with the backend its domain names."""
+    if scenario.backend == "metaworld":
+        from rlrepro.envs.metaworld_backend import MetaWorldVecEnv
+
+        spurious = env_cfg.get("cw_spurious_reset_transition", True)
+        return MetaWorldVecEnv(scenario, task, n_envs=n_envs, device=device, spurious_reset_transition=spurious)
     from rlrepro.envs.brax_backend import BraxVecEnv
 
     return BraxVecEnv(scenario, task, n_envs=n_envs, backend=env_cfg.get("backend", "positional"), device=device)

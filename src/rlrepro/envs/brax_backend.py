@@ -27,17 +27,47 @@ from rlrepro.scenarios import ScenarioSpec, TaskSpec
 BACKENDS = ("positional", "spring", "generalized", "mjx")
 
 
-def edited_model(asset: str, variant: dict[str, Any]) -> mujoco.MjModel:
+def _bodies_in_id_order(spec: mujoco.MjSpec) -> list:
+    """Spec bodies in model-id order (depth first; mujoco 3.3.0's `spec.bodies` is breadth first, and some bodies
+    are unnamed, e.g. the ant's lower legs)."""
+
+    def walk(body):
+        yield body
+        for child in body.bodies:
+            yield from walk(child)
+
+    return list(walk(spec.worldbody))
+
+
+def _selection(stock: mujoco.MjModel, part: str, body_map: dict[str, Any]) -> tuple[list[int], list[int]]:
+    """Body ids whose mass the variant key `part` scales, and geom ids whose radius it scales."""
+    geoms_of = {b: [g for g in range(stock.ngeom) if stock.geom_bodyid[g] == b] for b in range(stock.nbody)}
+    entry = body_map.get(part)
+    if entry is None:  # the original's rule: every body whose name contains `part`, radius of its first geom
+        bodies = [b for b in range(1, stock.nbody) if part in stock.body(b).name]
+        return bodies, [geoms_of[b][0] for b in bodies if geoms_of[b]]
+    if "bodies" in entry:
+        bodies = [stock.body(name).id for name in entry["bodies"]]
+    else:
+        owned = entry["bodies_owning"]
+        bodies = [b for b in range(1, stock.nbody) if any(p in stock.geom(g).name for g in geoms_of[b] for p in owned)]
+    geoms = [g for b in bodies for g in geoms_of[b] if any(p in stock.geom(g).name for p in entry["radius_geoms"])]
+    return bodies, geoms
+
+
+def edited_model(options: dict[str, Any], variant: dict[str, Any]) -> mujoco.MjModel:
     """Compile the domain's MJCF (after brax's body fusing) with the variant's physical edits.
 
     Inertials are frozen at their unedited values first, so a mass edit changes only the mass and a radius edit
     does not change the mass (the original scaled mass and collider radius, never inertia).
     """
+    asset = options["asset"]
     xml = mjcf.fuse_bodies((epath.resource_path("brax") / "envs/assets" / asset).read_text())
     spec = mujoco.MjSpec.from_string(xml)
     stock = spec.compile()
+    bodies = _bodies_in_id_order(spec)
     for body_id in range(1, stock.nbody):
-        body = spec.body(stock.body(body_id).name)
+        body = bodies[body_id]
         body.explicitinertial = True
         body.mass = float(stock.body_mass[body_id])
         body.ipos = stock.body_ipos[body_id].copy()
@@ -50,24 +80,31 @@ def edited_model(asset: str, variant: dict[str, Any]) -> mujoco.MjModel:
     if "friction" in variant:
         for geom in spec.geoms:
             geom.friction[0] *= variant["friction"]
+    geoms = [g for body in bodies for g in body.geoms]  # model geom ids follow bodies in id order
+    if [g.name for g in geoms] != [stock.geom(i).name for i in range(stock.ngeom)]:
+        raise RuntimeError(f"spec geoms of {asset} do not follow the compiled model's order")
     for part, coeff in variant.get("bodies", {}).items():
-        matched = [stock.body(i).name for i in range(1, stock.nbody) if part in stock.body(i).name]
-        if not matched:
+        body_ids, geom_ids = _selection(stock, part, options.get("body_map", {}))
+        if not body_ids:
             raise ValueError(f"variant edits bodies matching {part!r}, but {asset} has none")
-        for name in matched:
-            body = spec.body(name)
-            body.mass = body.mass * coeff
-            body.geoms[0].size[0] *= coeff
+        for b in body_ids:
+            bodies[b].mass = bodies[b].mass * coeff
+        for g in geom_ids:
+            geoms[g].size[0] *= coeff
     return spec.compile()
 
 
-def build_system(brax_env: str, asset: str, backend: str, variant: dict[str, Any]):
+def _env_kwargs(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in options.get("env_kwargs", {}).items()}
+
+
+def build_system(options: dict[str, Any], backend: str, variant: dict[str, Any]):
     """The brax System of a variant, with the stock env's per-backend tweaks (timestep, gears) applied."""
-    model = edited_model(asset, variant)
+    model = edited_model(options, variant)
     original_load = mjcf.load
     mjcf.load = lambda _path: mjcf.load_model(model)
     try:
-        env = brax_envs.get_environment(brax_env, backend=backend)
+        env = brax_envs.get_environment(options["brax_env"], backend=backend, **_env_kwargs(options))
     finally:
         mjcf.load = original_load
     return env.sys
@@ -81,21 +118,23 @@ def obs_mask(obs_dim: int, fraction: float | None) -> np.ndarray:
     return np.random.RandomState(0).permutation([0] * zeros + [1] * (obs_dim - zeros)).astype(np.float32)
 
 
-def action_scale(action_dim: int, variant: dict[str, Any]) -> np.ndarray:
+def action_scale(action_dim: int, variant: dict[str, Any], order: list[int] | None = None) -> np.ndarray:
+    """Per-actuator factor (0 masked, −1 swapped); legacy index i is today's actuator order[i]."""
+    order = order or list(range(action_dim))
     scale = np.ones(action_dim, dtype=np.float32)
-    scale[list(variant.get("action_mask", []))] = 0.0
-    scale[list(variant.get("action_swap", []))] = -1.0
+    scale[[order[i] for i in variant.get("action_mask", [])]] = 0.0
+    scale[[order[i] for i in variant.get("action_swap", [])]] = -1.0
     return scale
 
 
 @functools.cache
-def _compiled(brax_env: str, backend: str, n_envs: int, episode_length: int):
+def _compiled(brax_env: str, backend: str, n_envs: int, episode_length: int, env_kwargs: tuple = ()):
     """Jitted reset/step for one env shape; every variant shares them.
 
     The System goes in as its array leaves and is rebuilt on the stock tree structure: a System's static fields
     hold numpy arrays that compare by identity, so passing a freshly built System would recompile on every task.
     """
-    env = brax_envs.get_environment(brax_env, backend=backend)
+    env = brax_envs.get_environment(brax_env, backend=backend, **dict(env_kwargs))
     treedef = jax.tree.structure(env.sys)
 
     def with_sys(leaves, fn, *args):
@@ -142,17 +181,21 @@ class BraxVecEnv:
         self.n_envs = n_envs
         self.episode_length = scenario.episode_length
         self.device = device
-        env, treedef, self._reset, self._step = _compiled(scenario.brax_env, backend, n_envs, scenario.episode_length)
+        options = scenario.options
+        env, treedef, self._reset, self._step = _compiled(
+            options["brax_env"], backend, n_envs, scenario.episode_length, tuple(sorted(_env_kwargs(options).items()))
+        )
         self.obs_dim = int(env.observation_size)
         self.action_dim = int(env.action_size)
         # Commit every input to the device: mixing committed and uncommitted arrays makes jit compile twice.
         self._device = jax.devices()[0]
-        sys = build_system(scenario.brax_env, scenario.asset, backend, task.variant)
+        sys = build_system(options, backend, task.variant)
         if jax.tree.structure(sys).num_leaves != treedef.num_leaves:
-            raise ValueError(f"variant {task.name} changed the structure of the {scenario.brax_env} model")
+            raise ValueError(f"variant {task.name} changed the structure of the {options['brax_env']} model")
         self.sys = jax.device_put(jax.tree.leaves(sys), self._device)
         self.obs_mask = jax.device_put(obs_mask(self.obs_dim, task.variant.get("obs_mask")), self._device)
-        self.action_scale = jax.device_put(action_scale(self.action_dim, task.variant), self._device)
+        scale = action_scale(self.action_dim, task.variant, options.get("action_order"))
+        self.action_scale = jax.device_put(scale, self._device)
         self._carry = None
 
     def reset(self, seed: int) -> torch.Tensor:

@@ -98,6 +98,8 @@ class Quirks:
     """The original creates the critic once and keeps it for every task, even for sac_n (rewire.md §2.2, §7.2.8)."""
     truncation_as_terminal: bool = True
     """The original treats the 1000-step time limit as a terminal state in the TD target (rewire.md §7.2.9)."""
+    cw_spurious_reset_transition: bool = True
+    """Continual World: the original's gym auto-reset stores a (final → reset state, reward 0) transition."""
 
 
 @dataclass(frozen=True)

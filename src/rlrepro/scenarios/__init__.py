@@ -11,7 +11,11 @@ import yaml
 
 from rlrepro.errors import ConfigError, unknown_name
 
-VARIANT_KEYS = {"gravity", "friction", "bodies", "obs_mask", "action_mask", "action_swap"}
+VARIANT_KEYS = {
+    "brax": {"gravity", "friction", "bodies", "obs_mask", "action_mask", "action_swap"},
+    "metaworld": {"env"},
+}
+DOMAIN_OPTION_KEYS = ("brax_env", "asset", "action_order", "body_map", "env_kwargs")
 
 
 @dataclass(frozen=True)
@@ -31,16 +35,16 @@ class ScenarioSpec:
     name: str
     domain: str
     """Domain key of catalog.yaml, e.g. `halfcheetah`."""
-    brax_env: str
-    """The brax environment the domain builds on."""
-    asset: str
-    """The MJCF file of the brax environment (under brax/envs/assets)."""
+    backend: str
+    """Environment backend: brax or metaworld."""
     tasks: tuple[TaskSpec, ...]
     steps_per_task: int
     """Environment steps per task (summed over the parallel train envs)."""
     n_train_envs: int
     n_eval_envs: int
     episode_length: int
+    options: dict[str, Any] = field(default_factory=dict)
+    """Domain settings of the backend (brax env name, MJCF asset, action order, body map, env kwargs)."""
 
     @property
     def n_tasks(self) -> int:
@@ -63,10 +67,11 @@ def catalog() -> dict[str, Any]:
     text = resources.files("rlrepro.scenarios").joinpath("catalog.yaml").read_text()
     data = yaml.safe_load(text)
     for domain, dom in data["domains"].items():
+        valid = VARIANT_KEYS[dom["backend"]]
         for vname, variant in dom["variants"].items():
-            bad = set(variant) - VARIANT_KEYS
+            bad = set(variant) - valid
             if bad:
-                raise ConfigError(f"variant {domain}/{vname} has unknown keys {sorted(bad)}; valid: {sorted(VARIANT_KEYS)}")
+                raise ConfigError(f"variant {domain}/{vname} has unknown keys {sorted(bad)}; valid: {sorted(valid)}")
     return data
 
 
@@ -85,20 +90,21 @@ def get_scenario(name: str) -> ScenarioSpec:
     return ScenarioSpec(
         name=name,
         domain=raw["domain"],
-        brax_env=domain["brax_env"],
-        asset=domain["asset"],
+        backend=domain["backend"],
         tasks=tasks,
         steps_per_task=int(raw["steps_per_task"]),
         n_train_envs=int(raw["n_train_envs"]),
         n_eval_envs=int(raw["n_eval_envs"]),
         episode_length=int(raw["episode_length"]),
+        options={k: domain[k] for k in DOMAIN_OPTION_KEYS if k in domain},
     )
 
 
 def scale_scenario(spec: ScenarioSpec, budget: dict[str, Any]) -> ScenarioSpec:
-    """Apply a preset budget: each non-null key replaces the paper value (`max_tasks` truncates the sequence)."""
+    """Apply a preset budget: each non-null key caps the paper value (`max_tasks` truncates the sequence)."""
     tasks = spec.tasks
     if budget.get("max_tasks"):
         tasks = tasks[: int(budget["max_tasks"])]
-    changes = {k: int(budget[k]) for k in ("steps_per_task", "n_train_envs", "n_eval_envs", "episode_length") if budget.get(k)}
+    keys = ("steps_per_task", "n_train_envs", "n_eval_envs", "episode_length")
+    changes = {k: min(int(budget[k]), getattr(spec, k)) for k in keys if budget.get(k)}
     return ScenarioSpec(**{**spec.__dict__, "tasks": tasks, **changes})
