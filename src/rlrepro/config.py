@@ -16,9 +16,10 @@ import yaml
 
 from rlrepro import ENGINE_VERSION
 from rlrepro.errors import ConfigError, unknown_name
-from rlrepro.methods.registry import method_names
+from rlrepro.methods.registry import HYPERPARAMETERS, method_names
 from rlrepro.scenarios import get_scenario, scale_scenario, scenario_names
 
+RESERVED_METHOD_KEYS = {"sac", "network", "scenario_overrides"}
 BUDGET_SCENARIO_KEYS = ("max_tasks", "steps_per_task", "n_train_envs", "n_eval_envs", "episode_length")
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -96,6 +97,20 @@ class Resolved:
         for method in self.methods:
             if method not in config.get("methods", {}):
                 raise ConfigError(f"method {method!r} has no block under `methods:` in the config")
+        for method, block in config.get("methods", {}).items():
+            if method not in HYPERPARAMETERS:
+                raise unknown_name("method", method, method_names())
+            valid = HYPERPARAMETERS[method]
+            for where, keys in [(f"methods.{method}", set(block) - RESERVED_METHOD_KEYS)] + [
+                (f"methods.{method}.scenario_overrides.{sc}", set(hp))
+                for sc, hp in block.get("scenario_overrides", {}).items()
+            ]:
+                unknown = sorted(keys - set(valid))
+                if unknown:
+                    raise ConfigError(f"unknown key(s) {unknown} in {where}; valid keys: {', '.join(valid) or '(none)'}")
+            for scenario in block.get("scenario_overrides", {}):
+                if scenario not in scenario_names():
+                    raise unknown_name("scenario", scenario, scenario_names())
         for scenario in config.get("sac_overrides", {}):
             if scenario not in scenario_names():
                 raise unknown_name("scenario", scenario, scenario_names())
@@ -129,7 +144,10 @@ class Resolved:
         return {
             "engine_version": ENGINE_VERSION,
             "method": method,
-            "method_hp": {k: v for k, v in block.items() if k not in ("sac", "network")},
+            "method_hp": {
+                **{k: v for k, v in block.items() if k not in RESERVED_METHOD_KEYS},
+                **block.get("scenario_overrides", {}).get(scenario, {}),
+            },
             "scenario": self.scenario_spec(scenario),
             "seed": seed,
             "sac": self.sac(method, scenario),

@@ -10,6 +10,19 @@ METHODS: dict[str, str] = {
     "ft_1": "rlrepro.methods.finetune:FineTuneOne",
     "ft_n": "rlrepro.methods.finetune:FineTuneN",
     "sac_n": "rlrepro.methods.finetune:SACN",
+    "ft_l2": "rlrepro.methods.regularized:FineTuneL2",
+    "ewc": "rlrepro.methods.regularized:EWC",
+    "pnn": "rlrepro.methods.pnn:PNN",
+}
+
+# The method-specific keys each method accepts in config.yaml (checked before any job starts).
+HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
+    "ft_1": (),
+    "ft_n": (),
+    "sac_n": (),
+    "ft_l2": ("l2_coeff",),
+    "ewc": ("fisher_coeff", "n_samples", "fisher_index_bug"),
+    "pnn": (),
 }
 
 

@@ -1,0 +1,118 @@
+"""ft_l2 and ewc (rewire.md §3.5–3.6): one policy fine-tuned with a quadratic pull towards the last task's weights."""
+
+from __future__ import annotations
+
+import torch
+from torch.func import functional_call, jacrev, vmap
+
+from rlrepro.methods.finetune import FineTuneOne
+from rlrepro.sac.networks import count_parameters
+from rlrepro.sac.replay import ReplayBuffer
+
+
+class AnchoredPolicy(FineTuneOne):
+    """One network plus anchor buffers θ* (overwritten after every task) and a per-parameter weight."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for name, param in self.policy.named_parameters():
+            self.register_buffer(self._key("anchor", name), torch.zeros_like(param))
+
+    @staticmethod
+    def _key(kind: str, name: str) -> str:
+        return f"{kind}__{name.replace('.', '_')}"
+
+    def anchor(self, name: str) -> torch.Tensor:
+        return getattr(self, self._key("anchor", name))
+
+    def weight(self, name: str) -> torch.Tensor | float:
+        return 1.0
+
+    def coefficient(self) -> float:
+        raise NotImplementedError
+
+    def extra_loss(self) -> torch.Tensor | None:
+        if self.tasks_seen == 0:
+            return None  # no anchor before the first task ends
+        penalty = sum(
+            (self.weight(name) * (param - self.anchor(name)) ** 2).sum() for name, param in self.policy.named_parameters()
+        )
+        return self.coefficient() * penalty
+
+    def on_task_end(self, task_index: int, replay: ReplayBuffer, generator: torch.Generator) -> None:
+        with torch.no_grad():
+            for name, param in self.policy.named_parameters():
+                self.anchor(name).copy_(param)
+        super().on_task_end(task_index, replay, generator)
+
+    def memory_report(self) -> dict[str, int]:
+        n = count_parameters(self.policy)
+        return {"inference_parameters": n, "stored_parameters": n + sum(b.numel() for b in self.buffers())}
+
+
+class FineTuneL2(AnchoredPolicy):
+    """ft_l2: policy loss + l2_coeff·Σ(θ − θ*)² from the second task on (sum over all parameters, no ½)."""
+
+    name = "ft_l2"
+
+    def coefficient(self) -> float:
+        return float(self.hp.get("l2_coeff", 1.0))
+
+
+class EWC(AnchoredPolicy):
+    """ewc: policy loss + fisher_coeff·ΣF(θ − θ*)², F the diagonal Fisher of the Gaussian policy, accumulated.
+
+    After each task, F_new = mean over `n_samples` replay observations of the closed-form Gaussian-policy Fisher
+    Σ_i (g_μi² + 2 g_σi²)/(σ_i² + 1e-6) (each per-sample value clamped at 1e-5), and F ← F + F_new.
+    `fisher_index_bug` (default true, as the original) reads the first A outputs as A/2 means and A/2 log-σ,
+    ignoring the real log-σ outputs; false uses outputs 0..A−1 as μ and A..2A−1 as log σ.
+    """
+
+    name = "ewc"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for name, param in self.policy.named_parameters():
+            self.register_buffer(self._key("fisher", name), torch.zeros_like(param))
+
+    def weight(self, name: str) -> torch.Tensor:
+        return getattr(self, self._key("fisher", name))
+
+    def coefficient(self) -> float:
+        return float(self.hp.get("fisher_coeff", 1.0))
+
+    def output_indices(self) -> tuple[list[int], list[int]]:
+        a = self.action_dim
+        if self.hp.get("fisher_index_bug", True):
+            half = a // 2
+            return list(range(half)), list(range(half, 2 * half))
+        return list(range(a)), list(range(a, 2 * a))
+
+    def fisher(self, obs: torch.Tensor, chunk: int = 64) -> dict[str, torch.Tensor]:
+        """Mean per-sample diagonal Fisher over `obs` (per-sample Jacobians of the network outputs)."""
+        mu_idx, ls_idx = self.output_indices()
+        params = {n: p.detach() for n, p in self.policy.net.named_parameters()}
+        lo, hi = self.network.log_std_min, self.network.log_std_max
+
+        def outputs(p, x):
+            return functional_call(self.policy.net, p, (x.unsqueeze(0),)).squeeze(0)
+
+        total = {n: torch.zeros_like(p) for n, p in params.items()}
+        for start in range(0, obs.shape[0], chunk):
+            x = obs[start : start + chunk]
+            with torch.no_grad():
+                out = self.policy.net(x)
+            var = torch.exp(out[:, ls_idx].clamp(lo, hi)) ** 2  # [B, k]
+            jac = vmap(jacrev(outputs), in_dims=(None, 0))(params, x)  # name -> [B, 2A, *shape]
+            for n, j in jac.items():
+                extra = (1,) * (j.dim() - 2)
+                g_mu, g_ls = j[:, mu_idx], j[:, ls_idx]
+                per_sample = ((g_mu**2 + 2 * g_ls**2) / (var.view(*var.shape, *extra) + 1e-6)).sum(1)
+                total[n] += per_sample.clamp(min=1e-5).sum(0)
+        return {f"net.{n}": t / obs.shape[0] for n, t in total.items()}
+
+    def on_task_end(self, task_index: int, replay: ReplayBuffer, generator: torch.Generator) -> None:
+        obs = replay.sample_obs(int(self.hp.get("n_samples", 1024)), generator)
+        for name, value in self.fisher(obs).items():
+            self.weight(name).add_(value)
+        super().on_task_end(task_index, replay, generator)

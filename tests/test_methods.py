@@ -1,0 +1,114 @@
+"""Method invariants on the fake env: regularisers, Fisher, growth formulas, no-forgetting."""
+
+import pytest
+import torch
+from conftest import fake_env_factory
+
+from rlrepro.continual import TrainSpec, build_method, load_stage_methods, train
+from rlrepro.methods.registry import method_names
+from rlrepro.sac.config import NetworkConfig, SACConfig
+from rlrepro.sac.replay import ReplayBuffer
+
+NET = NetworkConfig(hidden_sizes=(8, 8))
+OBS = torch.linspace(-1, 1, 30).reshape(10, 3)
+
+
+def trained(method, scenario, **hp):
+    spec = TrainSpec(
+        method=method,
+        scenario=scenario,
+        seed=1,
+        method_hp=hp,
+        network=NET,
+        sac=SACConfig(batch_size=16, initial_buffer_size=32, policy_update_delay=1),
+    )
+    return train(spec, env_factory=fake_env_factory)
+
+
+def filled_replay(n=64):
+    buf = ReplayBuffer(n, 3, 2, torch.device("cpu"))
+    buf.put(torch.randn(n, 3), torch.rand(n, 2), torch.randn(n), torch.zeros(n), torch.randn(n, 3))
+    return buf
+
+
+@pytest.mark.parametrize("method", ["ft_l2", "ewc"])
+def test_regulariser_is_zero_on_task_one_then_positive_and_differentiable(method):
+    m = build_method(method, 3, 2, NET, {"l2_coeff": 2.0, "fisher_coeff": 3.0, "n_samples": 32})
+    m.on_task_start(0)
+    assert m.extra_loss() is None
+    m.on_task_end(0, filled_replay(), torch.Generator().manual_seed(0))
+    m.on_task_start(1)
+    assert m.extra_loss().item() == 0.0  # right after consolidation θ = θ*
+    with torch.no_grad():
+        for p in m.policy.parameters():
+            p.add_(0.1)
+    loss = m.extra_loss()
+    assert loss.item() > 0
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.policy.parameters())
+
+
+def test_l2_penalty_value():
+    m = build_method("ft_l2", 3, 2, NET, {"l2_coeff": 2.0})
+    m.on_task_end(0, filled_replay(), torch.Generator())
+    with torch.no_grad():
+        for p in m.policy.parameters():
+            p.add_(0.5)
+    n = sum(p.numel() for p in m.policy.parameters())
+    assert m.extra_loss().item() == pytest.approx(2.0 * 0.25 * n, rel=1e-5)
+
+
+def test_ewc_fisher_is_positive_accumulates_and_the_index_bug_flag_matters():
+    replay, gen = filled_replay(), torch.Generator().manual_seed(0)
+    buggy = build_method("ewc", 3, 4, NET, {"n_samples": 32})
+    fixed = build_method("ewc", 3, 4, NET, {"n_samples": 32, "fisher_index_bug": False})
+    fixed.load_state_dict(buggy.state_dict())
+    obs = replay.sample_obs(32, gen)
+    f_bug, f_fix = buggy.fisher(obs), fixed.fisher(obs)
+    assert all((f >= 1e-5).all() for f in f_bug.values())
+    assert any(not torch.allclose(f_bug[n], f_fix[n]) for n in f_bug)
+    # the buggy version never looks at the real log-σ outputs (rows 4..7 of the last layer get no signal)
+    last_w = [n for n in f_bug if n.endswith("weight")][-1]
+    floor = torch.full_like(f_bug[last_w][4:], 1e-5)
+    assert torch.allclose(f_bug[last_w][4:], floor) and torch.all(f_fix[last_w][4:] > 1.01e-5)
+    buggy.on_task_end(0, replay, torch.Generator().manual_seed(0))
+    first = {n: buggy.weight(n).clone() for n, _ in buggy.policy.named_parameters()}
+    buggy.on_task_end(1, replay, torch.Generator().manual_seed(0))
+    assert all(torch.allclose(buggy.weight(n), 2 * first[n]) for n in first)  # F ← F + F_new
+
+
+def test_ewc_fisher_matches_autograd_for_one_sample():
+    m = build_method("ewc", 3, 2, NET, {"fisher_index_bug": False})
+    x = torch.randn(1, 3)
+    fisher = m.fisher(x)
+    out = m.policy.net(x)[0]
+    expected = {n: torch.zeros_like(p) for n, p in m.policy.named_parameters()}
+    var = torch.exp(out[2:].clamp(-20, 2)) ** 2
+    for i in range(2):
+        for idx, factor in ((i, 1.0), (2 + i, 2.0)):
+            grads = torch.autograd.grad(out[idx], list(m.policy.parameters()), retain_graph=True)
+            for (n, _), g in zip(m.policy.named_parameters(), grads, strict=True):
+                expected[n] += factor * g**2 / (var[i].detach() + 1e-6)
+    for n in expected:
+        assert torch.allclose(fisher[n], expected[n].clamp(min=1e-5), rtol=1e-4, atol=1e-7)
+
+
+def test_pnn_growth_matches_the_formula_and_old_columns_are_frozen(fake_scenario):
+    result = trained("pnn", fake_scenario)
+    sizes = [r["value"] for r in result.rows if r["metric"] == "inference_parameters"]
+    h, o, a2 = 8, 3, 4
+    column = (o * h + h) + (h * h + h) + (h * a2 + a2)
+    laterals = (h * h + h) + (h * a2 + a2) + (h * h) + (h * h) + 2  # u_1,u_2 ; v_1,v_2 (c=1) ; α_1,α_2
+    assert sizes == [column, 2 * column + laterals]
+    stage0, stage1 = load_stage_methods(result.policies(), torch.device("cpu"))
+    with torch.no_grad():
+        assert torch.equal(stage0.policy_for_task(0).deterministic(OBS), stage1.policy_for_task(0).deterministic(OBS))
+        assert not torch.equal(stage1.policy_for_task(1).deterministic(OBS), stage1.policy_for_task(0).deterministic(OBS))
+
+
+@pytest.mark.parametrize("method", method_names())
+def test_every_method_runs_a_two_task_scenario(method, fake_scenario):
+    result = trained(method, fake_scenario)
+    assert len(result.stages) == 2
+    report = [r for r in result.rows if r["metric"] == "stored_parameters"]
+    assert len(report) == 2 and all(r["value"] > 0 for r in report)
