@@ -5,8 +5,10 @@ import torch
 from conftest import fake_env_factory
 
 from rlrepro.continual import TrainSpec, build_method, load_stage_methods, train
+from rlrepro.methods.base import TaskContext
 from rlrepro.methods.registry import method_names
 from rlrepro.sac.config import NetworkConfig, SACConfig
+from rlrepro.sac.networks import TwinCritic
 from rlrepro.sac.replay import ReplayBuffer
 
 NET = NetworkConfig(hidden_sizes=(8, 8))
@@ -25,10 +27,16 @@ def trained(method, scenario, **hp):
     return train(spec, env_factory=fake_env_factory)
 
 
-def filled_replay(n=64):
-    buf = ReplayBuffer(n, 3, 2, torch.device("cpu"))
-    buf.put(torch.randn(n, 3), torch.rand(n, 2), torch.randn(n), torch.zeros(n), torch.randn(n, 3))
+def filled_replay(n=64, action_dim=2):
+    buf = ReplayBuffer(n, 3, action_dim, torch.device("cpu"))
+    buf.put(torch.randn(n, 3), torch.rand(n, action_dim), torch.randn(n), torch.zeros(n), torch.randn(n, 3))
     return buf
+
+
+def context(replay=None, seed=0, action_dim=2):
+    replay = replay or filled_replay(action_dim=action_dim)
+    critic = TwinCritic(3, action_dim, NET)
+    return TaskContext(replay, torch.Generator().manual_seed(seed), critic, SACConfig(batch_size=16))
 
 
 @pytest.mark.parametrize("method", ["ft_l2", "ewc"])
@@ -36,7 +44,7 @@ def test_regulariser_is_zero_on_task_one_then_positive_and_differentiable(method
     m = build_method(method, 3, 2, NET, {"l2_coeff": 2.0, "fisher_coeff": 3.0, "n_samples": 32})
     m.on_task_start(0)
     assert m.extra_loss() is None
-    m.on_task_end(0, filled_replay(), torch.Generator().manual_seed(0))
+    m.on_task_end(0, context())
     m.on_task_start(1)
     assert m.extra_loss().item() == 0.0  # right after consolidation θ = θ*
     with torch.no_grad():
@@ -50,7 +58,7 @@ def test_regulariser_is_zero_on_task_one_then_positive_and_differentiable(method
 
 def test_l2_penalty_value():
     m = build_method("ft_l2", 3, 2, NET, {"l2_coeff": 2.0})
-    m.on_task_end(0, filled_replay(), torch.Generator())
+    m.on_task_end(0, context())
     with torch.no_grad():
         for p in m.policy.parameters():
             p.add_(0.5)
@@ -71,9 +79,9 @@ def test_ewc_fisher_is_positive_accumulates_and_the_index_bug_flag_matters():
     last_w = [n for n in f_bug if n.endswith("weight")][-1]
     floor = torch.full_like(f_bug[last_w][4:], 1e-5)
     assert torch.allclose(f_bug[last_w][4:], floor) and torch.all(f_fix[last_w][4:] > 1.01e-5)
-    buggy.on_task_end(0, replay, torch.Generator().manual_seed(0))
+    buggy.on_task_end(0, context(replay, action_dim=4))
     first = {n: buggy.weight(n).clone() for n, _ in buggy.policy.named_parameters()}
-    buggy.on_task_end(1, replay, torch.Generator().manual_seed(0))
+    buggy.on_task_end(1, context(replay, action_dim=4))
     assert all(torch.allclose(buggy.weight(n), 2 * first[n]) for n in first)  # F ← F + F_new
 
 
@@ -108,7 +116,38 @@ def test_pnn_growth_matches_the_formula_and_old_columns_are_frozen(fake_scenario
 
 @pytest.mark.parametrize("method", method_names())
 def test_every_method_runs_a_two_task_scenario(method, fake_scenario):
-    result = trained(method, fake_scenario)
+    result = trained(method, fake_scenario, finetune_updates=50)
     assert len(result.stages) == 2
     report = [r for r in result.rows if r["metric"] == "stored_parameters"]
     assert len(report) == 2 and all(r["value"] > 0 for r in report)
+
+
+def test_packnet_claims_an_eighth_per_task_and_never_moves_owned_weights(fake_scenario):
+    result = trained("packnet", fake_scenario, finetune_updates=20)
+    stage0, stage1 = load_stage_methods(result.policies(), torch.device("cpu"))
+    for name, param in stage1.policy.named_parameters():
+        owner = stage1.owner(name)
+        n = owner.numel()
+        for task in (0, 1):
+            claimed = int((owner == task).sum())
+            assert abs(claimed - (n - int(n * 0.875))) <= 1, (name, task, claimed)
+        # weights owned by task 0 are identical in task 0's snapshot and after training task 1
+        old = dict(stage1.snapshots[0].named_parameters())[name]
+        assert torch.equal(param[owner == 0], old[owner == 0])
+        # a snapshot holds only the weights of tasks up to its own; the rest are zero
+        assert torch.all(old[(owner == -1) | (owner == 1)] == 0)
+    with torch.no_grad():
+        assert torch.equal(stage0.policy_for_task(0).deterministic(OBS), stage1.policy_for_task(0).deterministic(OBS))
+
+
+def test_packnet_finetune_trains_only_the_task_s_weights():
+    m = build_method("packnet", 3, 2, NET, {"finetune_updates": 30})
+    m.on_task_start(0)
+    ctx = context()
+    before = {n: p.detach().clone() for n, p in m.policy.named_parameters()}
+    m.on_task_end(0, ctx)
+    for name, param in m.policy.named_parameters():
+        owned = m.owner(name) == 0
+        if name.endswith("weight"):  # (a bias can have no surviving path to the output, hence no gradient)
+            assert not torch.equal(param[owned], before[name][owned])  # fine-tuned
+        assert torch.all(param[~owned] == 0)

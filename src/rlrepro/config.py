@@ -139,15 +139,20 @@ class Resolved:
             sac["initial_buffer_size"] = int(self.budget["initial_buffer_size"])
         return sac
 
+    def method_hp(self, method: str, scenario: str) -> dict[str, Any]:
+        block = self.config["methods"][method]
+        hp = {k: v for k, v in block.items() if k not in RESERVED_METHOD_KEYS}
+        hp.update(block.get("scenario_overrides", {}).get(scenario, {}))
+        if "finetune_updates" in hp and self.budget.get("finetune_updates") is not None:
+            hp["finetune_updates"] = min(int(hp["finetune_updates"]), int(self.budget["finetune_updates"]))
+        return hp
+
     def train_spec(self, method: str, scenario: str, seed: int) -> dict[str, Any]:
         block = self.config["methods"][method]
         return {
             "engine_version": ENGINE_VERSION,
             "method": method,
-            "method_hp": {
-                **{k: v for k, v in block.items() if k not in RESERVED_METHOD_KEYS},
-                **block.get("scenario_overrides", {}).get(scenario, {}),
-            },
+            "method_hp": self.method_hp(method, scenario),
             "scenario": self.scenario_spec(scenario),
             "seed": seed,
             "sac": self.sac(method, scenario),

@@ -20,7 +20,7 @@ import torch
 
 from rlrepro.envs import VecEnv, make_env
 from rlrepro.io import atomic_torch_save
-from rlrepro.methods.base import Method
+from rlrepro.methods.base import Method, TaskContext
 from rlrepro.methods.registry import method_class
 from rlrepro.progress import Progress
 from rlrepro.sac.config import EvalConfig, NetworkConfig, Quirks, SACConfig, TrainLogConfig, from_dict
@@ -118,7 +118,9 @@ def train_task(
     capacity = min(cfg.buffer_size, budget + max(cfg.initial_buffer_size, 0) + cfg.n_timesteps * n_envs)
     replay = ReplayBuffer(capacity, env.obs_dim, env.action_dim, device)
     actor = method.train_actor()
-    learner = SACLearner(actor, method.trainable_parameters(), critic, cfg, env.action_dim, generator)
+    learner = SACLearner(
+        actor, method.trainable_parameters(), critic, cfg, env.action_dim, generator, actor_grad_hook=method.mask_gradients
+    )
     updates_per_epoch = int((cfg.inner_epochs or n_envs) * cfg.grad_updates_per_step)
     curve_every = max(budget // max(spec.log.curve_points, 1), 1)
 
@@ -255,7 +257,7 @@ def train(
                 critic = TwinCritic(env.obs_dim, env.action_dim, spec.network).to(device)
         method.on_task_start(k)
         replay, rows = train_task(method, critic, env, spec, k, generator, progress)
-        method.on_task_end(k, replay, generator)
+        method.on_task_end(k, TaskContext(replay, generator, critic, spec.sac))
         del replay
         memory = method.memory_report()
         rows += [_row(k, None, name, value) for name, value in memory.items()]

@@ -7,14 +7,28 @@ Adding a method = one file here, one line in registry.py, one block under `metho
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from rlrepro.sac.config import NetworkConfig
-from rlrepro.sac.networks import GaussianActor
+from rlrepro.sac.config import NetworkConfig, SACConfig
+from rlrepro.sac.networks import GaussianActor, TwinCritic
 from rlrepro.sac.replay import ReplayBuffer
+
+
+@dataclass
+class TaskContext:
+    """What the framework lends a method when a task ends (consolidation, pruning and fine-tuning need it)."""
+
+    replay: ReplayBuffer
+    """The finished task's replay buffer."""
+    generator: torch.Generator
+    critic: TwinCritic
+    """The critic the framework keeps (a method may train it, as PackNet's fine-tune does)."""
+    sac: SACConfig
+    """The task's SAC hyperparameters."""
 
 
 class Method(nn.Module):
@@ -50,7 +64,10 @@ class Method(nn.Module):
         """A regulariser added to the policy loss (None: nothing)."""
         return None
 
-    def on_task_end(self, task_index: int, replay: ReplayBuffer, generator: torch.Generator) -> None:
+    def mask_gradients(self) -> None:
+        """Called between the policy loss's backward and the optimizer step (PackNet freezes owned weights here)."""
+
+    def on_task_end(self, task_index: int, context: TaskContext) -> None:
         """The current task's training is over (consolidate, prune, cache)."""
         self.tasks_seen = task_index + 1
 

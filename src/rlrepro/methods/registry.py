@@ -13,6 +13,7 @@ METHODS: dict[str, str] = {
     "ft_l2": "rlrepro.methods.regularized:FineTuneL2",
     "ewc": "rlrepro.methods.regularized:EWC",
     "pnn": "rlrepro.methods.pnn:PNN",
+    "packnet": "rlrepro.methods.packnet:PackNet",
 }
 
 # The method-specific keys each method accepts in config.yaml (checked before any job starts).
@@ -23,6 +24,7 @@ HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
     "ft_l2": ("l2_coeff",),
     "ewc": ("fisher_coeff", "n_samples", "fisher_index_bug"),
     "pnn": (),
+    "packnet": ("prune_coeff", "finetune_updates"),
 }
 
 

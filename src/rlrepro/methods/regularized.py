@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch.func import functional_call, jacrev, vmap
 
+from rlrepro.methods.base import TaskContext
 from rlrepro.methods.finetune import FineTuneOne
 from rlrepro.sac.networks import count_parameters
-from rlrepro.sac.replay import ReplayBuffer
 
 
 class AnchoredPolicy(FineTuneOne):
@@ -39,11 +39,11 @@ class AnchoredPolicy(FineTuneOne):
         )
         return self.coefficient() * penalty
 
-    def on_task_end(self, task_index: int, replay: ReplayBuffer, generator: torch.Generator) -> None:
+    def on_task_end(self, task_index: int, context: TaskContext) -> None:
         with torch.no_grad():
             for name, param in self.policy.named_parameters():
                 self.anchor(name).copy_(param)
-        super().on_task_end(task_index, replay, generator)
+        super().on_task_end(task_index, context)
 
     def memory_report(self) -> dict[str, int]:
         n = count_parameters(self.policy)
@@ -111,8 +111,8 @@ class EWC(AnchoredPolicy):
                 total[n] += per_sample.clamp(min=1e-5).sum(0)
         return {f"net.{n}": t / obs.shape[0] for n, t in total.items()}
 
-    def on_task_end(self, task_index: int, replay: ReplayBuffer, generator: torch.Generator) -> None:
-        obs = replay.sample_obs(int(self.hp.get("n_samples", 1024)), generator)
+    def on_task_end(self, task_index: int, context: TaskContext) -> None:
+        obs = context.replay.sample_obs(int(self.hp.get("n_samples", 1024)), context.generator)
         for name, value in self.fisher(obs).items():
             self.weight(name).add_(value)
-        super().on_task_end(task_index, replay, generator)
+        super().on_task_end(task_index, context)

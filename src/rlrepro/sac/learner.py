@@ -79,6 +79,8 @@ class SACLearner:
         cfg: SACConfig,
         action_dim: int,
         generator: torch.Generator,
+        target_update_in_policy_branch: bool = False,
+        actor_grad_hook: Callable[[], None] | None = None,
     ) -> None:
         self.actor = actor
         self.critic = critic
@@ -93,10 +95,17 @@ class SACLearner:
         self.opt_critic = torch.optim.Adam(critic.parameters(), lr=cfg.lr_q)
         self.opt_alpha = torch.optim.Adam([self.log_alpha], lr=cfg.lr_entropy)
         self.iteration = 0
+        # PackNet's fine-tune in the original nests the target update inside the policy-update branch.
+        self.target_update_in_policy_branch = target_update_in_policy_branch
+        self.actor_grad_hook = actor_grad_hook
 
-    def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Parameter]) -> None:
+    def _step(
+        self, opt: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Parameter], hook: Callable | None = None
+    ) -> None:
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if hook is not None:
+            hook()
         if self.cfg.clip_grad > 0:
             nn.utils.clip_grad_norm_(params, self.cfg.clip_grad)
         opt.step()
@@ -117,11 +126,12 @@ class SACLearner:
                 extra = extra_loss()
                 if extra is not None:
                     pi_loss = pi_loss + extra
-            self._step(self.opt_actor, pi_loss, self.actor_parameters)
+            self._step(self.opt_actor, pi_loss, self.actor_parameters, self.actor_grad_hook)
             self.critic.requires_grad_(True)
             self._step(self.opt_alpha, entropy_loss(self.log_alpha, logp, self.target_entropy), [self.log_alpha])
             pi_value = pi_loss.detach()
-        if self.iteration % cfg.target_update_delay == 0:
+        policy_step = self.iteration % cfg.policy_update_delay == 0
+        if self.iteration % cfg.target_update_delay == 0 and (policy_step or not self.target_update_in_policy_branch):
             polyak(self.target_critic, self.critic, cfg.tau)
         self.iteration += 1
         return UpdateStats(q_loss.detach(), pi_value, alpha)
