@@ -2,9 +2,10 @@
 
 Weights owned by earlier tasks are frozen (their gradients are masked, so the fresh Adam of every task never
 moves them); free weights train. After SAC: `add_filter` claims, per tensor, the free entries above the
-int(N·prune_coeff)-th smallest magnitude (N = all entries, owned ones scoring 0), everything still free is zeroed, and the task's
-entries are fine-tuned for `finetune_updates` SAC updates on the task's replay (critic included, new α and
-optimisers, target update nested in the policy branch as in the original). A snapshot per task answers inference.
+int(N·prune_coeff)-th smallest magnitude (N = all entries, owned ones scoring 0), everything still free is
+zeroed, and the task's entries are fine-tuned for `finetune_updates` SAC updates on the task's replay (critic
+included, new α and optimisers, target update nested in the policy branch as in the original). A snapshot per
+task answers inference.
 With prune_coeff 0.875 each task claims about 12.5% of every tensor: 8 tasks fill the network, and from the
 9th task on (CW10's last two) nothing is left to claim — those tasks reuse the frozen network unchanged.
 """
