@@ -42,10 +42,10 @@ def context(replay=None, seed=0, action_dim=2):
 @pytest.mark.parametrize("method", ["ft_l2", "ewc"])
 def test_regulariser_is_zero_on_task_one_then_positive_and_differentiable(method):
     m = build_method(method, 3, 2, NET, {"l2_coeff": 2.0, "fisher_coeff": 3.0, "n_samples": 32})
-    m.on_task_start(0)
+    m.on_task_start(0, context())
     assert m.extra_loss() is None
     m.on_task_end(0, context())
-    m.on_task_start(1)
+    m.on_task_start(1, context())
     assert m.extra_loss().item() == 0.0  # right after consolidation θ = θ*
     with torch.no_grad():
         for p in m.policy.parameters():
@@ -142,7 +142,7 @@ def test_packnet_claims_an_eighth_per_task_and_never_moves_owned_weights(fake_sc
 
 def test_packnet_finetune_trains_only_the_task_s_weights():
     m = build_method("packnet", 3, 2, NET, {"finetune_updates": 30})
-    m.on_task_start(0)
+    m.on_task_start(0, context())
     ctx = context()
     before = {n: p.detach().clone() for n, p in m.policy.named_parameters()}
     m.on_task_end(0, ctx)

@@ -167,8 +167,9 @@ def train_task(
     while interactions <= budget:
         collect(new_steps)
         interactions += new_steps * n_envs
-        for _ in range(updates_per_epoch):
-            stats = learner.update(replay.sample(cfg.batch_size, generator), method.extra_loss)
+        with method.learning_mode():
+            for _ in range(updates_per_epoch):
+                stats = learner.update(replay.sample(cfg.batch_size, generator), method.extra_loss)
         updates += updates_per_epoch
         if interactions >= next_curve:
             next_curve += curve_every
@@ -184,6 +185,29 @@ def train_task(
         _row(task_index, task_index, "train_time_s", time.monotonic() - start),
     ]
     return replay, rows
+
+
+def _train_env_evaluator(env: VecEnv, spec: TrainSpec, task_index: int) -> Callable[[GaussianActor], float]:
+    """Deterministic mean return on the training env, `evaluation.n_rollouts`-free: one seed per task, as the
+    original's selection rollouts used one seed for every candidate. Counts the env steps it spends."""
+    rollouts = int(spec.method_hp.get("selection_rollouts", 10))
+
+    def evaluate(actor: GaussianActor) -> float:
+        was_training = actor.training
+        actor.eval()
+        try:
+            episodes = run_episodes(actor, env, rollouts, spec.seed * 7919 + task_index)
+        finally:
+            actor.train(was_training)
+        evaluate.steps += int(episodes["env_steps"].sum())
+        return float(episodes["return"].mean())
+
+    evaluate.steps = 0
+    return evaluate
+
+
+def _extra_steps(context: TaskContext) -> int:
+    return int(getattr(context.evaluate, "steps", 0)) + context.extra_env_steps
 
 
 def _stage_path(checkpoint_dir: Path, stage: int) -> Path:
@@ -255,10 +279,12 @@ def train(
             env = env_for(task)
             if not spec.quirks.keep_critic_across_tasks:
                 critic = TwinCritic(env.obs_dim, env.action_dim, spec.network).to(device)
-        method.on_task_start(k)
-        replay, rows = train_task(method, critic, env, spec, k, generator, progress)
-        method.on_task_end(k, TaskContext(replay, generator, critic, spec.sac))
-        del replay
+        context = TaskContext(None, generator, critic, spec.sac, evaluate=_train_env_evaluator(env, spec, k))
+        method.on_task_start(k, context)
+        context.replay, rows = train_task(method, critic, env, spec, k, generator, progress)
+        method.on_task_end(k, context)
+        context.replay = None
+        rows.append(_row(k, k, "extra_env_steps", _extra_steps(context)))
         memory = method.memory_report()
         rows += [_row(k, None, name, value) for name, value in memory.items()]
         result.rows += rows
@@ -298,18 +324,20 @@ def load_stage_methods(policies: dict[str, Any], device: torch.device) -> list[M
 def run_episodes(policy: GaussianActor, env: VecEnv, n_rollouts: int, seed: int) -> dict[str, torch.Tensor]:
     """Deterministic episodes, one per env per rollout (each rollout resets to new initial states).
 
-    Returns per-episode `return`; with a success flag also `success_last` (the flag at the episode's last step,
+    Returns per-episode `return`, `env_steps` per rollout; with a success flag also `success_last` (the flag at the episode's last step,
     as Rewire counts it) and `success_any` (at any step, as Continual World counts it).
     """
-    out: dict[str, list[torch.Tensor]] = {"return": [], "success_last": [], "success_any": []}
+    out: dict[str, list[torch.Tensor]] = {"return": [], "success_last": [], "success_any": [], "env_steps": []}
     for rollout in range(n_rollouts):
         obs = env.reset(seed * 1000 + rollout)
         total = torch.zeros(env.n_envs, device=obs.device)
         alive = torch.ones(env.n_envs, device=obs.device)
         last = torch.zeros(env.n_envs, device=obs.device)
         anyt = torch.zeros(env.n_envs, device=obs.device)
+        steps = 0
         for t in range(env.episode_length):
             res = env.step(policy.deterministic(obs))
+            steps += 1
             total += res.reward * alive
             if res.success is not None:
                 last = torch.where(alive > 0, res.success, last)
@@ -319,6 +347,7 @@ def run_episodes(policy: GaussianActor, env: VecEnv, n_rollouts: int, seed: int)
             if t % 50 == 49 and not bool(alive.any()):
                 break
         out["return"].append(total)
+        out["env_steps"].append(torch.tensor([steps * env.n_envs]))
         if res.success is not None:
             out["success_last"].append(last)
             out["success_any"].append(anyt)

@@ -7,6 +7,8 @@ Adding a method = one file here, one line in registry.py, one block under `metho
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -22,13 +24,17 @@ from rlrepro.sac.replay import ReplayBuffer
 class TaskContext:
     """What the framework lends a method when a task ends (consolidation, pruning and fine-tuning need it)."""
 
-    replay: ReplayBuffer
-    """The finished task's replay buffer."""
+    replay: ReplayBuffer | None
+    """The task's replay buffer (None when the task starts)."""
     generator: torch.Generator
     critic: TwinCritic
     """The critic the framework keeps (a method may train it, as PackNet's fine-tune does)."""
     sac: SACConfig
     """The task's SAC hyperparameters."""
+    evaluate: Callable[[GaussianActor], float] | None = None
+    """Mean deterministic return of an actor on the task's training env (Rewire's mode selection uses it); the
+    environment steps it spends are counted in `extra_env_steps`, apart from the training budget."""
+    extra_env_steps: int = 0
 
 
 class Method(nn.Module):
@@ -50,7 +56,7 @@ class Method(nn.Module):
         return GaussianActor(self.obs_dim, self.action_dim, self.network)
 
     # --- hooks -------------------------------------------------------------------------------------------------
-    def on_task_start(self, task_index: int) -> None:
+    def on_task_start(self, task_index: int, context: TaskContext) -> None:
         """A new task begins: grow, clone or allocate what it trains."""
 
     def train_actor(self) -> GaussianActor:
@@ -63,6 +69,11 @@ class Method(nn.Module):
     def extra_loss(self) -> torch.Tensor | None:
         """A regulariser added to the policy loss (None: nothing)."""
         return None
+
+    @contextmanager
+    def learning_mode(self) -> Iterator[None]:
+        """Wraps every gradient update (Rewire's actor forwards differently on replay batches than when acting)."""
+        yield
 
     def mask_gradients(self) -> None:
         """Called between the policy loss's backward and the optimizer step (PackNet freezes owned weights here)."""

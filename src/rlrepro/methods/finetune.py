@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from rlrepro.methods.base import Method
+from rlrepro.methods.base import Method, TaskContext
 from rlrepro.sac.networks import GaussianActor, count_parameters
 
 
@@ -21,7 +21,7 @@ class PolicyList(Method):
     def next_policy(self) -> GaussianActor:
         raise NotImplementedError
 
-    def on_task_start(self, task_index: int) -> None:
+    def on_task_start(self, task_index: int, context: TaskContext) -> None:
         if task_index > 0:
             self.policies[-1].requires_grad_(False)
             self.policies.append(self.next_policy())

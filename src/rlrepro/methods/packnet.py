@@ -49,7 +49,7 @@ class PackNet(FineTuneOne):
         for name, param in self.policy.named_parameters():
             self._trainable[self._key(name)] = rule(self.owner(name)).to(param.dtype)
 
-    def on_task_start(self, task_index: int) -> None:
+    def on_task_start(self, task_index: int, context: TaskContext) -> None:
         self._set_trainable(lambda owner: owner == FREE)
 
     def mask_gradients(self) -> None:

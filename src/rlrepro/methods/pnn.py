@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rlrepro.methods.base import Method
+from rlrepro.methods.base import Method, TaskContext
 from rlrepro.sac.networks import GaussianActor, activation, count_parameters
 
 
@@ -69,7 +69,7 @@ class PNN(Method):
     def _column(self, index: int) -> Column:
         return Column(self.obs_dim, 2 * self.action_dim, self.network.hidden_sizes, index, activation(self.network))
 
-    def on_task_start(self, task_index: int) -> None:
+    def on_task_start(self, task_index: int, context: TaskContext) -> None:
         if task_index > 0:
             self.columns[-1].requires_grad_(False)
             self.columns.append(self._column(len(self.columns)))
