@@ -324,8 +324,8 @@ def load_stage_methods(policies: dict[str, Any], device: torch.device) -> list[M
 def run_episodes(policy: GaussianActor, env: VecEnv, n_rollouts: int, seed: int) -> dict[str, torch.Tensor]:
     """Deterministic episodes, one per env per rollout (each rollout resets to new initial states).
 
-    Returns per-episode `return`, `env_steps` per rollout; with a success flag also `success_last` (the flag at the episode's last step,
-    as Rewire counts it) and `success_any` (at any step, as Continual World counts it).
+    Returns per-episode `return`, `env_steps` per rollout; with a success flag also `success_last` (the flag at
+    the episode's last step, as Rewire counts it) and `success_any` (at any step, as Continual World counts it).
     """
     out: dict[str, list[torch.Tensor]] = {"return": [], "success_last": [], "success_any": [], "env_steps": []}
     for rollout in range(n_rollouts):
