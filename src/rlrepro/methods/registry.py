@@ -14,6 +14,7 @@ METHODS: dict[str, str] = {
     "ewc": "rlrepro.methods.regularized:EWC",
     "pnn": "rlrepro.methods.pnn:PNN",
     "packnet": "rlrepro.methods.packnet:PackNet",
+    "rewire": "rlrepro.methods.rewire:Rewire",
 }
 
 # The method-specific keys each method accepts in config.yaml (checked before any job starts).
@@ -25,6 +26,18 @@ HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
     "ewc": ("fisher_coeff", "n_samples", "fisher_index_bug"),
     "pnn": (),
     "packnet": ("prune_coeff", "finetune_updates"),
+    "rewire": (
+        "k",
+        "tau",
+        "beta",
+        "tau2",
+        "beta2",
+        "cycle",
+        "divergence",
+        "coeff",
+        "improvement_threshold",
+        "selection_rollouts",
+    ),
 }
 
 
