@@ -151,3 +151,50 @@ def test_packnet_finetune_trains_only_the_task_s_weights():
         if name == "net.4.weight":  # the output layer always has a path (hidden ones may be cut off by pruning)
             assert not torch.equal(param[owned], before[name][owned])  # fine-tuned
         assert torch.all(param[~owned] == 0)
+
+
+def test_csp_adds_a_midpoint_anchor_and_a_fresh_alpha_critic():
+    m = build_method("csp", 3, 2, NET, {"dist_type": "peaked"})
+    ctx = context()
+    m.on_task_start(0, ctx)
+    assert m.critic_for_task(ctx.critic).q1[0].in_features == 3 + 1 + 2
+    m.best_alphas.append([1.0])
+    m.tasks_seen = 1
+    anchors_before = [layer.anchors[0].weight.clone() for layer in m.layers]
+    m.on_task_start(1, ctx)
+    assert m.n_anchors == 2 and m.critic_for_task(ctx.critic).q1[0].in_features == 3 + 2 + 2
+    for layer, w in zip(m.layers, anchors_before, strict=True):
+        assert torch.equal(layer.anchors[1].weight, w)  # midpoint of one anchor = itself
+        assert not layer.anchors[0].weight.requires_grad
+    alphas = m.sample_alpha((2000,), 2)
+    assert torch.allclose(alphas.sum(-1), torch.ones(2000)) and alphas[:, 1].mean() > 0.6  # peaked: last weight n²
+    batch = m.prepare_batch(filled_replay().sample(8, torch.Generator()), torch.Generator())
+    assert batch.obs.shape == (8, 5) and batch.next_obs.shape == (8, 5)
+    with torch.no_grad():
+        out = m.train_actor().net(batch.obs)
+    assert out.shape == (8, 4)
+    # inference for task 0 uses its stored α = [1, 0]: exactly the first anchor
+    with torch.no_grad():
+        for layer in m.layers:
+            layer.anchors[1].weight.add_(1.0)
+        x = torch.randn(4, 3)
+        assert torch.allclose(m.policy_for_task(0).net(x), SubspaceOne(m).net(x), atol=1e-6)
+
+
+def SubspaceOne(m):
+    from rlrepro.methods.csp import SubspaceActor
+
+    return SubspaceActor(m, torch.tensor([[1.0, 0.0]]))
+
+
+def test_csp_keeps_or_drops_the_new_anchor(fake_scenario):
+    # The fake env's returns are negative, so (1 + threshold)·best_old is very negative for a huge threshold
+    # (the new anchor always wins) and 0 for threshold −1 (it never does): the original's rule, signs included.
+    result = trained("csp", fake_scenario, n_rollouts=2, n_estimations=2, n_samples=64, improvement_threshold=1e9)
+    last = load_stage_methods(result.policies(), torch.device("cpu"))[-1]
+    assert last.n_anchors == 2 and len(last.best_alphas) == 2
+    result = trained("csp", fake_scenario, n_rollouts=2, n_estimations=2, n_samples=64, improvement_threshold=-1.0)
+    last = load_stage_methods(result.policies(), torch.device("cpu"))[-1]
+    assert last.n_anchors == 1 and len(last.best_alphas[1]) == 1  # dropped, the best old α kept
+    steps = [r["value"] for r in result.rows if r["metric"] == "train_env_steps"]
+    assert steps[0] < 256  # the AlphaSearch rollouts come out of the task's budget

@@ -143,8 +143,9 @@ class Resolved:
         block = self.config["methods"][method]
         hp = {k: v for k, v in block.items() if k not in RESERVED_METHOD_KEYS}
         hp.update(block.get("scenario_overrides", {}).get(scenario, {}))
-        if "finetune_updates" in hp and self.budget.get("finetune_updates") is not None:
-            hp["finetune_updates"] = min(int(hp["finetune_updates"]), int(self.budget["finetune_updates"]))
+        for key, cap in (self.budget.get("method_caps") or {}).items():
+            if key in hp:
+                hp[key] = min(int(hp[key]), int(cap))
         return hp
 
     def train_spec(self, method: str, scenario: str, seed: int) -> dict[str, Any]:

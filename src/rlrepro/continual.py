@@ -112,7 +112,8 @@ def train_task(
     progress: Progress | None = None,
 ) -> tuple[ReplayBuffer, list[dict[str, Any]]]:
     """SAC on one task (rewire.md §2.2): new replay, α and optimisers; windows of n_timesteps; UTD from config."""
-    cfg, budget, n_envs = spec.sac, spec.scenario.steps_per_task, env.n_envs
+    cfg, n_envs = spec.sac, env.n_envs
+    budget = spec.scenario.steps_per_task - method.reserved_env_steps(env)
     device = next(critic.parameters()).device
     new_steps = cfg.n_timesteps - 1
     capacity = min(cfg.buffer_size, budget + max(cfg.initial_buffer_size, 0) + cfg.n_timesteps * n_envs)
@@ -141,6 +142,7 @@ def train_task(
                     action = actor.sample(obs, generator)[0]
             calls += 1
             res = env.step(action)
+            method.on_env_step(res.done)
             if spec.quirks.truncation_as_terminal:
                 # Faithful: a time-limit end is terminal, and the stored next state is the auto-reset state.
                 replay.put(obs, action, res.reward, res.done, res.obs)
@@ -169,7 +171,8 @@ def train_task(
         interactions += new_steps * n_envs
         with method.learning_mode():
             for _ in range(updates_per_epoch):
-                stats = learner.update(replay.sample(cfg.batch_size, generator), method.extra_loss)
+                batch = method.prepare_batch(replay.sample(cfg.batch_size, generator), generator)
+                stats = learner.update(batch, method.extra_loss)
         updates += updates_per_epoch
         if interactions >= next_curve:
             next_curve += curve_every
@@ -266,7 +269,7 @@ def train(
     if ckpt is not None:
         method.rebuild(ckpt["structure"])
         method.load_state_dict(ckpt["method_state"])
-        critic.load_state_dict(ckpt["critic_state"])
+        critic = ckpt["critic"].to(device)
         generator.set_state(ckpt["generator_state"])
         torch.set_rng_state(ckpt["torch_rng_state"])
         result.stages, result.rows = ckpt["stages"], ckpt["rows"]
@@ -279,8 +282,9 @@ def train(
             env = env_for(task)
             if not spec.quirks.keep_critic_across_tasks:
                 critic = TwinCritic(env.obs_dim, env.action_dim, spec.network).to(device)
-        context = TaskContext(None, generator, critic, spec.sac, evaluate=_train_env_evaluator(env, spec, k))
+        context = TaskContext(None, generator, critic, spec.sac, evaluate=_train_env_evaluator(env, spec, k), env=env)
         method.on_task_start(k, context)
+        critic = context.critic = method.critic_for_task(critic).to(device)
         context.replay, rows = train_task(method, critic, env, spec, k, generator, progress)
         method.on_task_end(k, context)
         context.replay = None
@@ -297,7 +301,7 @@ def train(
                     "stage": k,
                     "structure": method.structure(),
                     "method_state": method.state_dict(),
-                    "critic_state": critic.state_dict(),
+                    "critic": critic,
                     "generator_state": generator.get_state(),
                     "torch_rng_state": torch.get_rng_state(),
                     "stages": result.stages,

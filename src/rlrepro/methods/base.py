@@ -17,7 +17,7 @@ from torch import nn
 
 from rlrepro.sac.config import NetworkConfig, SACConfig
 from rlrepro.sac.networks import GaussianActor, TwinCritic
-from rlrepro.sac.replay import ReplayBuffer
+from rlrepro.sac.replay import Batch, ReplayBuffer
 
 
 @dataclass
@@ -35,6 +35,8 @@ class TaskContext:
     """Mean deterministic return of an actor on the task's training env (Rewire's mode selection uses it); the
     environment steps it spends are counted in `extra_env_steps`, apart from the training budget."""
     extra_env_steps: int = 0
+    env: Any = None
+    """The task's training env (CSP's AlphaSearch rolls out on it, inside the training budget)."""
 
 
 class Method(nn.Module):
@@ -69,6 +71,21 @@ class Method(nn.Module):
     def extra_loss(self) -> torch.Tensor | None:
         """A regulariser added to the policy loss (None: nothing)."""
         return None
+
+    def critic_for_task(self, critic: TwinCritic) -> TwinCritic:
+        """The critic this task trains with (default: the framework's, kept across tasks; CSP builds its own)."""
+        return critic
+
+    def reserved_env_steps(self, env: Any) -> int:
+        """Environment steps of the task's budget the method spends itself (CSP's AlphaSearch rollouts)."""
+        return 0
+
+    def on_env_step(self, done: torch.Tensor) -> None:
+        """Called after every acquisition step with the done flags (CSP re-draws α at episode ends)."""
+
+    def prepare_batch(self, batch: Batch, generator: torch.Generator) -> Batch:
+        """Transform a replay batch before an update (CSP appends freshly drawn α to the states)."""
+        return batch
 
     @contextmanager
     def learning_mode(self) -> Iterator[None]:

@@ -15,6 +15,7 @@ METHODS: dict[str, str] = {
     "pnn": "rlrepro.methods.pnn:PNN",
     "packnet": "rlrepro.methods.packnet:PackNet",
     "rewire": "rlrepro.methods.rewire:Rewire",
+    "csp": "rlrepro.methods.csp:CSP",
 }
 
 # The method-specific keys each method accepts in config.yaml (checked before any job starts).
@@ -26,6 +27,15 @@ HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
     "ewc": ("fisher_coeff", "n_samples", "fisher_index_bug"),
     "pnn": (),
     "packnet": ("prune_coeff", "finetune_updates"),
+    "csp": (
+        "dist_type",
+        "repeat_alpha",
+        "n_estimations",
+        "n_samples",
+        "n_rollouts",
+        "n_validation_steps",
+        "improvement_threshold",
+    ),
     "rewire": (
         "k",
         "tau",

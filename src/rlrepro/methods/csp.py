@@ -1,0 +1,226 @@
+"""csp: Continual Subspace of Policies (Gaya et al., ICLR 2023; rewire.md §3.9).
+
+The policy is a subspace: every layer holds n anchors and computes Σ_i α_i (W_i x + b_i) for a point α of the
+simplex. Each new task freezes the anchors, adds one at their midpoint and a new α-conditioned critic; SAC
+trains with α drawn per environment (half from the new subspace, half from the old one) and per replay sample;
+after SAC, AlphaSearch ranks α candidates by the critic, rolls the best out on the task's env (steps taken from
+the task's budget), and keeps the new anchor only if it beats the old subspace by `improvement_threshold`.
+
+Replay windows here are (s, a, r, s'), so AlphaSearch's critic estimate averages Q(s, a, α) over the first step of
+each window only (the original also averaged over the second step with its stored action).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import torch
+from torch import nn
+
+from rlrepro.methods.base import Method, TaskContext
+from rlrepro.sac.networks import GaussianActor, TwinCritic, activation, count_parameters
+from rlrepro.sac.replay import Batch
+
+
+class SubspaceLinear(nn.Module):
+    def __init__(self, in_f: int, out_f: int) -> None:
+        super().__init__()
+        self.anchors = nn.ModuleList([nn.Linear(in_f, out_f)])
+
+    def forward(self, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        outs = torch.stack([a(x) for a in self.anchors], dim=-1)  # [..., out, n]
+        return (outs * alpha[..., : len(self.anchors)].unsqueeze(-2)).sum(-1)
+
+    @torch.no_grad()
+    def add_anchor(self) -> None:
+        for a in self.anchors:
+            a.requires_grad_(False)
+        new = nn.Linear(self.anchors[0].in_features, self.anchors[0].out_features)
+        new.weight.copy_(torch.stack([a.weight for a in self.anchors]).mean(0))
+        new.bias.copy_(torch.stack([a.bias for a in self.anchors]).mean(0))
+        self.anchors.append(new.to(self.anchors[0].weight.device))
+
+
+class SubspaceActor(GaussianActor):
+    """A view: with `alpha` fixed (inference), or taking α from the state (training: obs ⊕ α, or the per-env α)."""
+
+    def __init__(self, owner: CSP, alpha: torch.Tensor | None) -> None:
+        nn.Module.__init__(self)
+        self.cfg, self.action_dim = owner.network, owner.action_dim
+        self.owner, self.alpha = [owner], alpha
+
+    def parameters(self, recurse: bool = True):
+        return self.owner[0].parameters(recurse)
+
+    def net(self, obs: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        owner = self.owner[0]
+        if obs.shape[-1] > owner.obs_dim:  # a replay batch with α appended by prepare_batch
+            obs, alpha = obs[..., : owner.obs_dim], obs[..., owner.obs_dim :]
+        elif self.alpha is not None:
+            alpha = self.alpha.to(obs.device).expand(obs.shape[0], -1)
+        else:
+            alpha = owner.env_alpha.to(obs.device)
+        h = obs
+        for i, layer in enumerate(owner.layers):
+            h = layer(h, alpha)
+            if i < len(owner.layers) - 1:
+                h = owner.act(h)
+        return h
+
+
+class CSP(Method):
+    name = "csp"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        sizes = [self.obs_dim, *self.network.hidden_sizes, 2 * self.action_dim]
+        self.layers = nn.ModuleList(SubspaceLinear(a, b) for a, b in itertools.pairwise(sizes))
+        self.act = activation(self.network)
+        self.best_alphas: list[list[float]] = []
+        self.env_alpha = torch.ones(1, 1)
+        self.env_t = torch.zeros(1)
+
+    @property
+    def n_anchors(self) -> int:
+        return len(self.layers[0].anchors)
+
+    # --- α distributions ------------------------------------------------------------------------------------
+    def sample_alpha(self, shape: tuple[int, ...], n: int, dist: str | None = None) -> torch.Tensor:
+        """α over the first n anchors (zero-padded to n_anchors): flat Dirichlet, or peaked (last weight n²)."""
+        conc = torch.ones(n)
+        if (dist or self.hp.get("dist_type", "flat")) == "peaked" and n > 1:
+            conc[-1] = n**2
+        alpha = torch.distributions.Dirichlet(conc).sample(shape) if n > 1 else torch.ones(*shape, 1)
+        return torch.nn.functional.pad(alpha, (0, self.n_anchors - n))
+
+    def _draw_env_alpha(self, idx: torch.Tensor) -> None:
+        n, b = self.n_anchors, self.env_alpha.shape[0]
+        half = b // 2  # the first B//2 envs explore the new subspace, the others the old one
+        new = self.sample_alpha((b,), n)
+        old = self.sample_alpha((b,), max(n - 1, 1), "flat") if n > 1 else new
+        fresh = torch.cat([new[:half], old[half:]]) if n > 1 else new
+        self.env_alpha[idx] = fresh[idx]
+
+    # --- hooks -------------------------------------------------------------------------------------------------
+    def on_task_start(self, task_index: int, context: TaskContext) -> None:
+        if task_index > 0:
+            for layer in self.layers:
+                layer.add_anchor()
+        n_envs = context.env.n_envs if context.env is not None else 1
+        self.env_alpha = torch.zeros(n_envs, self.n_anchors)
+        self.env_t = torch.zeros(n_envs)
+        self._draw_env_alpha(torch.ones(n_envs, dtype=torch.bool))
+
+    def critic_for_task(self, critic: TwinCritic) -> TwinCritic:
+        """A new critic on (s ⊕ α, a) every task, as `add_anchor` re-initialises it in the original."""
+        return TwinCritic(self.obs_dim + self.n_anchors, self.action_dim, self.network)
+
+    def on_env_step(self, done: torch.Tensor) -> None:
+        repeat = int(self.hp.get("repeat_alpha", 100))
+        self.env_t = torch.where(done.cpu() > 0, torch.zeros_like(self.env_t), self.env_t + 1)
+        redraw = (done.cpu() > 0) | (self.env_t % repeat == 0)
+        if bool(redraw.any()):
+            self._draw_env_alpha(redraw)
+
+    def prepare_batch(self, batch: Batch, generator: torch.Generator) -> Batch:
+        n = batch.obs.shape[0]
+        a0 = self.sample_alpha((n,), self.n_anchors).to(batch.obs.device)
+        a1 = self.sample_alpha((n,), self.n_anchors).to(batch.obs.device)
+        return Batch(
+            torch.cat([batch.obs, a0], -1), batch.action, batch.reward, batch.done, torch.cat([batch.next_obs, a1], -1)
+        )
+
+    def train_actor(self) -> GaussianActor:
+        return SubspaceActor(self, None)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for layer in self.layers for p in layer.anchors[-1].parameters()]
+
+    def reserved_env_steps(self, env: Any) -> int:
+        return self._n_rollouts() * self._validation_steps(env)  # every task, the first included
+
+    def _n_rollouts(self) -> int:
+        return int(self.hp.get("n_rollouts", 8))
+
+    def _validation_steps(self, env: Any) -> int:
+        return min(int(self.hp.get("n_validation_steps", 1000)), env.episode_length)
+
+    def policy_for_task(self, task_index: int) -> GaussianActor:
+        if task_index < len(self.best_alphas):
+            alpha = torch.tensor(self.best_alphas[task_index])
+            alpha = torch.nn.functional.pad(alpha, (0, self.n_anchors - alpha.numel()))
+        else:
+            alpha = torch.full((self.n_anchors,), 1.0 / self.n_anchors)
+        return SubspaceActor(self, alpha.unsqueeze(0))
+
+    # --- AlphaSearch -------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _critic_ranked(self, context: TaskContext, n: int, keep: int) -> torch.Tensor:
+        n_samples = int(self.hp.get("n_samples", 4096))
+        alphas = self.sample_alpha((n_samples,), n, "flat")
+        values = torch.zeros(n_samples)
+        device = next(context.critic.parameters()).device
+        estimations = int(self.hp.get("n_estimations", 1024))
+        for _ in range(estimations):
+            batch = context.replay.sample(n_samples, context.generator)
+            q1, _ = context.critic(torch.cat([batch.obs, alphas.to(device)], -1), batch.action)
+            values += q1.cpu() / estimations
+        return alphas[values.topk(min(keep, n_samples)).indices]
+
+    @torch.no_grad()
+    def _rollout_returns(self, context: TaskContext, alphas: torch.Tensor) -> torch.Tensor:
+        """Deterministic returns of each α: `n_validation_steps` steps with auto-reset; the current episode's
+        cumulated reward at the last step. Envs beyond the candidates repeat them (their means are averaged)."""
+        env = context.env
+        steps = self._validation_steps(env)
+        totals = torch.zeros(len(alphas))
+        counts = torch.zeros(len(alphas))
+        for start in range(0, len(alphas), env.n_envs):
+            idx = (torch.arange(env.n_envs) + start) % len(alphas)
+            actor = SubspaceActor(self, alphas[idx])
+            obs = env.reset(int(torch.randint(1 << 30, (), generator=context.generator)))
+            cum = torch.zeros(env.n_envs, device=obs.device)
+            for _ in range(steps):
+                res = env.step(actor.deterministic(obs))
+                cum = cum + res.reward
+                last = cum
+                cum = cum * (1 - res.done)  # auto-reset: the next episode's sum starts from zero
+                obs = res.obs
+            totals.index_add_(0, idx, last.cpu())
+            counts.index_add_(0, idx, torch.ones(env.n_envs))
+        return totals / counts.clamp(min=1)
+
+    def on_task_end(self, task_index: int, context: TaskContext) -> None:
+        n = self.n_anchors
+        if n == 1:
+            self.best_alphas.append([1.0])
+        else:
+            rollouts = self._n_rollouts()
+            new = self._critic_ranked(context, n, rollouts // 2)
+            old = self._critic_ranked(context, n - 1, rollouts - rollouts // 2)
+            returns = self._rollout_returns(context, torch.cat([new, old]))
+            best_new, best_old = returns[: len(new)].max(), returns[len(new) :].max()
+            threshold = float(self.hp.get("improvement_threshold", 0.1))
+            if best_new <= (1 + threshold) * best_old:  # not worth an anchor: drop it, keep the best old α
+                alpha = old[returns[len(new) :].argmax()][: n - 1]
+                for layer in self.layers:
+                    del layer.anchors[-1]
+            else:
+                alpha = new[returns[: len(new)].argmax()]
+            self.best_alphas.append(alpha.tolist())
+        super().on_task_end(task_index, context)
+
+    def memory_report(self) -> dict[str, int]:
+        n = count_parameters(self.layers)
+        return {"inference_parameters": n + sum(map(len, self.best_alphas)), "stored_parameters": n + 1}
+
+    def structure(self) -> dict[str, Any]:
+        return {**super().structure(), "n_anchors": self.n_anchors, "best_alphas": self.best_alphas}
+
+    def rebuild(self, structure: dict[str, Any]) -> None:
+        super().rebuild(structure)
+        self.best_alphas = [list(a) for a in structure["best_alphas"]]
+        while self.n_anchors < structure["n_anchors"]:
+            for layer in self.layers:
+                layer.add_anchor()
