@@ -37,7 +37,7 @@ def test_every_schema_key_has_a_description():
     [
         ({"bogus": 1}, "unknown key(s) ['bogus'] in config; valid keys: preset"),
         ({"sac": {**BASE["sac"], "lr_polcy": 1.0}}, "unknown key(s) ['lr_polcy'] in config.sac; valid keys: lr_policy"),
-        ({"preset": "nope"}, "unknown preset 'nope'; valid presets: demo, paper, smoke"),
+        ({"preset": "nope"}, "unknown preset 'nope'; valid presets: demo, demo_methods, paper, smoke, smoke_scenarios"),
         ({"device": "gpu"}, "config.device"),
     ],
 )

@@ -16,7 +16,7 @@ from rlrepro.results import RESULT_SCHEMA
 from rlrepro.scenarios import scenario_names
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNS = [(m, "halfcheetah/forgetting") for m in ("ft_1", "ft_n", "sac_n")]
+RUNS = [(m, "halfcheetah/forgetting") for m in method_names()]
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -51,7 +51,7 @@ def test_dry_run_of_the_paper_grid_lists_every_run(workflow_copy):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("preset=nope", "unknown preset 'nope'; valid presets: demo, paper, smoke"),
+        ("preset=nope", "unknown preset 'nope'; valid presets: demo, demo_methods, paper, smoke, smoke_scenarios"),
         ("bogus=1", "unknown key(s) ['bogus'] in config"),
     ],
 )
@@ -81,7 +81,7 @@ def test_smoke_pipeline_end_to_end_then_precise_rerun(workflow_copy):
     for ext in ("png", "pdf"):
         assert (res / "figures/stage_performance/halfcheetah/forgetting").with_suffix(f".{ext}").stat().st_size > 0
     summary = pd.read_parquet(res / "tables/continual_summary.parquet")
-    assert sorted(summary["method"]) == ["ft_1", "ft_n", "sac_n"]
+    assert sorted(summary["method"]) == sorted(method_names())
     assert "| ft_n |" in (res / "tables/continual_summary.md").read_text()
 
     assert "Nothing to be done" in (lambda p: p.stdout + p.stderr)(snakemake(workflow_copy, "-n", "--config", "preset=smoke"))

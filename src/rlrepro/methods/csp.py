@@ -187,6 +187,7 @@ class CSP(Method):
                 last = cum
                 cum = cum * (1 - res.done)  # auto-reset: the next episode's sum starts from zero
                 obs = res.obs
+            context.extra_env_steps += steps * env.n_envs
             totals.index_add_(0, idx, last.cpu())
             counts.index_add_(0, idx, torch.ones(env.n_envs))
         return totals / counts.clamp(min=1)
