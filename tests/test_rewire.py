@@ -99,3 +99,24 @@ def test_rewire_trains_two_tasks_with_selection_and_keeps_task_one(fake_scenario
         a0 = stage0.policy_for_task(0).deterministic(obs)
         a1 = stage1.policy_for_task(0).deterministic(obs)
     assert (a0 - a1).abs().max() < 0.5  # anchored, not identical: the shared weights moved on task 2
+
+
+def test_growth_of_pnn_packnet_and_csp_for_halfcheetah_shapes():
+    """rewire.md §3.7–3.9 at HalfCheetah shapes (obs 18, A 6, 8 tasks; one policy = 139,532 parameters)."""
+    pnn = build_method("pnn", 18, 6, NetworkConfig(hidden_sizes=(96, 96, 96)), {})
+    lifecycle(pnn, 8)
+    column = (18 * 96 + 96) + 2 * (96 * 96 + 96) + (96 * 12 + 12)
+    laterals = sum(2 * (96 * 96 + 96) + (96 * 12 + 12) + 3 * 96 * 96 * c + 3 for c in range(1, 8))
+    assert pnn.memory_report()["inference_parameters"] == 8 * column + laterals == 1_085_577  # ≈ 7.8× one policy
+
+    packnet = build_method("packnet", 18, 6, NetworkConfig(), {"finetune_updates": 0})
+    lifecycle(packnet, 8)
+    report = packnet.memory_report()
+    assert report["stored_parameters"] == 9 * 139_532  # T snapshots + the ownership mask, as the original logs it
+    assert report["inference_parameters"] == 2 * 139_532  # one network + its mask
+
+    csp = build_method("csp", 18, 6, NetworkConfig(), {})
+    ctx = TaskContext(None, torch.Generator(), TwinCritic(3, 2, NetworkConfig(hidden_sizes=(4,))), SACConfig())
+    for t in range(3):
+        csp.on_task_start(t, ctx)
+    assert csp.n_anchors == 3 and csp.memory_report()["stored_parameters"] == 3 * 139_532 + 1

@@ -113,10 +113,9 @@ class PackNet(FineTuneOne):
     def memory_report(self) -> dict[str, int]:
         base = count_parameters(self.policy)
         mask = sum(b.numel() for n, b in self.named_buffers() if n.startswith("owner__"))
-        return {
-            "inference_parameters": base + mask,  # one network and the ownership mask select any task's weights
-            "stored_parameters": count_parameters(self.snapshots) + base + mask,
-        }
+        # The working copy equals the last snapshot once a task ends: the original's list of T networks + the mask.
+        networks = count_parameters(self.snapshots) if len(self.snapshots) else base
+        return {"inference_parameters": base + mask, "stored_parameters": networks + mask}
 
     def structure(self) -> dict[str, Any]:
         return {**super().structure(), "n_snapshots": len(self.snapshots)}
