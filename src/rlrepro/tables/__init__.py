@@ -16,6 +16,10 @@ def continual_run_metrics(results: pd.DataFrame, reference_method: str) -> pd.Da
     for scenario, group in results[results["method"] == reference_method].groupby("scenario", observed=True):
         diagonals = [metrics.diagonal(metrics.performance_matrix(run)) for _, run in group.groupby("seed")]
         references[scenario] = np.mean(diagonals, axis=0)
+    # "One policy" for the model-size ratio: ft_1's network in the same scenario (the papers' FT-1 = 1.0), else
+    # the run's own first-stage inference size.
+    is_single = (results["method"] == "ft_1") & (results["stage"] == 0) & (results["metric"] == "inference_parameters")
+    single_size = results[is_single].groupby("scenario", observed=True)["value"].first().to_dict()
     rows = []
     for key, run in results.groupby(RUN_KEYS, observed=True):
         p = metrics.performance_matrix(run)
@@ -35,7 +39,8 @@ def continual_run_metrics(results: pd.DataFrame, reference_method: str) -> pd.Da
                 "forward_transfer": metrics.forward_transfer(p, ref) if usable else np.nan,
                 "inference_parameters": size.get("inference_parameters", np.nan),
                 "stored_parameters": size.get("stored_parameters", np.nan),
-                "model_size_rel": size.get("inference_parameters", np.nan) / first_size.iloc[0] if len(first_size) else np.nan,
+                "model_size_rel": size.get("inference_parameters", np.nan)
+                / single_size.get(key[1], first_size.iloc[0] if len(first_size) else np.nan),
                 "train_wall_time_s": float(run["train_wall_time_s"].iloc[0]),
                 "eval_wall_time_s": float(run["eval_wall_time_s"].iloc[0]),
             }
