@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from rlrepro.errors import ConfigError
@@ -121,13 +121,3 @@ class TrainLogConfig:
     """Seconds between one-line progress logs when stderr is not a terminal."""
     curve_points: int = 50
     """Points per task of the training-return curve stored in the results."""
-
-
-def merged(base: dict[str, Any], *overrides: dict[str, Any] | None) -> dict[str, Any]:
-    out = dict(base)
-    for o in overrides:
-        out.update(o or {})
-    return out
-
-
-__all__ = ["EvalConfig", "NetworkConfig", "Quirks", "SACConfig", "TrainLogConfig", "field", "from_dict", "merged"]
