@@ -13,10 +13,11 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/sparse.smk"
 
 
 rule all:
     default_target: True
     input:
-        rules.tables.output,
+        rules.tables.input,
         rules.figures.input,

@@ -81,6 +81,57 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_sparse(args: argparse.Namespace) -> int:
+    import yaml
+
+    from rlrepro.config import stable_hash
+    from rlrepro.io import atomic_torch_save, atomic_write_json, atomic_write_parquet, atomic_write_text
+    from rlrepro.progress import Progress
+    from rlrepro.results import provenance, sparse_run_frame
+    from rlrepro.sparse.config import SparseSpec
+    from rlrepro.sparse.train import train_sparse
+
+    raw = _spec(args.spec)
+    spec = SparseSpec.from_dict(raw)
+    from rlrepro.continual import configure_threads
+
+    configure_threads()
+    out = Path(args.run_dir)
+    desc = f"train {spec.method} {spec.env_id} keep {spec.keep_ratio:g} seed{spec.seed}"
+    progress = Progress(spec.sac.total_steps, desc)
+    checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else None
+    result = train_sparse(spec, progress=progress, checkpoint_dir=checkpoint_dir)
+    progress.close()
+    meta = provenance(stable_hash(raw), spec.device)
+    meta.update(
+        suite="sparse",
+        method=spec.method,
+        env=spec.env,
+        env_id=spec.env_id,
+        keep_ratio=spec.keep_ratio,
+        seed=spec.seed,
+        train_wall_time_s=result.train_wall_time_s,
+        resumed_from_step=result.resumed_from_step,
+    )
+    frame = sparse_run_frame(
+        result.rows,
+        method=spec.method,
+        env=spec.env,
+        env_id=spec.env_id,
+        keep_ratio=spec.keep_ratio,
+        seed=spec.seed,
+        meta=meta,
+        train_wall_time_s=result.train_wall_time_s,
+    )
+    atomic_write_text(out / "config.resolved.yaml", yaml.safe_dump(raw, sort_keys=False))
+    atomic_torch_save(result.model, out / "model.pt")
+    atomic_write_parquet(frame, out / "results.parquet")
+    atomic_write_json(out / "meta.json", meta)  # written last: its presence marks a complete run
+    if checkpoint_dir is not None:
+        (checkpoint_dir / "state.pt").unlink(missing_ok=True)
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import pandas as pd
     import torch
@@ -135,10 +186,34 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_aggregate_sparse(args: argparse.Namespace) -> int:
+    from rlrepro.io import atomic_write_parquet, atomic_write_text
+    from rlrepro.results import SPARSE_SCHEMA, read_frames
+    from rlrepro.tables.sparse import render_sparse_markdown, sparse_run_metrics, sparse_summary
+
+    spec = _spec(args.spec)
+    results = read_frames(args.inputs, SPARSE_SCHEMA)
+    out = Path(args.out_dir)
+    run_metrics = sparse_run_metrics(results, spec["last_k"])
+    summary = sparse_summary(run_metrics, spec.get("expected_seeds"))
+    atomic_write_parquet(results, out / "sparse_results.parquet")
+    atomic_write_parquet(run_metrics, out / "sparse_runs.parquet")
+    atomic_write_parquet(summary, out / "sparse_summary.parquet")
+    title = (
+        f"# Sparse suite (mean ± std over seeds; return = mean of the last {spec['last_k']} evaluations; "
+        "× dense = ratio to the env's dense runs)\n\n"
+    )
+    atomic_write_text(out / "sparse_summary.md", title + render_sparse_markdown(summary))
+    return 0
+
+
 def cmd_figure(args: argparse.Namespace) -> int:
     from rlrepro import figures
-    from rlrepro.results import read_results
+    from rlrepro.results import SPARSE_SCHEMA, read_frames, read_results
 
+    if args.kind == "sparse-curves":
+        figures.sparse_curves(read_frames(args.inputs, SPARSE_SCHEMA), args.out)
+        return 0
     results = read_results(args.inputs)
     {"transfer-matrix": figures.transfer_matrix, "stage-performance": figures.stage_performance}[args.kind](results, args.out)
     return 0
@@ -188,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-dir", help="resume checkpoints (kept outside the declared outputs)")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("train-sparse", help="train one sparse-suite run (method, env, keep ratio, seed)")
+    p.add_argument("--spec", required=True, help="job spec as JSON, or @file")
+    p.add_argument("--run-dir", required=True, help="run directory for model.pt, results.parquet, meta.json")
+    p.add_argument("--checkpoint-dir", help="resume checkpoints (kept outside the declared outputs)")
+    p.set_defaults(func=cmd_train_sparse)
+
     p = sub.add_parser("evaluate", help="evaluate every stage's policy on every task into results.parquet")
     p.add_argument("--spec", required=True)
     p.add_argument("--run-dir", required=True)
@@ -200,8 +281,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+")
     p.set_defaults(func=cmd_aggregate)
 
+    p = sub.add_parser("aggregate-sparse", help="sparse-suite tables from run Parquets")
+    p.add_argument("--spec", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("inputs", nargs="+")
+    p.set_defaults(func=cmd_aggregate_sparse)
+
     p = sub.add_parser("figure", help="one figure (PNG + PDF) from run Parquets")
-    p.add_argument("kind", choices=["transfer-matrix", "stage-performance"])
+    p.add_argument("kind", choices=["transfer-matrix", "stage-performance", "sparse-curves"])
     p.add_argument("--out", required=True, help="output path without extension")
     p.add_argument("inputs", nargs="+")
     p.set_defaults(func=cmd_figure)

@@ -91,9 +91,10 @@ class Resolved:
         self.preset_name = name
         self.preset = presets[name]
         self.budget = dict(self.preset.get("budget") or {})
-        self.methods = self._names("method", self.preset["methods"], method_names())
-        self.scenarios = self._names("scenario", self.preset["scenarios"], scenario_names())
-        self.seeds = list(range(int(self.preset["seeds"])))
+        self.methods = self._names("method", self.preset.get("methods", []), method_names())
+        self.scenarios = self._names("scenario", self.preset.get("scenarios", []), scenario_names())
+        self.seeds = list(range(int(self.preset.get("seeds", 0))))
+        self.sparse = SparseGrid(config, self.preset.get("sparse"))
         for method in self.methods:
             if method not in config.get("methods", {}):
                 raise ConfigError(f"method {method!r} has no block under `methods:` in the config")
@@ -179,6 +180,110 @@ class Resolved:
 
     def aggregate_spec(self) -> dict[str, Any]:
         return {"engine_version": ENGINE_VERSION, **self.config["aggregate"]}
+
+
+def format_keep(keep_ratio: float) -> str:
+    """The keep-ratio wildcard of run paths: 0.05 -> "0.05", 1.0 -> "1"."""
+    return f"{float(keep_ratio):g}"
+
+
+@dataclass(frozen=True)
+class SparseRun:
+    """One (method, env, keep ratio, seed) cell of the sparse grid."""
+
+    method: str
+    env: str
+    keep_ratio: float
+    seed: int
+
+    @property
+    def keep(self) -> str:
+        return format_keep(self.keep_ratio)
+
+
+class SparseGrid:
+    """The preset's sparse grid and each sparse job's spec (dapd.md; config.yaml's `sparse` block)."""
+
+    def __init__(self, config: dict[str, Any], preset: dict[str, Any] | None) -> None:
+        from rlrepro.sparse.config import SPARSE_METHODS, method_hyperparameters
+
+        self.block = config.get("sparse") or {}
+        self.device = config["device"]
+        self.preset = preset or {}
+        envs = list(self.block.get("envs", {}))
+        self.budget = dict(self.preset.get("budget") or {})
+        if not preset:
+            self.methods, self.envs, self.keep_ratios, self.seeds = [], [], [], []
+        else:
+            if not self.block:
+                raise ConfigError("the preset has a `sparse` grid but the config has no top-level `sparse` block")
+            self.methods = Resolved._names("sparse method", preset["methods"], list(SPARSE_METHODS))
+            self.envs = Resolved._names("sparse env", preset["envs"], envs)
+            self.keep_ratios = [float(k) for k in preset["keep_ratios"]]
+            self.seeds = list(range(int(preset["seeds"])))
+        for method, block in {**self.block.get("methods", {}), **self.budget.get("method_overrides", {})}.items():
+            if method not in SPARSE_METHODS:
+                raise unknown_name("sparse method", method, list(SPARSE_METHODS))
+            valid = method_hyperparameters(method)
+            unknown = sorted(set(block) - set(valid))
+            if unknown:
+                raise ConfigError(f"unknown key(s) {unknown} in sparse.methods.{method}; valid keys: {', '.join(valid) or '(none)'}")
+        for method in self.methods:
+            if method not in self.block.get("methods", {}):
+                raise ConfigError(f"sparse method {method!r} has no block under `sparse.methods:` in the config")
+            for env in self.envs:
+                self.method_hp(method, env)  # per-env values must exist before any job starts
+
+    @property
+    def runs(self) -> list[SparseRun]:
+        runs = []
+        for env in self.envs:
+            for method in self.methods:
+                keeps = [1.0] if method == "dense" else self.keep_ratios
+                runs += [SparseRun(method, env, keep, seed) for keep in keeps for seed in self.seeds]
+        return runs
+
+    def method_hp(self, method: str, env: str) -> dict[str, Any]:
+        """The method's block with budget overrides; a mapping value (env -> value) resolves to this env's."""
+        hp = {**self.block["methods"].get(method, {}), **self.budget.get("method_overrides", {}).get(method, {})}
+        for key, value in list(hp.items()):
+            if isinstance(value, dict):
+                if env not in value:
+                    raise ConfigError(f"sparse.methods.{method}.{key} has no value for env {env!r} (has: {', '.join(value)})")
+                hp[key] = value[env]
+        return hp
+
+    def spec(self, method: str, env: str, keep_ratio: float, seed: int) -> dict[str, Any]:
+        sac = dict(self.block["sac"])
+        evaluation = dict(self.block["evaluation"])
+        for key, target, where in (("total_steps", "total_steps", sac), ("seed_steps", "seed_steps", sac),
+                                   ("eval_every_steps", "every_steps", evaluation),
+                                   ("eval_episodes", "episodes", evaluation)):  # fmt: skip
+            if self.budget.get(key) is not None:
+                where[target] = int(self.budget[key])
+        env_block = self.block["envs"][env]
+        return {
+            "engine_version": ENGINE_VERSION,
+            "method": method,
+            "env": env,
+            "env_id": env_block["id"],
+            "env_kwargs": env_block.get("kwargs", {}),
+            "seed": seed,
+            "keep_ratio": float(keep_ratio),
+            "sac": sac,
+            "evaluation": evaluation,
+            "method_hp": self.method_hp(method, env),
+            "max_episode_steps": self.budget.get("max_episode_steps"),
+            "device": self.device,
+        }
+
+    def aggregate_spec(self) -> dict[str, Any]:
+        return {
+            "engine_version": ENGINE_VERSION,
+            "last_k": int(self.block["evaluation"]["last_k"]),
+            "ips_threshold_fraction": float(self.block.get("ips_threshold_fraction", 0.75)),
+            "expected_seeds": len(self.seeds),
+        }
 
 
 def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Resolved:

@@ -40,6 +40,28 @@ RESULT_SCHEMA: dict[str, str] = {
     "train_wall_time_s": "float64",
     "eval_wall_time_s": "float64",
 }
+# Column -> dtype of a sparse-suite run's results.parquet: one row per (step, metric[, layer]).
+SPARSE_SCHEMA: dict[str, str] = {
+    "suite": "category",
+    "method": "category",
+    "env": "category",
+    "env_id": "category",
+    "keep_ratio": "float64",
+    "seed": "int64",
+    "step": "int64",
+    "metric": "category",
+    "layer": "category",
+    "value": "float64",
+    "engine_version": "category",
+    "git_commit": "category",
+    "config_hash": "category",
+    "device": "category",
+    "python_version": "category",
+    "torch_version": "category",
+    "gymnasium_version": "category",
+    "mujoco_version": "category",
+    "train_wall_time_s": "float64",
+}
 PACKAGES = ("torch", "jax", "jaxlib", "brax", "mujoco", "gymnasium", "metaworld", "numpy", "pandas", "snakemake")
 
 
@@ -131,9 +153,48 @@ def run_frame(
 
 
 def read_results(paths: list[Path | str]) -> pd.DataFrame:
-    """Concatenate run Parquets, keeping the documented dtypes (categories are unioned)."""
+    """Concatenate continual run Parquets, keeping the documented dtypes."""
+    return read_frames(paths, RESULT_SCHEMA)
+
+
+def sparse_run_frame(
+    rows: list[tuple[int, str, str | None, float]],
+    *,
+    method: str,
+    env: str,
+    env_id: str,
+    keep_ratio: float,
+    seed: int,
+    meta: dict[str, Any],
+    train_wall_time_s: float,
+) -> pd.DataFrame:
+    """(step, metric, layer, value) rows of a sparse run → the documented long format with provenance."""
+    df = pd.DataFrame(rows, columns=["step", "metric", "layer", "value"])
+    packages = meta["packages"]
+    df = df.assign(
+        suite="sparse",
+        method=method,
+        env=env,
+        env_id=env_id,
+        keep_ratio=keep_ratio,
+        seed=seed,
+        engine_version=meta["engine_version"],
+        git_commit=meta["git_commit"],
+        config_hash=meta["config_hash"],
+        device=meta["device"],
+        python_version=meta["python_version"],
+        torch_version=packages["torch"],
+        gymnasium_version=packages["gymnasium"],
+        mujoco_version=packages["mujoco"],
+        train_wall_time_s=train_wall_time_s,
+    )
+    return df[list(SPARSE_SCHEMA)].astype(SPARSE_SCHEMA)
+
+
+def read_frames(paths: list[Path | str], schema: dict[str, str]) -> pd.DataFrame:
+    """Concatenate run Parquets of one schema, keeping its dtypes (categories are unioned)."""
     frames = [pd.read_parquet(p) for p in paths]
     if not frames:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in RESULT_SCHEMA.items()})
-    df = pd.concat([f.astype({c: "object" for c, t in RESULT_SCHEMA.items() if t == "category"}) for f in frames])
-    return df.reset_index(drop=True).astype(RESULT_SCHEMA)
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in schema.items()})
+    df = pd.concat([f.astype({c: "object" for c, t in schema.items() if t == "category"}) for f in frames])
+    return df.reset_index(drop=True).astype(schema)

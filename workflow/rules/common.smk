@@ -20,12 +20,16 @@ except ConfigError as err:
 
 RUN_DIR = "results/runs/{scenario}/{method}/seed{seed}"
 CKPT_DIR = "results/_ckpt/{scenario}/{method}/seed{seed}"
+SPARSE_DIR = "results/sparse/{env}/{method}/keep{keep}/seed{seed}"
+SPARSE_CKPT_DIR = "results/_ckpt/sparse/{env}/{method}/keep{keep}/seed{seed}"
 
 
 wildcard_constraints:
     scenario=r"[a-z0-9_]+/[a-z0-9_]+",
     method=r"[a-z0-9_]+",
     seed=r"\d+",
+    env=r"[a-z0-9_]+",
+    keep=r"[0-9.]+",
 
 
 def run_paths(template):
@@ -62,3 +66,33 @@ def output_stem(wildcards, output):
 
 def input_run_dir(wildcards, input):
     return str(Path(input.meta).parent)
+
+
+def sparse_run_paths(template):
+    return [template.format(method=r.method, env=r.env, keep=r.keep, seed=r.seed) for r in RESOLVED.sparse.runs]
+
+
+def sparse_spec(wildcards):
+    spec = RESOLVED.sparse.spec(wildcards.method, wildcards.env, float(wildcards.keep), int(wildcards.seed))
+    return json.dumps(spec, sort_keys=True)
+
+
+def sparse_aggregate_spec(wildcards):
+    return json.dumps(RESOLVED.sparse.aggregate_spec(), sort_keys=True)
+
+
+def sparse_env_results(wildcards):
+    return [
+        SPARSE_DIR.format(method=r.method, env=r.env, keep=r.keep, seed=r.seed) + "/results.parquet"
+        for r in RESOLVED.sparse.runs
+        if r.env == wildcards.env
+    ]
+
+
+def continual_table_targets():
+    """The continual tables when the preset has a continual grid (a sparse-only preset has none)."""
+    return ["results/tables/continual_summary.md"] if RESOLVED.runs else []
+
+
+def sparse_table_targets():
+    return ["results/tables/sparse_summary.md"] if RESOLVED.sparse.runs else []

@@ -28,7 +28,23 @@ rule stage_performance:
         "python -m rlrepro figure stage-performance --out {params.stem} {input} 2> {log}"
 
 
+rule sparse_curves:
+    input:
+        sparse_env_results,
+    output:
+        png="results/figures/sparse_curves/{env}.png",
+        pdf="results/figures/sparse_curves/{env}.pdf",
+    params:
+        stem=output_stem,
+    log:
+        "results/logs/figures/sparse_curves/{env}.log",
+    threads: 1
+    shell:
+        "python -m rlrepro figure sparse-curves --out {params.stem} {input} 2> {log}"
+
+
 rule figures:
     input:
         run_paths("results/figures/transfer_matrix/{scenario}/{method}/seed{seed}.png"),
         [f"results/figures/stage_performance/{s}.png" for s in RESOLVED.scenarios],
+        [f"results/figures/sparse_curves/{env}.png" for env in RESOLVED.sparse.envs],

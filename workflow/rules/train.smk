@@ -22,3 +22,4 @@ rule train_run:
 rule train:
     input:
         run_paths(f"{RUN_DIR}/meta.json"),
+        sparse_run_paths(f"{SPARSE_DIR}/meta.json"),

@@ -75,3 +75,31 @@ def stage_performance(results: pd.DataFrame, stem: Path | str) -> list[Path]:
         ax.set_title(str(results["scenario"].iloc[0]))
         ax.legend(frameon=False)
         return save(fig, stem)
+
+
+def sparse_curves(results: pd.DataFrame, stem: Path | str) -> list[Path]:
+    """Evaluation return vs env steps per (method, keep ratio) of one env, mean ± std band over seeds; the
+    networks' density over time beside it (DAPD's warm-up and freeze, RiGL/RLx2's constant ERK budget)."""
+    evals = results[results["metric"] == "eval_return"]
+    density = results[results["metric"].isin(["actor_density", "critic_density"])]
+    with plt.rc_context(STYLE):
+        fig, (ax, ax_d) = plt.subplots(1, 2, figsize=(8.5, 3.0), gridspec_kw={"width_ratios": [3, 2]})
+        for i, ((method, keep), group) in enumerate(evals.groupby(["method", "keep_ratio"], observed=True)):
+            color = PALETTE[i % len(PALETTE)]
+            curve = group.pivot_table(index="step", columns="seed", values="value")
+            mean, std = curve.mean(axis=1), curve.std(axis=1)
+            ax.plot(curve.index, mean, color=color, label=f"{method} (keep {keep:g})")
+            if curve.shape[1] > 1:
+                ax.fill_between(curve.index, mean - std, mean + std, color=color, alpha=0.2)
+            dens = density[(density["method"] == method) & (density["keep_ratio"] == keep)]
+            for metric, style in (("actor_density", "-"), ("critic_density", ":")):
+                d = dens[dens["metric"] == metric].groupby("step")["value"].mean()
+                ax_d.plot(d.index, d.values, style, color=color)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("eval return (deterministic)")
+        ax.set_title(str(results["env_id"].iloc[0]))
+        ax.legend(frameon=False, fontsize=7)
+        ax_d.set_xlabel("env steps")
+        ax_d.set_ylabel("density (— actor, ··· critic)")
+        ax_d.set_yscale("log")
+        return save(fig, stem)

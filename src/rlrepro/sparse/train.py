@@ -1,0 +1,298 @@
+"""Train one sparse-suite run (dense, dapd, rigl or rlx2) on one gymnasium env: the loop of dapd.md §2.4.
+
+`train_sparse` is functional: the env factory, progress and checkpoint directory are passed in. A checkpoint is
+taken between episodes (after the evaluation, before the reset), so a rerun after a kill continues from there
+with the same random streams and reaches the same numbers as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlrepro.config import stable_hash
+from rlrepro.envs.gym_backend import make_gym_env, rng_state, set_rng_state
+from rlrepro.io import atomic_torch_save
+from rlrepro.progress import Progress
+from rlrepro.sparse.agent import SparseSAC, snip_scores
+from rlrepro.sparse.config import DAPDConfig, DSTConfig, SparseSpec
+from rlrepro.sparse.masks import PathwayMasks
+from rlrepro.sparse.networks import MaskedMLPStack, forward_flops
+from rlrepro.sparse.replay import TransitionReplay
+
+log = logging.getLogger("rlrepro")
+Row = tuple[int, str, str | None, float]
+"""(step, metric, layer, value) — one long-format row of a sparse run."""
+
+
+@dataclass
+class SparseResult:
+    rows: list[Row]
+    model: dict[str, Any]
+    resumed_from_step: int | None
+    train_wall_time_s: float
+
+
+@dataclass
+class LoopState:
+    """What the loop carries between episodes; all of it goes into the checkpoint."""
+
+    step: int = 0
+    episode: int = 0
+    eval_pending: bool = False
+    warmup: bool = True
+    wall_time_s: float = 0.0
+    rows: list[Row] = field(default_factory=list)
+
+
+def default_env_factory(spec: SparseSpec):
+    return make_gym_env(spec.env_id, spec.env_kwargs, spec.max_episode_steps)
+
+
+def train_sparse(
+    spec: SparseSpec,
+    *,
+    env_factory: Callable[[SparseSpec], Any] = default_env_factory,
+    progress: Progress | None = None,
+    checkpoint_dir: Path | None = None,
+    checkpoint_interval_s: float | None = None,
+) -> SparseResult:
+    """Train one run; with `checkpoint_dir`, resume from its checkpoint and save one every
+    `checkpoint_interval_s` (default: $RLREPRO_CHECKPOINT_INTERVAL_S or 300 s) at an episode boundary."""
+    if checkpoint_interval_s is None:
+        checkpoint_interval_s = float(os.environ.get("RLREPRO_CHECKPOINT_INTERVAL_S", "300"))
+    cfg = spec.sac
+    device = torch.device(spec.device)
+    random.seed(spec.seed)
+    np.random.seed(spec.seed)
+    torch.manual_seed(spec.seed)
+    generator = torch.Generator(device=device).manual_seed(spec.seed)
+    env = env_factory(spec)
+    obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    max_action = float(env.action_space.high.max())
+    agent = SparseSAC(obs_dim, action_dim, cfg, device, generator)
+    dapd: DAPDConfig | None = spec.dapd() if spec.method == "dapd" else None
+    dst: DSTConfig | None = spec.dst() if spec.method in ("rigl", "rlx2") else None
+    if dst is not None:
+        agent.enable_dst(
+            dst.actor_sparsity if dst.actor_sparsity is not None else 1 - dst.keep_ratio,
+            dst.critic_sparsity if dst.critic_sparsity is not None else 1 - dst.keep_ratio,
+            delta=dst.delta, zeta=dst.zeta, t_end=cfg.total_steps - cfg.seed_steps, random_grow=dst.random_grow,
+        )  # fmt: skip
+    capacity = min(dst.buffer_max_size if dst and dst.dynamic_buffer else cfg.buffer_size, cfg.total_steps)
+    replay = TransitionReplay(max(capacity, 1), obs_dim, action_dim, device)
+    episode_cap = int(env.spec.max_episode_steps) if env.spec and env.spec.max_episode_steps else 1000
+    recent = TransitionReplay(max(episode_cap, cfg.batch_size), obs_dim, action_dim, device) if dapd else None
+    pathways = (PathwayMasks(dapd.keep_ratio, dapd.mask_update_mavg), PathwayMasks(dapd.keep_ratio, dapd.mask_update_mavg)) if dapd else None  # fmt: skip
+    state = LoopState(warmup=bool(dapd and dapd.iterative_pruning))
+    as_tensor = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32, device=device)  # noqa: E731
+
+    ckpt_path = checkpoint_dir / "state.pt" if checkpoint_dir else None
+    spec_hash = stable_hash(dataclasses.asdict(spec))
+    resumed_from: int | None = None
+    if ckpt_path is not None and ckpt_path.exists():
+        saved = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if saved["spec_hash"] == spec_hash:
+            _restore(saved, agent, replay, recent, pathways, generator, env, state)
+            resumed_from = state.step
+            log.info("resuming %s from step %d (%s)", spec.method, state.step, ckpt_path)
+        else:
+            log.warning("ignoring checkpoint %s: it belongs to a different spec", ckpt_path)
+    if resumed_from is None:
+        env.reset(seed=spec.seed)
+        env.action_space.seed(spec.seed)
+        if dapd is not None:
+            _initial_pathways(agent, env, replay, pathways, dapd, as_tensor, max_action)
+            replay = TransitionReplay(max(capacity, 1), obs_dim, action_dim, device)  # the random-policy data is dropped
+
+    def save_checkpoint() -> None:
+        atomic_torch_save(
+            {
+                "spec_hash": spec_hash, "loop": dataclasses.asdict(state), "agent": agent.full_state(),
+                "replay": replay.state_dict(), "recent": recent.state_dict() if recent else None,
+                "pathways": [p.state_dict() for p in pathways] if pathways else None,
+                "generator": generator.get_state(), "torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                "random": random.getstate(), "env_rng": rng_state(env),
+            },
+            ckpt_path,
+        )  # fmt: skip
+
+    start = time.monotonic() - state.wall_time_s
+    last_ckpt = time.monotonic()
+    done, obs, ep_return, ep_len = True, None, 0.0, 0
+    fresh_episode_start = resumed_from is not None
+    while state.step < cfg.total_steps:
+        if done:
+            if state.step > 0 and not fresh_episode_start:
+                state.rows += [(state.step, "episode_return", None, ep_return), (state.step, "episode_length", None, float(ep_len))]
+                state.episode += 1
+                if state.eval_pending:
+                    eval_return = _evaluate(agent, env, spec, state, max_action, as_tensor, start, replay, pathways)
+                    state.eval_pending = False
+                    if dapd and not dapd.continual_pruning and state.warmup and eval_return > dapd.ips_threshold:
+                        state.warmup = False  # freeze: the pathway never changes again
+                        state.rows.append((state.step, "mask_frozen_at", None, float(state.step)))
+                        log.info("dapd: return %.1f > %.1f, masks frozen at step %d", eval_return, dapd.ips_threshold, state.step)
+                if ckpt_path is not None and time.monotonic() - last_ckpt >= checkpoint_interval_s:
+                    state.wall_time_s = time.monotonic() - start
+                    save_checkpoint()
+                    last_ckpt = time.monotonic()
+            fresh_episode_start = False
+            obs = as_tensor(env.reset()[0])
+            if dapd and state.warmup and state.step > 0 and len(recent) > 0:
+                _update_pathways(agent, recent, pathways, dapd)
+            done, ep_return, ep_len = False, 0.0, 0
+        if state.step < cfg.seed_steps:
+            action = as_tensor(env.action_space.sample())
+            action_mean = action
+        else:
+            action, action_mean = agent.act(obs, deterministic=False)
+        if state.step >= cfg.seed_steps and len(replay) > 0:
+            n = dst.nstep if dst is not None and agent.updates >= dst.delay_nstep else 1
+            agent.update(replay.sample(cfg.batch_size, generator, n))
+        next_obs, reward, terminated, truncated, _ = env.step((action * max_action).cpu().numpy())
+        next_obs = as_tensor(next_obs)
+        ended = bool(terminated or truncated)
+        for buf in (replay, recent) if recent is not None else (replay,):
+            buf.add(obs, action, float(reward), next_obs, 0.0 if terminated else 1.0, float(ended), action_mean)
+        obs, done = next_obs, ended
+        ep_return += float(reward)
+        ep_len += 1
+        state.step += 1
+        if state.step % spec.evaluation.every_steps == 0:
+            state.eval_pending = True
+        if dst is not None and dst.dynamic_buffer and state.step % dst.buffer_adjustment_interval == 0:
+            _adjust_buffer(agent, replay, dst, cfg.batch_size, max_action, state)
+        if progress is not None and state.step % 100 == 0:
+            progress.update(100)
+    if done and state.step > 0:
+        state.rows += [(state.step, "episode_return", None, ep_return), (state.step, "episode_length", None, float(ep_len))]
+    if state.eval_pending:  # the flagged last evaluation (pytorch_sac would skip it: the loop ends first)
+        _evaluate(agent, env, spec, state, max_action, as_tensor, start, replay, pathways)
+    env.close()
+    model = {
+        "actor": agent.actor.state_dict(), "critic": agent.critic.state_dict(), "masks": agent.masks_state(),
+        "log_alpha": agent.log_alpha.detach().cpu(), "obs_dim": obs_dim, "action_dim": action_dim,
+    }  # fmt: skip
+    return SparseResult(state.rows, model, resumed_from, time.monotonic() - start)
+
+
+def _initial_pathways(agent, env, replay, pathways, dapd: DAPDConfig, as_tensor, max_action) -> None:
+    """Whole episodes of the random-init stochastic policy until initial_mask_steps, then the first masks."""
+    t = 0
+    while t < dapd.initial_mask_steps:
+        obs, done = as_tensor(env.reset()[0]), False
+        while not done:
+            action, mean = agent.act(obs, deterministic=False)
+            next_obs, reward, terminated, truncated, _ = env.step((action * max_action).cpu().numpy())
+            next_obs, done = as_tensor(next_obs), bool(terminated or truncated)
+            replay.add(obs, action, float(reward), next_obs, 0.0 if terminated else 1.0, float(done), mean)
+            obs, t = next_obs, t + 1
+    _update_pathways(agent, replay, pathways, dapd)
+
+
+def _update_pathways(agent: SparseSAC, source: TransitionReplay, pathways, dapd: DAPDConfig) -> None:
+    batch = source.sample(dapd.score_batch_size, agent.generator)
+    actor_scores, critic_scores = snip_scores(
+        agent,
+        batch,
+        fixed_alpha=agent.cfg.init_temperature if dapd.snip_fixed_alpha else None,
+        critic_includes_actor_loss=dapd.critic_scores_include_actor_loss,
+    )
+    actor_masks = pathways[0].update(actor_scores)
+    critic_masks = pathways[1].update(critic_scores)
+    agent.set_masks(actor_masks, critic_masks)
+    agent.train_flops += 2.0 * dapd.score_batch_size * (  # scoring: dense forward + backward of both losses
+        4 * forward_flops(agent.actor.net, dense=True) + 7 * forward_flops(agent.critic.net, dense=True)
+    )
+
+
+@torch.no_grad()
+def _adjust_buffer(agent: SparseSAC, replay: TransitionReplay, dst: DSTConfig, batch: int, max_action: float, state) -> None:
+    """RLx2: drop the oldest 10% when the policy moved away from the oldest data (½·MSE of mean actions)."""
+    obs, stored = replay.oldest_states(dst.buffer_check_batches * batch)
+    if obs.shape[0] == 0:
+        return
+    current = agent.actor.mean_action(obs)
+    distance = 0.5 * torch.mean((current / max_action - stored / max_action) ** 2).item()
+    state.rows.append((state.step, "policy_distance", None, distance))
+    if distance > dst.buffer_threshold and len(replay) > dst.buffer_min_size:
+        replay.drop_oldest(int(0.1 * len(replay)))
+        state.rows.append((state.step, "replay_size", None, float(len(replay))))
+
+
+def _evaluate(agent, env, spec: SparseSpec, state: LoopState, max_action, as_tensor, start, replay, pathways) -> float:
+    returns, lengths = [], []
+    for _ in range(spec.evaluation.episodes):
+        obs, done, total, length = as_tensor(env.reset()[0]), False, 0.0, 0
+        while not done:
+            action, _ = agent.act(obs, deterministic=True)
+            obs, reward, terminated, truncated, _ = env.step((action * max_action).cpu().numpy())
+            obs, done = as_tensor(obs), bool(terminated or truncated)
+            total += float(reward)
+            length += 1
+        returns.append(total)
+        lengths.append(length)
+    step = state.step
+    mean_return = float(np.mean(returns))
+    rows: list[Row] = [
+        (step, "eval_return", None, mean_return),
+        (step, "eval_length", None, float(np.mean(lengths))),
+        (step, "train_flops", None, agent.train_flops),
+        (step, "updates", None, float(agent.updates)),
+        (step, "alpha", None, float(agent.alpha.item())),
+        (step, "wall_time_s", None, time.monotonic() - start),
+        (step, "replay_size", None, float(len(replay))),
+    ]
+    rows += [(step, k, None, float(v.item())) for k, v in agent.last_losses.items()]
+    for name, net in (("actor", agent.actor.net), ("critic", agent.critic.net)):
+        rows += _density_rows(step, name, net)
+    if pathways is not None:
+        rows.append((step, "mask_updates", None, float(pathways[0].updates)))
+    if agent.actor_dst is not None:
+        rows.append((step, "topology_updates", None, float(agent.actor_dst.topology_updates)))
+    state.rows += rows
+    log.info("step %d: eval return %.1f (%s)", step, mean_return, spec.method)
+    return mean_return
+
+
+def _density_rows(step: int, name: str, net: MaskedMLPStack) -> list[Row]:
+    """Network density (active/total weights), per-layer densities, and active parameters (weights + biases)."""
+    rows: list[Row] = []
+    for view in net.layers():
+        active = view.weight.numel() if view.mask is None else float(view.mask.sum().item())
+        rows.append((step, "layer_density", view.name, active / view.weight.numel()))
+    active = net.n_active_weights()
+    rows.append((step, f"{name}_density", None, active / net.n_weights()))
+    rows.append((step, f"{name}_params", None, float(active + net.n_biases())))
+    rows.append((step, f"{name}_inference_flops", None, float(forward_flops(net))))
+    return rows
+
+
+def _restore(saved, agent, replay, recent, pathways, generator, env, state: LoopState) -> None:
+    agent.load_full_state(saved["agent"])
+    replay.load_state_dict(saved["replay"])
+    if recent is not None:
+        recent.load_state_dict(saved["recent"])
+    if pathways is not None:
+        for p, s in zip(pathways, saved["pathways"], strict=True):
+            p.load_state_dict(s)
+    generator.set_state(saved["generator"])
+    torch.set_rng_state(saved["torch"])
+    np.random.set_state(saved["numpy"])
+    random.setstate(saved["random"])
+    set_rng_state(env, saved["env_rng"])
+    loop = saved["loop"]
+    loop["rows"] = [tuple(r) for r in loop["rows"]]
+    for key, value in loop.items():
+        setattr(state, key, value)

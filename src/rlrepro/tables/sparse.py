@@ -1,0 +1,100 @@
+"""Sparse-suite tables: per-run scores from the evaluation curve, then per (env, method, keep ratio) summaries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+SPARSE_RUN_KEYS = ["suite", "env", "method", "keep_ratio", "seed"]
+
+
+def _last(run: pd.DataFrame, metric: str) -> float:
+    values = run[run["metric"] == metric].sort_values("step")["value"]
+    return float(values.iloc[-1]) if len(values) else np.nan
+
+
+def sparse_run_metrics(results: pd.DataFrame, last_k: int) -> pd.DataFrame:
+    """One row per run: mean eval return over its last k evaluations (the paper's score), densities, sizes, cost."""
+    rows = []
+    for key, run in results.groupby(SPARSE_RUN_KEYS, observed=True):
+        evals = run[run["metric"] == "eval_return"].sort_values("step")
+        frozen = run[run["metric"] == "mask_frozen_at"]["value"]
+        rows.append(
+            {
+                **dict(zip(SPARSE_RUN_KEYS, key, strict=True)),
+                "steps": int(run["step"].max()),
+                "n_evals": len(evals),
+                "final_return": float(evals["value"].tail(last_k).mean()) if len(evals) else np.nan,
+                "best_return": float(evals["value"].max()) if len(evals) else np.nan,
+                "actor_density": _last(run, "actor_density"),
+                "critic_density": _last(run, "critic_density"),
+                "actor_params": _last(run, "actor_params"),
+                "critic_params": _last(run, "critic_params"),
+                "actor_inference_flops": _last(run, "actor_inference_flops"),
+                "train_flops": _last(run, "train_flops"),
+                "mask_frozen_at": float(frozen.iloc[0]) if len(frozen) else np.nan,
+                "train_wall_time_s": float(run["train_wall_time_s"].iloc[0]),
+            }
+        )
+    return pd.DataFrame(rows, columns=[*SPARSE_RUN_KEYS, "steps", "n_evals", "final_return", "best_return",
+                                       "actor_density", "critic_density", "actor_params", "critic_params",
+                                       "actor_inference_flops", "train_flops", "mask_frozen_at",
+                                       "train_wall_time_s"])  # fmt: skip
+
+
+SPARSE_SUMMARY_METRICS = ["final_return", "actor_density", "critic_density", "actor_params", "critic_params",
+                          "train_flops", "train_wall_time_s"]  # fmt: skip
+
+
+def sparse_summary(run_metrics: pd.DataFrame, expected_seeds: int | None = None,
+                   reference_method: str = "dense") -> pd.DataFrame:  # fmt: skip
+    """Mean/std over seeds per (env, method, keep ratio), and the return, parameters and training FLOPs relative
+    to the env's dense runs (ratio of seed means); `missing_seeds` shows runs that are absent."""
+    grouped = run_metrics.groupby(["suite", "env", "method", "keep_ratio"], observed=True)
+    out = grouped[SPARSE_SUMMARY_METRICS].agg(["mean", "std"])
+    out.columns = [f"{m}_{s}" for m, s in out.columns]
+    out["n_seeds"] = grouped.size()
+    if expected_seeds is not None:
+        out["missing_seeds"] = expected_seeds - out["n_seeds"]
+    out = out.reset_index()
+    dense = out[out["method"] == reference_method].set_index("env")
+    for column, source in (("return_rel_dense", "final_return_mean"), ("train_flops_rel_dense", "train_flops_mean")):
+        out[column] = [row[source] / dense.loc[row["env"], source] if row["env"] in dense.index else np.nan
+                       for _, row in out.iterrows()]  # fmt: skip
+    params = out["actor_params_mean"] + out["critic_params_mean"]
+    out["params_rel_dense"] = [
+        p / (dense.loc[e, "actor_params_mean"] + dense.loc[e, "critic_params_mean"]) if e in dense.index else np.nan
+        for p, e in zip(params, out["env"], strict=True)
+    ]
+    return out
+
+
+def render_sparse_markdown(summary: pd.DataFrame) -> str:
+    """One Markdown table per env: rows = (method, keep ratio), cells = mean ± std over seeds."""
+    parts = []
+    for env, group in summary.groupby("env", observed=True):
+        header = ["method", "keep", "return (last evals)", "× dense", "actor dens.", "critic dens.", "params",
+                  "× dense", "train FLOPs", "× dense", "train time (s)", "seeds"]  # fmt: skip
+        lines = [f"### {env}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for _, row in group.sort_values(["keep_ratio", "method"], ascending=[False, True]).iterrows():
+            ms = lambda m: "n/a" if pd.isna(row[f"{m}_mean"]) else f"{row[f'{m}_mean']:.4g}" + (  # noqa: E731
+                "" if pd.isna(row[f"{m}_std"]) else f" ± {row[f'{m}_std']:.2g}"
+            )
+            ratio = lambda v: "n/a" if pd.isna(v) else f"{v:.3g}"  # noqa: E731
+            params = row["actor_params_mean"] + row["critic_params_mean"]
+            lines.append("| " + " | ".join([
+                str(row["method"]), f"{row['keep_ratio']:g}", ms("final_return"), ratio(row["return_rel_dense"]),
+                f"{row['actor_density_mean']:.3f}", f"{row['critic_density_mean']:.3f}", f"{params:,.0f}",
+                ratio(row["params_rel_dense"]), f"{row['train_flops_mean']:.3g}", ratio(row["train_flops_rel_dense"]),
+                f"{row['train_wall_time_s_mean']:.0f}", str(int(row["n_seeds"])),
+            ]) + " |")  # fmt: skip
+        missing = group.get("missing_seeds")
+        if missing is not None and (missing > 0).any():
+            short = ", ".join(
+                f"{m} keep {k:g}: {int(n)}"
+                for m, k, n in zip(group["method"], group["keep_ratio"], missing, strict=True)
+                if n > 0
+            )
+            lines += ["", f"Missing seeds (failed or absent runs): {short}."]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
