@@ -37,7 +37,10 @@ def test_every_schema_key_has_a_description():
     [
         ({"bogus": 1}, "unknown key(s) ['bogus'] in config; valid keys: preset"),
         ({"sac": {**BASE["sac"], "lr_polcy": 1.0}}, "unknown key(s) ['lr_polcy'] in config.sac; valid keys: lr_policy"),
-        ({"preset": "nope"}, "unknown preset 'nope'; valid presets: demo, demo_methods, paper, smoke, smoke_scenarios"),
+        (
+            {"preset": "nope"},
+            "unknown preset 'nope'; valid presets: demo, demo_methods, demo_sparse, paper, smoke, smoke_scenarios",
+        ),
         ({"device": "gpu"}, "config.device"),
     ],
 )
@@ -80,3 +83,46 @@ def test_scenario_overrides_and_method_blocks_reach_only_their_jobs():
     transfer = r.train_spec("ft_1", "halfcheetah/transfer", 0)["sac"]
     assert transfer["policy_update_delay"] == 4 and transfer["target_multiplier"] == 1
     assert r.train_spec("ft_1", "halfcheetah/transfer", 0)["engine_version"]
+
+
+def sparse_config(**methods) -> dict:
+    config = copy.deepcopy(BASE)
+    config["sparse"]["methods"].update(methods)
+    return config
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"snip": {}}, "unknown sparse method 'snip'; valid sparse methods: dapd, dense, rigl, rlx2"),
+        ({"rigl": {"delat": 5}}, "unknown key(s) ['delat'] in sparse.methods.rigl; valid keys: actor_sparsity"),
+        ({"dapd": {**BASE["sparse"]["methods"]["dapd"], "ips_threshold": {"hopper": 1}}},
+         "sparse.methods.dapd.ips_threshold has no value for env 'halfcheetah' (has: hopper)"),
+    ],
+)  # fmt: skip
+def test_bad_sparse_config_is_rejected_before_any_job(change, message):
+    with pytest.raises(ConfigError) as err:
+        Resolved(validate({**sparse_config(**change), "preset": "paper"}))
+    assert message in str(err.value)
+
+
+def test_unknown_sparse_env_lists_the_valid_ones():
+    config = copy.deepcopy(BASE)
+    config["presets"]["smoke"]["sparse"]["envs"] = ["humanoid"]
+    with pytest.raises(
+        ConfigError, match="unknown sparse env 'humanoid'; valid sparse envs: ant, halfcheetah, hopper, walker2d"
+    ):
+        Resolved(validate({**config, "preset": "smoke"}))
+
+
+def test_sparse_grid_and_specs_follow_the_preset():
+    paper = resolved(preset="paper").sparse
+    assert len(paper.runs) == 3 * 4 * 4 * 5 + 4 * 5  # dense runs once per env and seed, at keep 1
+    spec = paper.spec("dapd", "hopper", 0.05, 0)
+    assert spec["sac"]["total_steps"] == 1_000_000 and spec["sac"]["seed_steps"] == 5000 and spec["sac"]["lr"] == 1e-3
+    assert spec["method_hp"]["ips_threshold"] == BASE["sparse"]["methods"]["dapd"]["ips_threshold"]["hopper"]
+    assert spec["env_id"] == "Hopper-v5" and spec["keep_ratio"] == 0.05
+    smoke = resolved(preset="smoke").sparse
+    assert smoke.spec("rigl", "halfcheetah", 0.05, 0)["method_hp"]["delta"] == 100  # budget override
+    assert smoke.spec("dense", "halfcheetah", 1.0, 0)["method_hp"] == {}
+    assert resolved(preset="demo").sparse.runs == [] and resolved(preset="demo_sparse").runs == []

@@ -45,13 +45,19 @@ def test_dry_run_of_the_paper_grid_lists_every_run(workflow_copy):
     assert proc.returncode == 0, proc.stderr
     counts = job_counts(proc.stdout + proc.stderr)
     n_runs = len(method_names()) * len(scenario_names()) * 10
-    assert counts["train_run"] == n_runs and counts["evaluate_run"] == n_runs and counts["tables"] == 1
+    assert counts["train_run"] == n_runs and counts["evaluate_run"] == n_runs and counts["continual_tables"] == 1
+    # Sparse suite: 3 sparse methods x 4 envs x 4 keep ratios x 5 seeds, plus dense once per env and seed.
+    assert counts["train_sparse"] == 3 * 4 * 4 * 5 + 4 * 5 and counts["sparse_tables"] == 1
+    assert counts["sparse_curves"] == 4
 
 
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("preset=nope", "unknown preset 'nope'; valid presets: demo, demo_methods, paper, smoke, smoke_scenarios"),
+        (
+            "preset=nope",
+            "unknown preset 'nope'; valid presets: demo, demo_methods, demo_sparse, paper, smoke, smoke_scenarios",
+        ),
         ("bogus=1", "unknown key(s) ['bogus'] in config"),
     ],
 )
@@ -83,6 +89,17 @@ def test_smoke_pipeline_end_to_end_then_precise_rerun(workflow_copy):
     summary = pd.read_parquet(res / "tables/continual_summary.parquet")
     assert sorted(summary["method"]) == sorted(method_names())
     assert "| ft_n |" in (res / "tables/continual_summary.md").read_text()
+    # The sparse suite ran in the same DAG: every method's curve, densities at the keep ratio, and its table.
+    sparse = pd.read_parquet(res / "tables/sparse_runs.parquet").set_index("method")
+    assert sorted(sparse.index) == ["dapd", "dense", "rigl", "rlx2"]
+    assert (sparse["n_evals"] == 3).all() and sparse["final_return"].notna().all()
+    assert sparse.loc["dense", "actor_density"] == 1.0
+    for method in ("dapd", "rigl", "rlx2"):
+        assert sparse.loc[method, "actor_density"] == pytest.approx(0.05, abs=1e-3)
+        assert sparse.loc[method, "train_flops"] < 0.2 * sparse.loc["dense", "train_flops"]
+    assert sparse.loc["dapd", "mask_frozen_at"] == 200  # smoke threshold 0: frozen at the first evaluation
+    assert (res / "figures/sparse_curves/halfcheetah.pdf").stat().st_size > 0
+    assert "| rlx2 | 0.05 |" in (res / "tables/sparse_summary.md").read_text()
 
     assert "Nothing to be done" in (lambda p: p.stdout + p.stderr)(snakemake(workflow_copy, "-n", "--config", "preset=smoke"))
 
@@ -97,8 +114,17 @@ def test_smoke_pipeline_end_to_end_then_precise_rerun(workflow_copy):
         "evaluate_run": 1,
         "transfer_matrix": 1,
         "stage_performance": 1,
+        "continual_tables": 1,
         "tables": 1,
         "all": 1,
     }
     scheduled = set(re.findall(r"wildcards: .*method=(\w+)", out))
     assert scheduled == {"ft_n"}
+
+    # The same for the sparse suite: RiGL's topology period reruns RiGL only (not RLx2, which has its own block).
+    config["sparse"]["methods"]["rigl"]["zeta"] = 0.3
+    (workflow_copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    proc = snakemake(workflow_copy, "-n", "sparse", "--config", "preset=smoke")
+    out = proc.stdout + proc.stderr
+    assert job_counts(out) == {"train_sparse": 1, "sparse_tables": 1, "sparse_curves": 1, "sparse": 1}
+    assert set(re.findall(r"wildcards: .*method=(\w+)", out)) == {"rigl"}

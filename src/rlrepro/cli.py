@@ -203,7 +203,8 @@ def cmd_aggregate_sparse(args: argparse.Namespace) -> int:
         f"# Sparse suite (mean ± std over seeds; return = mean of the last {spec['last_k']} evaluations; "
         "× dense = ratio to the env's dense runs)\n\n"
     )
-    atomic_write_text(out / "sparse_summary.md", title + render_sparse_markdown(summary))
+    markdown = render_sparse_markdown(summary, spec.get("ips_threshold_fraction"))
+    atomic_write_text(out / "sparse_summary.md", title + markdown)
     return 0
 
 

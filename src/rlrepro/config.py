@@ -221,13 +221,15 @@ class SparseGrid:
             self.envs = Resolved._names("sparse env", preset["envs"], envs)
             self.keep_ratios = [float(k) for k in preset["keep_ratios"]]
             self.seeds = list(range(int(preset["seeds"])))
-        for method, block in {**self.block.get("methods", {}), **self.budget.get("method_overrides", {})}.items():
+        blocks = [(f"sparse.methods.{m}", m, b) for m, b in self.block.get("methods", {}).items()]
+        blocks += [(f"budget.method_overrides.{m}", m, b) for m, b in self.budget.get("method_overrides", {}).items()]
+        for where, method, block in blocks:
             if method not in SPARSE_METHODS:
                 raise unknown_name("sparse method", method, list(SPARSE_METHODS))
             valid = method_hyperparameters(method)
             unknown = sorted(set(block) - set(valid))
             if unknown:
-                raise ConfigError(f"unknown key(s) {unknown} in sparse.methods.{method}; valid keys: {', '.join(valid) or '(none)'}")
+                raise ConfigError(f"unknown key(s) {unknown} in {where}; valid keys: {', '.join(valid) or '(none)'}")
         for method in self.methods:
             if method not in self.block.get("methods", {}):
                 raise ConfigError(f"sparse method {method!r} has no block under `sparse.methods:` in the config")

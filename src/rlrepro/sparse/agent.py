@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F

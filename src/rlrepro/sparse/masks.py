@@ -130,7 +130,7 @@ class DSTScheduler:
     @torch.no_grad()
     def _update_topology(self, dense_grads: list[torch.Tensor], generator: torch.Generator | None) -> None:
         fraction = self.drop_fraction()
-        for view, (layer, group) in zip(list(self.net.layers()), _layer_group_index(self.net), strict=True):
+        for layer, group in _layer_group_index(self.net):
             mask = self.net.masks[layer][group]
             weight = self.net.weights[layer].data[group]
             old = mask.clone()

@@ -8,6 +8,7 @@ tensor per layer (`[2, out, in]`) so that both are evaluated with one batched ma
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ class MaskedMLPStack(nn.Module):
         self.groups, self.sizes, self.names = groups, list(sizes), list(names)
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+        for fan_in, fan_out in itertools.pairwise(sizes):
             w = torch.empty(groups, fan_out, fan_in)
             for g in range(groups):
                 nn.init.xavier_normal_(w[g])
@@ -77,9 +78,7 @@ class MaskedMLPStack(nn.Module):
         for i, w in enumerate(self.weights):
             mask = self.masks[i]
             for g in range(self.groups):
-                yield LayerView(
-                    f"{self.names[g]}.l{i}", w.data[g], None if mask is None else mask[g], w.shape[2], w.shape[1]
-                )
+                yield LayerView(f"{self.names[g]}.l{i}", w.data[g], None if mask is None else mask[g], w.shape[2], w.shape[1])
 
     def set_masks(self, masks: list[torch.Tensor] | None) -> None:
         """Install masks (one [groups, out, in] 0/1 tensor per layer) or remove them (None: dense)."""

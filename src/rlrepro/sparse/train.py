@@ -93,9 +93,13 @@ def train_sparse(
     replay = TransitionReplay(max(capacity, 1), obs_dim, action_dim, device)
     episode_cap = int(env.spec.max_episode_steps) if env.spec and env.spec.max_episode_steps else 1000
     recent = TransitionReplay(max(episode_cap, cfg.batch_size), obs_dim, action_dim, device) if dapd else None
-    pathways = (PathwayMasks(dapd.keep_ratio, dapd.mask_update_mavg), PathwayMasks(dapd.keep_ratio, dapd.mask_update_mavg)) if dapd else None  # fmt: skip
+    pathways = None  # (actor, critic) DAPD masks
+    if dapd is not None:
+        pathways = tuple(PathwayMasks(dapd.keep_ratio, dapd.mask_update_mavg) for _ in range(2))
     state = LoopState(warmup=bool(dapd and dapd.iterative_pruning))
-    as_tensor = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32, device=device)  # noqa: E731
+
+    def as_tensor(x) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x), dtype=torch.float32, device=device)
 
     ckpt_path = checkpoint_dir / "state.pt" if checkpoint_dir else None
     spec_hash = stable_hash(dataclasses.asdict(spec))
@@ -134,7 +138,10 @@ def train_sparse(
     while state.step < cfg.total_steps:
         if done:
             if state.step > 0 and not fresh_episode_start:
-                state.rows += [(state.step, "episode_return", None, ep_return), (state.step, "episode_length", None, float(ep_len))]
+                state.rows += [
+                    (state.step, "episode_return", None, ep_return),
+                    (state.step, "episode_length", None, float(ep_len)),
+                ]
                 state.episode += 1
                 if state.eval_pending:
                     eval_return = _evaluate(agent, env, spec, state, max_action, as_tensor, start, replay, pathways)
@@ -142,7 +149,9 @@ def train_sparse(
                     if dapd and not dapd.continual_pruning and state.warmup and eval_return > dapd.ips_threshold:
                         state.warmup = False  # freeze: the pathway never changes again
                         state.rows.append((state.step, "mask_frozen_at", None, float(state.step)))
-                        log.info("dapd: return %.1f > %.1f, masks frozen at step %d", eval_return, dapd.ips_threshold, state.step)
+                        log.info(
+                            "dapd: return %.1f > %.1f, masks frozen at step %d", eval_return, dapd.ips_threshold, state.step
+                        )
                 if ckpt_path is not None and time.monotonic() - last_ckpt >= checkpoint_interval_s:
                     state.wall_time_s = time.monotonic() - start
                     save_checkpoint()
@@ -212,8 +221,12 @@ def _update_pathways(agent: SparseSAC, source: TransitionReplay, pathways, dapd:
     actor_masks = pathways[0].update(actor_scores)
     critic_masks = pathways[1].update(critic_scores)
     agent.set_masks(actor_masks, critic_masks)
-    agent.train_flops += 2.0 * dapd.score_batch_size * (  # scoring: dense forward + backward of both losses
-        4 * forward_flops(agent.actor.net, dense=True) + 7 * forward_flops(agent.critic.net, dense=True)
+    agent.train_flops += (
+        2.0
+        * dapd.score_batch_size
+        * (  # scoring: dense forward + backward of both losses
+            4 * forward_flops(agent.actor.net, dense=True) + 7 * forward_flops(agent.critic.net, dense=True)
+        )
     )
 
 

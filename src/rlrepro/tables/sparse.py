@@ -69,25 +69,45 @@ def sparse_summary(run_metrics: pd.DataFrame, expected_seeds: int | None = None,
     return out
 
 
-def render_sparse_markdown(summary: pd.DataFrame) -> str:
-    """One Markdown table per env: rows = (method, keep ratio), cells = mean ± std over seeds."""
+def _mean_std(row: pd.Series, metric: str) -> str:
+    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+    return "n/a" if pd.isna(mean) else f"{mean:.4g}" + ("" if pd.isna(std) else f" ± {std:.2g}")
+
+
+def _ratio(value: float) -> str:
+    return "n/a" if pd.isna(value) else f"{value:.3g}"
+
+
+SPARSE_HEADER = ["method", "keep", "return (last evals)", "× dense", "actor dens.", "critic dens.", "params", "× dense",
+                 "train FLOPs", "× dense", "train time (s)", "seeds"]  # fmt: skip
+
+
+def _sparse_cells(row: pd.Series) -> list[str]:
+    params = row["actor_params_mean"] + row["critic_params_mean"]
+    return [
+        str(row["method"]),
+        f"{row['keep_ratio']:g}",
+        _mean_std(row, "final_return"),
+        _ratio(row["return_rel_dense"]),
+        f"{row['actor_density_mean']:.3f}",
+        f"{row['critic_density_mean']:.3f}",
+        f"{params:,.0f}",
+        _ratio(row["params_rel_dense"]),
+        f"{row['train_flops_mean']:.3g}",
+        _ratio(row["train_flops_rel_dense"]),
+        f"{row['train_wall_time_s_mean']:.0f}",
+        str(int(row["n_seeds"])),
+    ]
+
+
+def render_sparse_markdown(summary: pd.DataFrame, ips_threshold_fraction: float | None = None) -> str:
+    """One Markdown table per env: rows = (method, keep ratio), cells = mean ± std over seeds; under it the DAPD
+    freeze threshold our dense runs suggest (ips_threshold_fraction × dense return)."""
     parts = []
     for env, group in summary.groupby("env", observed=True):
-        header = ["method", "keep", "return (last evals)", "× dense", "actor dens.", "critic dens.", "params",
-                  "× dense", "train FLOPs", "× dense", "train time (s)", "seeds"]  # fmt: skip
-        lines = [f"### {env}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for _, row in group.sort_values(["keep_ratio", "method"], ascending=[False, True]).iterrows():
-            ms = lambda m: "n/a" if pd.isna(row[f"{m}_mean"]) else f"{row[f'{m}_mean']:.4g}" + (  # noqa: E731
-                "" if pd.isna(row[f"{m}_std"]) else f" ± {row[f'{m}_std']:.2g}"
-            )
-            ratio = lambda v: "n/a" if pd.isna(v) else f"{v:.3g}"  # noqa: E731
-            params = row["actor_params_mean"] + row["critic_params_mean"]
-            lines.append("| " + " | ".join([
-                str(row["method"]), f"{row['keep_ratio']:g}", ms("final_return"), ratio(row["return_rel_dense"]),
-                f"{row['actor_density_mean']:.3f}", f"{row['critic_density_mean']:.3f}", f"{params:,.0f}",
-                ratio(row["params_rel_dense"]), f"{row['train_flops_mean']:.3g}", ratio(row["train_flops_rel_dense"]),
-                f"{row['train_wall_time_s_mean']:.0f}", str(int(row["n_seeds"])),
-            ]) + " |")  # fmt: skip
+        lines = [f"### {env}", "", "| " + " | ".join(SPARSE_HEADER) + " |", "|" + "---|" * len(SPARSE_HEADER)]
+        ordered = group.sort_values(["keep_ratio", "method"], ascending=[False, True])
+        lines += ["| " + " | ".join(_sparse_cells(row)) + " |" for _, row in ordered.iterrows()]
         missing = group.get("missing_seeds")
         if missing is not None and (missing > 0).any():
             short = ", ".join(
@@ -96,5 +116,10 @@ def render_sparse_markdown(summary: pd.DataFrame) -> str:
                 if n > 0
             )
             lines += ["", f"Missing seeds (failed or absent runs): {short}."]
+        dense = group[group["method"] == "dense"]["final_return_mean"]
+        if ips_threshold_fraction is not None and len(dense) and pd.notna(dense.iloc[0]):
+            dense_return = float(dense.iloc[0])
+            suggested = f"{ips_threshold_fraction:g} × {dense_return:.4g} = {ips_threshold_fraction * dense_return:.4g}"
+            lines += ["", f"DAPD freeze threshold these dense runs suggest: {suggested} (sparse.methods.dapd.ips_threshold)."]
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
