@@ -78,12 +78,14 @@ def stage_performance(results: pd.DataFrame, stem: Path | str) -> list[Path]:
 
 
 def sparse_curves(results: pd.DataFrame, stem: Path | str) -> list[Path]:
-    """Evaluation return vs env steps per (method, keep ratio) of one env, mean ± std band over seeds; the
-    networks' density over time beside it (DAPD's warm-up and freeze, RiGL/RLx2's constant ERK budget)."""
+    """One env of the sparse suite: evaluation return vs env steps per (method, keep ratio), mean ± std band over
+    seeds; the networks' density over time; and DAPD's mask turnover (share of kept connections that are new at
+    each mask update: the warm-up, then zero once frozen)."""
     evals = results[results["metric"] == "eval_return"]
     density = results[results["metric"].isin(["actor_density", "critic_density"])]
+    turnover = results[results["metric"].isin(["actor_mask_change", "critic_mask_change"])]
     with plt.rc_context(STYLE):
-        fig, (ax, ax_d) = plt.subplots(1, 2, figsize=(8.5, 3.0), gridspec_kw={"width_ratios": [3, 2]})
+        fig, (ax, ax_d, ax_t) = plt.subplots(1, 3, figsize=(11, 3.0), gridspec_kw={"width_ratios": [3, 2, 2]})
         for i, ((method, keep), group) in enumerate(evals.groupby(["method", "keep_ratio"], observed=True)):
             color = PALETTE[i % len(PALETTE)]
             curve = group.pivot_table(index="step", columns="seed", values="value")
@@ -91,10 +93,12 @@ def sparse_curves(results: pd.DataFrame, stem: Path | str) -> list[Path]:
             ax.plot(curve.index, mean, color=color, label=f"{method} (keep {keep:g})")
             if curve.shape[1] > 1:
                 ax.fill_between(curve.index, mean - std, mean + std, color=color, alpha=0.2)
-            dens = density[(density["method"] == method) & (density["keep_ratio"] == keep)]
-            for metric, style in (("actor_density", "-"), ("critic_density", ":")):
-                d = dens[dens["metric"] == metric].groupby("step")["value"].mean()
-                ax_d.plot(d.index, d.values, style, color=color)
+            for frame, axis in ((density, ax_d), (turnover, ax_t)):
+                mine = frame[(frame["method"] == method) & (frame["keep_ratio"] == keep)]
+                for prefix, style in (("actor", "-"), ("critic", ":")):
+                    series = mine[mine["metric"].astype(str).str.startswith(prefix)].groupby("step")["value"].mean()
+                    if len(series):
+                        axis.plot(series.index, series.values, style, color=color)
         ax.set_xlabel("env steps")
         ax.set_ylabel("eval return (deterministic)")
         ax.set_title(str(results["env_id"].iloc[0]))
@@ -102,4 +106,6 @@ def sparse_curves(results: pd.DataFrame, stem: Path | str) -> list[Path]:
         ax_d.set_xlabel("env steps")
         ax_d.set_ylabel("density (— actor, ··· critic)")
         ax_d.set_yscale("log")
+        ax_t.set_xlabel("env steps")
+        ax_t.set_ylabel("new share of the kept mask (DAPD)")
         return save(fig, stem)

@@ -159,7 +159,9 @@ def train_sparse(
             fresh_episode_start = False
             obs = as_tensor(env.reset()[0])
             if dapd and state.warmup and state.step > 0 and len(recent) > 0:
-                _update_pathways(agent, recent, pathways, dapd)
+                actor_change, critic_change = _update_pathways(agent, recent, pathways, dapd)
+                state.rows += [(state.step, "actor_mask_change", None, actor_change),
+                               (state.step, "critic_mask_change", None, critic_change)]  # fmt: skip
             done, ep_return, ep_len = False, 0.0, 0
         if state.step < cfg.seed_steps:
             action = as_tensor(env.action_space.sample())
@@ -210,7 +212,8 @@ def _initial_pathways(agent, env, replay, pathways, dapd: DAPDConfig, as_tensor,
     _update_pathways(agent, replay, pathways, dapd)
 
 
-def _update_pathways(agent: SparseSAC, source: TransitionReplay, pathways, dapd: DAPDConfig) -> None:
+def _update_pathways(agent: SparseSAC, source: TransitionReplay, pathways, dapd: DAPDConfig) -> tuple[float, float]:
+    """Rescore and install new DAPD masks; returns the fraction of each network's kept connections that are new."""
     batch = source.sample(dapd.score_batch_size, agent.generator)
     actor_scores, critic_scores = snip_scores(
         agent,
@@ -218,16 +221,21 @@ def _update_pathways(agent: SparseSAC, source: TransitionReplay, pathways, dapd:
         fixed_alpha=agent.cfg.init_temperature if dapd.snip_fixed_alpha else None,
         critic_includes_actor_loss=dapd.critic_scores_include_actor_loss,
     )
-    actor_masks = pathways[0].update(actor_scores)
-    critic_masks = pathways[1].update(critic_scores)
-    agent.set_masks(actor_masks, critic_masks)
-    agent.train_flops += (
-        2.0
-        * dapd.score_batch_size
-        * (  # scoring: dense forward + backward of both losses
-            4 * forward_flops(agent.actor.net, dense=True) + 7 * forward_flops(agent.critic.net, dense=True)
-        )
-    )
+    old = (agent.actor.net.masks, agent.critic.net.masks)
+    new = (pathways[0].update(actor_scores), pathways[1].update(critic_scores))
+    agent.set_masks(*new)
+    # Scoring costs about one dense SAC update on the score batch (both losses, forward and backward).
+    dense_a, dense_c = forward_flops(agent.actor.net, dense=True), forward_flops(agent.critic.net, dense=True)
+    agent.train_flops += dapd.score_batch_size * (4 * dense_a + 7 * dense_c)
+    return tuple(_mask_change(o, n) for o, n in zip(old, new, strict=True))
+
+
+def _mask_change(old: list, new: list | None) -> float:
+    if new is None or any(m is None for m in old):
+        return 1.0
+    kept = sum(float(n.sum()) for n in new)
+    fresh = sum(float(((n > 0) & (o == 0)).sum()) for o, n in zip(old, new, strict=True))
+    return fresh / max(kept, 1.0)
 
 
 @torch.no_grad()
