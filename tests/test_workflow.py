@@ -100,6 +100,17 @@ def test_smoke_pipeline_end_to_end_then_precise_rerun(workflow_copy):
     assert sparse.loc["dapd", "mask_frozen_at"] == 200  # smoke threshold 0: frozen at the first evaluation
     assert (res / "figures/sparse_curves/halfcheetah.pdf").stat().st_size > 0
     assert "| rlx2 | 0.05 |" in (res / "tables/sparse_summary.md").read_text()
+    # Paper tables (Markdown, LaTeX, HTML) and the figures built from the tables' Parquet.
+    for stem in ("continual_tables", "continual_aggregate", "sparse_tables"):
+        for ext in ("md", "tex", "html"):
+            assert (res / f"tables/{stem}.{ext}").stat().st_size > 0, stem
+    assert "| rewire |" in (res / "tables/continual_tables.md").read_text()
+    assert "| rlx2 @ 0.05 |" in (res / "tables/sparse_tables.md").read_text()
+    assert "\\begin{tabular}" in (res / "tables/continual_tables.tex").read_text()
+    for figure in ("tradeoff/halfcheetah", "aggregate/normalised_performance", "sparse_layer_density/halfcheetah"):
+        assert (res / f"figures/{figure}.pdf").stat().st_size > 0, figure
+    assert len(list((res / "sparse").glob("*/*/*/seed0/meta.json"))) == 4
+    assert "| sparse | dapd |" in (res / "tables/provenance.md").read_text()
 
     assert "Nothing to be done" in (lambda p: p.stdout + p.stderr)(snakemake(workflow_copy, "-n", "--config", "preset=smoke"))
 
@@ -126,5 +137,44 @@ def test_smoke_pipeline_end_to_end_then_precise_rerun(workflow_copy):
     (workflow_copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     proc = snakemake(workflow_copy, "-n", "sparse", "--config", "preset=smoke")
     out = proc.stdout + proc.stderr
-    assert job_counts(out) == {"train_sparse": 1, "sparse_tables": 1, "sparse_curves": 1, "sparse": 1}
+    assert job_counts(out) == {"train_sparse": 1, "sparse_tables": 1, "sparse_curves": 1, "sparse_layer_density": 1,
+                               "provenance": 1, "sparse": 1}  # fmt: skip
     assert set(re.findall(r"wildcards: .*method=(\w+)", out)) == {"rigl"}
+
+
+@pytest.mark.slow
+def test_report_lists_every_table_and_figure(workflow_copy):
+    """`snakemake --report` after the smoke run (the previous test) embeds every table and figure."""
+    if not (workflow_copy / "results/tables/continual_tables.html").exists():
+        pytest.skip("needs the smoke run of test_smoke_pipeline_end_to_end_then_precise_rerun")
+    (workflow_copy / "config.yaml").write_text((ROOT / "config.yaml").read_text())
+    proc = snakemake(workflow_copy, "--report", "results/report.html", "--config", "preset=smoke")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = (workflow_copy / "results/report.html").read_text()
+    names = ["continual_tables.html", "continual_aggregate.html", "sparse_tables.html", "provenance.html"]
+    names += [f"{m}/seed0.png" for m, _ in RUNS]
+    names += ["forgetting.png", "normalised_performance.png"]
+    for name in names:
+        assert name in report, name
+    for caption in ("Performance vs model size", "Sparse suite learning curves", "Mask density of every layer"):
+        assert caption in report, caption
+
+
+@pytest.mark.slow
+def test_missing_runs_are_listed_not_averaged_away(workflow_copy):
+    """With aggregate.allow_missing_runs, tables build from the runs that exist and name the missing ones."""
+    if not (workflow_copy / "results/tables/continual_tables.html").exists():
+        pytest.skip("needs the smoke run of test_smoke_pipeline_end_to_end_then_precise_rerun")
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["aggregate"]["allow_missing_runs"] = True
+    (workflow_copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    run = workflow_copy / "results/runs/halfcheetah/forgetting/ewc/seed0"
+    (run / "results.parquet").unlink()
+    (run / "meta.json").unlink()
+    proc = snakemake(workflow_copy, "tables", "--config", "preset=smoke")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "train_run" not in job_counts(out) and "evaluate_run" not in job_counts(out)
+    table = (workflow_copy / "results/tables/continual_tables.md").read_text()
+    assert "Missing seeds (failed or absent runs, not averaged in): ewc: 1." in table
+    assert "| ewc |" not in table

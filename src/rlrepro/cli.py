@@ -170,8 +170,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
     from rlrepro.io import atomic_write_parquet, atomic_write_text
+    from rlrepro.metrics.stats import BootstrapConfig
     from rlrepro.results import read_results
-    from rlrepro.tables import continual_run_metrics, continual_summary, render_markdown
+    from rlrepro.tables import continual_run_metrics, continual_summary, paper, render_markdown
 
     spec = _spec(args.spec)
     results = read_results(args.inputs)
@@ -183,12 +184,54 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     atomic_write_parquet(summary, out / "continual_summary.parquet")
     title = "# Continual RL summary (mean ± std over seeds)\n\n"
     atomic_write_text(out / "continual_summary.md", title + render_markdown(summary))
+
+    boot = BootstrapConfig(**spec["bootstrap"])
+    layout = paper.TableSpec("continual", "scenario", "method", {})
+    metrics = list(dict.fromkeys([*paper.BRAX_COLUMNS, *paper.CW_COLUMNS]))
+    cells = paper.estimate_cells(run_metrics, layout, metrics, boot, spec.get("expected_seeds"))
+    cells = paper.attach_reference(cells, paper.read_reference(args.reference, "scenario", "method"))
+    atomic_write_parquet(cells, out / "continual_tables.parquet")
+    caption = (
+        f"Mean [{boot.confidence:.0%} CI] over seeds (rliable stratified bootstrap, {boot.reps} resamples, "
+        f"random state {boot.random_state}). Final (÷ {spec['reference_method']}) and forward transfer use "
+        f"{spec['reference_method']}'s per-task performance; model size = inference parameters relative to one "
+        "policy, stored size = everything kept. Continual World: performance = success rate."
+    )
+    by_domain = [(d, cells[cells["section"].str.split("/").str[0] == d]) for d in dict.fromkeys(
+        cells["section"].str.split("/").str[0])]  # fmt: skip
+    columns = {d: paper.CW_COLUMNS if d == "continual_world" else paper.BRAX_COLUMNS for d, _ in by_domain}
+    md = [paper.render_markdown(c, columns[d], f"Continual RL — {d}", caption) for d, c in by_domain]
+    atomic_write_text(out / "continual_tables.md", "\n".join(md))
+    atomic_write_text(
+        out / "continual_tables.tex", "\n".join(paper.render_latex(c, columns[d], caption) for d, c in by_domain)
+    )
+    atomic_write_text(out / "continual_tables.html", _join_html(
+        [paper.render_html(c, columns[d], f"Continual RL — {d}", caption) for d, c in by_domain]))  # fmt: skip
+
+    agg, _ = paper.aggregate_table(run_metrics, "final_normalised", boot)
+    atomic_write_parquet(agg, out / "continual_aggregate.parquet")
+    agg_cols = {"iqm": "IQM", "mean": "mean", "median": "median", "optimality_gap": "optimality gap"}
+    agg_caption = (
+        f"Final performance normalised by {spec['reference_method']}, aggregated over all scenarios of each method: "
+        f"point estimate [{boot.confidence:.0%} CI], stratified bootstrap over seeds (seeds present in every scenario)."
+    )
+    atomic_write_text(out / "continual_aggregate.md", paper.render_markdown(agg, agg_cols, "Aggregate", agg_caption))
+    atomic_write_text(out / "continual_aggregate.tex", paper.render_latex(agg, agg_cols, agg_caption))
+    atomic_write_text(out / "continual_aggregate.html", paper.render_html(agg, agg_cols, "Aggregate", agg_caption))
     return 0
+
+
+def _join_html(pages: list[str]) -> str:
+    """Several rendered HTML pages as one (bodies concatenated)."""
+    head, bodies = pages[0].split("<body>")[0], [p.split("<body>", 1)[1].rsplit("</body>", 1)[0] for p in pages]
+    return f"{head}<body>{''.join(bodies)}</body></html>\n"
 
 
 def cmd_aggregate_sparse(args: argparse.Namespace) -> int:
     from rlrepro.io import atomic_write_parquet, atomic_write_text
+    from rlrepro.metrics.stats import BootstrapConfig
     from rlrepro.results import SPARSE_SCHEMA, read_frames
+    from rlrepro.tables import paper
     from rlrepro.tables.sparse import render_sparse_markdown, sparse_run_metrics, sparse_summary
 
     spec = _spec(args.spec)
@@ -205,18 +248,55 @@ def cmd_aggregate_sparse(args: argparse.Namespace) -> int:
     )
     markdown = render_sparse_markdown(summary, spec.get("ips_threshold_fraction"))
     atomic_write_text(out / "sparse_summary.md", title + markdown)
+
+    boot = BootstrapConfig(**spec["bootstrap"])
+    layout = paper.TableSpec("sparse", "env", "label", paper.SPARSE_COLUMNS)
+    cells = paper.estimate_cells(run_metrics, layout, list(paper.SPARSE_COLUMNS), boot, spec.get("expected_seeds"))
+    cells = paper.attach_reference(cells, paper.read_reference(args.reference, "env", "method"))
+    atomic_write_parquet(cells, out / "sparse_tables.parquet")
+    caption = (
+        f"Return = mean of each run's last {spec['last_k']} evaluations; mean [{boot.confidence:.0%} CI] over seeds "
+        f"(stratified bootstrap, {boot.reps} resamples); × dense = per-seed ratio to the mean of the env's dense "
+        "runs; params = active weights + biases (actor + critic); train FLOPs = the documented proxy (README)."
+    )
+    atomic_write_text(out / "sparse_tables.md", paper.render_markdown(cells, paper.SPARSE_COLUMNS, "Sparse suite", caption))
+    atomic_write_text(out / "sparse_tables.tex", paper.render_latex(cells, paper.SPARSE_COLUMNS, caption))
+    atomic_write_text(out / "sparse_tables.html", paper.render_html(cells, paper.SPARSE_COLUMNS, "Sparse suite", caption))
     return 0
 
 
 def cmd_figure(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from rlrepro import figures
+    from rlrepro.metrics.stats import BootstrapConfig
     from rlrepro.results import SPARSE_SCHEMA, read_frames, read_results
 
-    if args.kind == "sparse-curves":
-        figures.sparse_curves(read_frames(args.inputs, SPARSE_SCHEMA), args.out)
-        return 0
-    results = read_results(args.inputs)
-    {"transfer-matrix": figures.transfer_matrix, "stage-performance": figures.stage_performance}[args.kind](results, args.out)
+    boot = BootstrapConfig(**_spec(args.spec)) if args.spec else BootstrapConfig()
+    if args.kind in ("sparse-curves", "sparse-layer-density"):
+        frame = read_frames(args.inputs, SPARSE_SCHEMA)
+        if args.kind == "sparse-curves":
+            figures.sparse_curves(frame, args.out, boot)
+        else:
+            figures.sparse_layer_density(frame, args.out)
+    elif args.kind == "tradeoff":
+        figures.tradeoff(pd.read_parquet(args.inputs[0]), args.domain, args.out, boot)
+    elif args.kind == "aggregate":
+        figures.aggregate(pd.read_parquet(args.inputs[0]), args.out, boot)
+    elif args.kind == "transfer-matrix":
+        figures.transfer_matrix(read_results(args.inputs), args.out)
+    else:
+        figures.stage_performance(read_results(args.inputs), args.out)
+    return 0
+
+
+def cmd_provenance(args: argparse.Namespace) -> int:
+    from rlrepro.io import atomic_write_text
+    from rlrepro.results import provenance_tables
+
+    markdown, page = provenance_tables(args.inputs)
+    atomic_write_text(args.out, markdown)
+    atomic_write_text(args.html, page)
     return 0
 
 
@@ -279,20 +359,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("aggregate", help="tables from run Parquets")
     p.add_argument("--spec", required=True)
     p.add_argument("--out-dir", required=True)
+    p.add_argument("--reference", help="CSV of reference values (scenario, method, metric, value)")
     p.add_argument("inputs", nargs="+")
     p.set_defaults(func=cmd_aggregate)
 
     p = sub.add_parser("aggregate-sparse", help="sparse-suite tables from run Parquets")
     p.add_argument("--spec", required=True)
     p.add_argument("--out-dir", required=True)
+    p.add_argument("--reference", help="CSV of reference values (env, method, keep_ratio, metric, value)")
     p.add_argument("inputs", nargs="+")
     p.set_defaults(func=cmd_aggregate_sparse)
 
     p = sub.add_parser("figure", help="one figure (PNG + PDF) from run Parquets")
-    p.add_argument("kind", choices=["transfer-matrix", "stage-performance", "sparse-curves"])
+    p.add_argument(
+        "kind",
+        choices=["transfer-matrix", "stage-performance", "tradeoff", "aggregate", "sparse-curves", "sparse-layer-density"],
+    )
     p.add_argument("--out", required=True, help="output path without extension")
+    p.add_argument("--spec", help="bootstrap settings as JSON (reps, confidence, random_state)")
+    p.add_argument("--domain", help="tradeoff: the domain to plot")
     p.add_argument("inputs", nargs="+")
     p.set_defaults(func=cmd_figure)
+
+    p = sub.add_parser("provenance", help="provenance of runs (meta.json files) as Markdown and HTML tables")
+    p.add_argument("--out", required=True, help="Markdown output")
+    p.add_argument("--html", required=True, help="HTML output")
+    p.add_argument("inputs", nargs="*")
+    p.set_defaults(func=cmd_provenance)
 
     sub.add_parser("scenarios", help="list scenarios with their tasks and budgets").set_defaults(func=cmd_scenarios)
     sub.add_parser("methods", help="list registered methods").set_defaults(func=cmd_methods)

@@ -179,7 +179,8 @@ class Resolved:
         }
 
     def aggregate_spec(self) -> dict[str, Any]:
-        return {"engine_version": ENGINE_VERSION, **self.config["aggregate"]}
+        keys = ("reference_method", "bootstrap")
+        return {"engine_version": ENGINE_VERSION, **{k: self.config["aggregate"][k] for k in keys}}
 
 
 def format_keep(keep_ratio: float) -> str:
@@ -209,6 +210,7 @@ class SparseGrid:
 
         self.block = config.get("sparse") or {}
         self.device = config["device"]
+        self.bootstrap = config["aggregate"]["bootstrap"]
         self.preset = preset or {}
         envs = list(self.block.get("envs", {}))
         self.budget = dict(self.preset.get("budget") or {})
@@ -284,6 +286,7 @@ class SparseGrid:
             "engine_version": ENGINE_VERSION,
             "last_k": int(self.block["evaluation"]["last_k"]),
             "ips_threshold_fraction": float(self.block.get("ips_threshold_fraction", 0.75)),
+            "bootstrap": self.bootstrap,
             "expected_seeds": len(self.seeds),
         }
 

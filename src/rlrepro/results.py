@@ -198,3 +198,28 @@ def read_frames(paths: list[Path | str], schema: dict[str, str]) -> pd.DataFrame
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in schema.items()})
     df = pd.concat([f.astype({c: "object" for c, t in schema.items() if t == "category"}) for f in frames])
     return df.reset_index(drop=True).astype(schema)
+
+
+def provenance_tables(meta_paths: list[Path | str]) -> tuple[str, str]:
+    """The runs' provenance (one row per meta.json) and the package versions they used, as Markdown and HTML."""
+    import json
+
+    metas = [json.loads(Path(p).read_text()) for p in meta_paths]
+    columns = ["suite", "method", "scenario", "env", "keep_ratio", "seed", "engine_version", "git_commit", "git_dirty",
+               "config_hash", "device", "hostname", "slurm_job_id", "container", "train_wall_time_s", "time_utc"]  # fmt: skip
+    runs = pd.DataFrame(
+        [{c: m.get(c, "continual" if c == "suite" else None) for c in columns} for m in metas], columns=columns
+    )
+    runs["git_commit"] = runs["git_commit"].astype(str).str[:12]
+    versions = pd.DataFrame([m.get("packages", {}) for m in metas])
+    software = pd.DataFrame(
+        {"package": versions.columns, "versions": [", ".join(sorted(set(versions[c].dropna().astype(str)))) for c in versions]}
+    )
+    md = ["# Provenance", "", f"{len(runs)} runs.", "", "## Software", "", software.to_markdown(index=False)]
+    md += ["", "## Runs", "", runs.to_markdown(index=False), ""]
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'></head><body><h2>Provenance</h2>"
+        f"<p>{len(runs)} runs.</p><h3>Software</h3>{software.to_html(index=False, border=0)}"
+        f"<h3>Runs</h3>{runs.to_html(index=False, border=0, na_rep='')}</body></html>\n"
+    )
+    return "\n".join(md), page

@@ -1,40 +1,92 @@
 rule continual_tables:
     input:
-        run_paths(f"{RUN_DIR}/results.parquet"),
+        runs=continual_run_results,
+        reference=reference_csv("continual"),
     output:
         results="results/tables/results.parquet",
         runs="results/tables/continual_runs.parquet",
         summary="results/tables/continual_summary.parquet",
-        markdown="results/tables/continual_summary.md",
+        summary_md="results/tables/continual_summary.md",
+        cells="results/tables/continual_tables.parquet",
+        markdown="results/tables/continual_tables.md",
+        latex="results/tables/continual_tables.tex",
+        html=report(
+            "results/tables/continual_tables.html",
+            caption="../report/continual_tables.rst",
+            category="1. Tables",
+            labels={"table": "continual, per scenario"},
+        ),
+        aggregate="results/tables/continual_aggregate.parquet",
+        aggregate_md="results/tables/continual_aggregate.md",
+        aggregate_tex="results/tables/continual_aggregate.tex",
+        aggregate_html=report(
+            "results/tables/continual_aggregate.html",
+            caption="../report/continual_aggregate.rst",
+            category="1. Tables",
+            labels={"table": "continual, across scenarios"},
+        ),
     params:
         spec=aggregate_spec,
         out_dir=parent_dir,
+        reference=reference_option,
     log:
         "results/logs/aggregate/continual_tables.log",
     threads: 1
     shell:
-        "python -m rlrepro aggregate --spec {params.spec:q} --out-dir {params.out_dir} {input} 2> {log}"
+        "python -m rlrepro aggregate --spec {params.spec:q} --out-dir {params.out_dir} {params.reference}"
+        " {input.runs} 2> {log}"
 
 
 rule sparse_tables:
     input:
-        sparse_run_paths(f"{SPARSE_DIR}/results.parquet"),
+        runs=sparse_run_results,
+        reference=reference_csv("sparse"),
     output:
         results="results/tables/sparse_results.parquet",
         runs="results/tables/sparse_runs.parquet",
         summary="results/tables/sparse_summary.parquet",
-        markdown="results/tables/sparse_summary.md",
+        summary_md="results/tables/sparse_summary.md",
+        cells="results/tables/sparse_tables.parquet",
+        markdown="results/tables/sparse_tables.md",
+        latex="results/tables/sparse_tables.tex",
+        html=report(
+            "results/tables/sparse_tables.html",
+            caption="../report/sparse_tables.rst",
+            category="1. Tables",
+            labels={"table": "sparse suite"},
+        ),
     params:
         spec=sparse_aggregate_spec,
         out_dir=parent_dir,
+        reference=reference_option,
     log:
         "results/logs/aggregate/sparse_tables.log",
     threads: 1
     shell:
-        "python -m rlrepro aggregate-sparse --spec {params.spec:q} --out-dir {params.out_dir} {input} 2> {log}"
+        "python -m rlrepro aggregate-sparse --spec {params.spec:q} --out-dir {params.out_dir} {params.reference}"
+        " {input.runs} 2> {log}"
+
+
+rule provenance:
+    input:
+        all_meta,
+    output:
+        html=report(
+            "results/tables/provenance.html",
+            caption="../report/provenance.rst",
+            category="3. Provenance",
+            labels={"table": "runs and software"},
+        ),
+        markdown="results/tables/provenance.md",
+    log:
+        "results/logs/aggregate/provenance.log",
+    threads: 1
+    shell:
+        "python -m rlrepro provenance --out {output.markdown} --html {output.html} {input} 2> {log}"
 
 
 rule tables:
     input:
         continual_table_targets(),
         sparse_table_targets(),
+        "results/tables/provenance.md",

@@ -30,6 +30,7 @@ wildcard_constraints:
     seed=r"\d+",
     env=r"[a-z0-9_]+",
     keep=r"[0-9.]+",
+    domain=r"[a-z0-9_]+",
 
 
 def run_paths(template):
@@ -49,11 +50,13 @@ def aggregate_spec(wildcards):
 
 
 def scenario_results(wildcards):
-    return [
-        f"{RUN_DIR}/results.parquet".format(method=r.method, scenario=r.scenario, seed=r.seed)
-        for r in RESOLVED.runs
-        if r.scenario == wildcards.scenario
-    ]
+    return present(
+        [
+            f"{RUN_DIR}/results.parquet".format(method=r.method, scenario=r.scenario, seed=r.seed)
+            for r in RESOLVED.runs
+            if r.scenario == wildcards.scenario
+        ]
+    )
 
 
 def parent_dir(wildcards, output):
@@ -82,17 +85,56 @@ def sparse_aggregate_spec(wildcards):
 
 
 def sparse_env_results(wildcards):
-    return [
-        SPARSE_DIR.format(method=r.method, env=r.env, keep=r.keep, seed=r.seed) + "/results.parquet"
-        for r in RESOLVED.sparse.runs
-        if r.env == wildcards.env
-    ]
+    return present(
+        [
+            SPARSE_DIR.format(method=r.method, env=r.env, keep=r.keep, seed=r.seed) + "/results.parquet"
+            for r in RESOLVED.sparse.runs
+            if r.env == wildcards.env
+        ]
+    )
 
 
 def continual_table_targets():
     """The continual tables when the preset has a continual grid (a sparse-only preset has none)."""
-    return ["results/tables/continual_summary.md"] if RESOLVED.runs else []
+    return ["results/tables/continual_tables.md", "results/tables/continual_aggregate.md"] if RESOLVED.runs else []
 
 
 def sparse_table_targets():
-    return ["results/tables/sparse_summary.md"] if RESOLVED.sparse.runs else []
+    return ["results/tables/sparse_tables.md"] if RESOLVED.sparse.runs else []
+
+
+def present(paths):
+    """With aggregate.allow_missing_runs, only the run outputs that exist (tables then list the missing runs);
+    otherwise every path, so tables wait for the whole grid."""
+    if config["aggregate"].get("allow_missing_runs"):
+        return [p for p in paths if Path(p).exists()]
+    return paths
+
+
+def reference_csv(name):
+    """The user's reference values for a table family, if supplied (none are shipped)."""
+    path = Path(config["aggregate"]["reference_dir"]) / f"{name}.csv"
+    return [str(path)] if path.exists() else []
+
+
+def reference_option(wildcards, input):
+    return f"--reference {input.reference[0]}" if input.reference else ""
+
+
+def continual_run_results(wildcards):
+    return present(run_paths(f"{RUN_DIR}/results.parquet"))
+
+
+def sparse_run_results(wildcards):
+    return present(sparse_run_paths(f"{SPARSE_DIR}/results.parquet"))
+
+
+def all_meta(wildcards):
+    return present(run_paths(f"{RUN_DIR}/meta.json") + sparse_run_paths(f"{SPARSE_DIR}/meta.json"))
+
+
+def bootstrap_spec(wildcards):
+    return json.dumps(config["aggregate"]["bootstrap"], sort_keys=True)
+
+
+DOMAINS = list(dict.fromkeys(s.split("/")[0] for s in RESOLVED.scenarios))

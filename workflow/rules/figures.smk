@@ -2,7 +2,13 @@ rule transfer_matrix:
     input:
         rules.evaluate_run.output.results,
     output:
-        png="results/figures/transfer_matrix/{scenario}/{method}/seed{seed}.png",
+        png=report(
+            "results/figures/transfer_matrix/{scenario}/{method}/seed{seed}.png",
+            caption="../report/transfer_matrix.rst",
+            category="2. Figures",
+            subcategory="transfer matrices",
+            labels={"scenario": "{scenario}", "method": "{method}", "seed": "{seed}"},
+        ),
         pdf="results/figures/transfer_matrix/{scenario}/{method}/seed{seed}.pdf",
     params:
         stem=output_stem,
@@ -17,7 +23,13 @@ rule stage_performance:
     input:
         scenario_results,
     output:
-        png="results/figures/stage_performance/{scenario}.png",
+        png=report(
+            "results/figures/stage_performance/{scenario}.png",
+            caption="../report/stage_performance.rst",
+            category="2. Figures",
+            subcategory="performance per stage",
+            labels={"scenario": "{scenario}"},
+        ),
         pdf="results/figures/stage_performance/{scenario}.pdf",
     params:
         stem=output_stem,
@@ -28,23 +40,106 @@ rule stage_performance:
         "python -m rlrepro figure stage-performance --out {params.stem} {input} 2> {log}"
 
 
+rule tradeoff:
+    input:
+        rules.continual_tables.output.runs,
+    output:
+        png=report(
+            "results/figures/tradeoff/{domain}.png",
+            caption="../report/tradeoff.rst",
+            category="2. Figures",
+            subcategory="performance vs model size",
+            labels={"domain": "{domain}"},
+        ),
+        pdf="results/figures/tradeoff/{domain}.pdf",
+    params:
+        stem=output_stem,
+        spec=bootstrap_spec,
+    log:
+        "results/logs/figures/tradeoff/{domain}.log",
+    threads: 1
+    shell:
+        "python -m rlrepro figure tradeoff --domain {wildcards.domain} --spec {params.spec:q}"
+        " --out {params.stem} {input} 2> {log}"
+
+
+rule aggregate_figure:
+    input:
+        rules.continual_tables.output.runs,
+    output:
+        png=report(
+            "results/figures/aggregate/normalised_performance.png",
+            caption="../report/aggregate_figure.rst",
+            category="2. Figures",
+            subcategory="across scenarios",
+            labels={"figure": "IQM, mean and performance profiles"},
+        ),
+        pdf="results/figures/aggregate/normalised_performance.pdf",
+    params:
+        stem=output_stem,
+        spec=bootstrap_spec,
+    log:
+        "results/logs/figures/aggregate.log",
+    threads: 1
+    shell:
+        "python -m rlrepro figure aggregate --spec {params.spec:q} --out {params.stem} {input} 2> {log}"
+
+
 rule sparse_curves:
     input:
         sparse_env_results,
     output:
-        png="results/figures/sparse_curves/{env}.png",
+        png=report(
+            "results/figures/sparse_curves/{env}.png",
+            caption="../report/sparse_curves.rst",
+            category="2. Figures",
+            subcategory="sparse suite",
+            labels={"env": "{env}", "figure": "learning curves"},
+        ),
         pdf="results/figures/sparse_curves/{env}.pdf",
     params:
         stem=output_stem,
+        spec=bootstrap_spec,
     log:
         "results/logs/figures/sparse_curves/{env}.log",
     threads: 1
     shell:
-        "python -m rlrepro figure sparse-curves --out {params.stem} {input} 2> {log}"
+        "python -m rlrepro figure sparse-curves --spec {params.spec:q} --out {params.stem} {input} 2> {log}"
+
+
+rule sparse_layer_density:
+    input:
+        sparse_env_results,
+    output:
+        png=report(
+            "results/figures/sparse_layer_density/{env}.png",
+            caption="../report/sparse_layer_density.rst",
+            category="2. Figures",
+            subcategory="sparse suite",
+            labels={"env": "{env}", "figure": "mask density per layer"},
+        ),
+        pdf="results/figures/sparse_layer_density/{env}.pdf",
+    params:
+        stem=output_stem,
+    log:
+        "results/logs/figures/sparse_layer_density/{env}.log",
+    threads: 1
+    shell:
+        "python -m rlrepro figure sparse-layer-density --out {params.stem} {input} 2> {log}"
+
+
+def figure_targets():
+    """Every figure of the preset's grid (continual and sparse)."""
+    targets = run_paths("results/figures/transfer_matrix/{scenario}/{method}/seed{seed}.png")
+    targets += [f"results/figures/stage_performance/{s}.png" for s in RESOLVED.scenarios]
+    if RESOLVED.runs:
+        targets += [f"results/figures/tradeoff/{d}.png" for d in DOMAINS]
+        targets.append("results/figures/aggregate/normalised_performance.png")
+    for env in RESOLVED.sparse.envs:
+        targets += [f"results/figures/sparse_curves/{env}.png", f"results/figures/sparse_layer_density/{env}.png"]
+    return targets
 
 
 rule figures:
     input:
-        run_paths("results/figures/transfer_matrix/{scenario}/{method}/seed{seed}.png"),
-        [f"results/figures/stage_performance/{s}.png" for s in RESOLVED.scenarios],
-        [f"results/figures/sparse_curves/{env}.png" for env in RESOLVED.sparse.envs],
+        figure_targets(),

@@ -27,3 +27,4 @@ rule sparse:
     input:
         sparse_table_targets(),
         [f"results/figures/sparse_curves/{env}.png" for env in RESOLVED.sparse.envs],
+        [f"results/figures/sparse_layer_density/{env}.png" for env in RESOLVED.sparse.envs],

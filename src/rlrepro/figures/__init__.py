@@ -8,11 +8,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 
 from rlrepro import metrics
 from rlrepro.io import atomic_write
+from rlrepro.metrics.stats import BootstrapConfig, mean_ci
 
 # Okabe–Ito colour-blind-safe palette.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -24,6 +26,12 @@ STYLE = {
     "axes.spines.right": False,
     "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
 }
+
+
+def method_style(i: int) -> dict[str, str]:
+    """Colour, marker and line style of the i-th method: the 8 palette colours, then again with other marks."""
+    return {"color": PALETTE[i % len(PALETTE)], "marker": "os^D"[i // len(PALETTE) % 4],
+            "linestyle": ["-", "--", ":", "-."][i // len(PALETTE) % 4]}  # fmt: skip
 
 
 def save(fig: plt.Figure, stem: Path | str) -> list[Path]:
@@ -77,10 +85,19 @@ def stage_performance(results: pd.DataFrame, stem: Path | str) -> list[Path]:
         return save(fig, stem)
 
 
-def sparse_curves(results: pd.DataFrame, stem: Path | str) -> list[Path]:
-    """One env of the sparse suite: evaluation return vs env steps per (method, keep ratio), mean ± std band over
-    seeds; the networks' density over time; and DAPD's mask turnover (share of kept connections that are new at
-    each mask update: the warm-up, then zero once frozen)."""
+def _ci_band(curve: pd.DataFrame, boot: BootstrapConfig | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and 95% bootstrap band over seeds (columns) at each step (rows)."""
+    if boot is None or curve.shape[1] < 2:
+        mean = curve.mean(axis=1).to_numpy()
+        return mean, mean, mean
+    est = np.array([mean_ci(row.to_numpy(), boot) for _, row in curve.iterrows()])
+    return est[:, 0], est[:, 1], est[:, 2]
+
+
+def sparse_curves(results: pd.DataFrame, stem: Path | str, boot: BootstrapConfig | None = None) -> list[Path]:
+    """One env of the sparse suite: evaluation return vs env steps per (method, keep ratio), mean and bootstrap
+    band over seeds; the networks' density over time; and DAPD's mask turnover (share of kept connections that
+    are new at each mask update: the warm-up, then nothing once frozen)."""
     evals = results[results["metric"] == "eval_return"]
     density = results[results["metric"].isin(["actor_density", "critic_density"])]
     turnover = results[results["metric"].isin(["actor_mask_change", "critic_mask_change"])]
@@ -89,10 +106,10 @@ def sparse_curves(results: pd.DataFrame, stem: Path | str) -> list[Path]:
         for i, ((method, keep), group) in enumerate(evals.groupby(["method", "keep_ratio"], observed=True)):
             color = PALETTE[i % len(PALETTE)]
             curve = group.pivot_table(index="step", columns="seed", values="value")
-            mean, std = curve.mean(axis=1), curve.std(axis=1)
+            mean, low, high = _ci_band(curve, boot)
             ax.plot(curve.index, mean, color=color, label=f"{method} (keep {keep:g})")
             if curve.shape[1] > 1:
-                ax.fill_between(curve.index, mean - std, mean + std, color=color, alpha=0.2)
+                ax.fill_between(curve.index, low, high, color=color, alpha=0.2)
             for frame, axis in ((density, ax_d), (turnover, ax_t)):
                 mine = frame[(frame["method"] == method) & (frame["keep_ratio"] == keep)]
                 for prefix, style in (("actor", "-"), ("critic", ":")):
@@ -108,4 +125,78 @@ def sparse_curves(results: pd.DataFrame, stem: Path | str) -> list[Path]:
         ax_d.set_yscale("log")
         ax_t.set_xlabel("env steps")
         ax_t.set_ylabel("new share of the kept mask (DAPD)")
+        return save(fig, stem)
+
+
+def sparse_layer_density(results: pd.DataFrame, stem: Path | str) -> list[Path]:
+    """Per sparse method (panels), the density of every layer over training (mean over seeds)."""
+    rows = results[(results["metric"] == "layer_density") & (results["method"] != "dense")]
+    runs = list(rows.groupby(["method", "keep_ratio"], observed=True))
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, max(len(runs), 1), figsize=(3.3 * max(len(runs), 1), 2.8), squeeze=False)
+        for ax, ((method, keep), group) in zip(axes[0], runs, strict=False):
+            for i, (layer, series) in enumerate(group.groupby("layer", observed=True)):
+                line = series.groupby("step")["value"].mean()
+                style = "-" if str(layer).startswith("actor") else ":"
+                ax.plot(line.index, line.values, style, color=PALETTE[i % len(PALETTE)], label=str(layer))
+            ax.set_title(f"{method} (keep {keep:g})")
+            ax.set_yscale("log")
+            ax.set_xlabel("env steps")
+        axes[0][0].set_ylabel("layer density")
+        axes[0][-1].legend(frameon=False, fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        return save(fig, stem)
+
+
+def tradeoff(runs: pd.DataFrame, domain: str, stem: Path | str, boot: BootstrapConfig) -> list[Path]:
+    """Performance vs model size in one domain: per method, final performance normalised by the reference method
+    (mean over the domain's scenarios per seed, bootstrap CI over seeds) against inference size (× one policy)."""
+    mine = runs[runs["domain"] == domain]
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(4.5, 3.2))
+        for i, (method, group) in enumerate(mine.groupby("method", observed=True)):
+            per_seed = group.groupby("seed")[["final_normalised", "model_size_rel"]].mean()
+            y, low, high = mean_ci(per_seed["final_normalised"].to_numpy(), boot)
+            x = float(per_seed["model_size_rel"].mean())
+            if np.isnan(y):
+                continue
+            style = method_style(i)
+            ax.errorbar([x], [y], yerr=[[y - low], [high - y]], fmt=style["marker"], color=style["color"], capsize=3)
+            ax.annotate(str(method), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.set_xlabel("model size (inference parameters, × one policy)")
+        ax.set_ylabel("final performance (÷ reference)")
+        ax.set_title(domain)
+        return save(fig, stem)
+
+
+def aggregate(runs: pd.DataFrame, stem: Path | str, boot: BootstrapConfig, metric: str = "final_normalised") -> list[Path]:
+    """Across scenarios: IQM and mean of `metric` with CIs per method, and performance profiles (rliable)."""
+    from rlrepro.metrics.stats import aggregate_metrics, performance_profiles
+    from rlrepro.tables.paper import aggregate_table
+
+    _, scores = aggregate_table(runs, metric, boot)
+    stats = aggregate_metrics(scores, boot)
+    methods = sorted(stats)
+    with plt.rc_context(STYLE):
+        fig, (ax_iqm, ax_mean, ax_p) = plt.subplots(1, 3, figsize=(11, 0.6 + 0.35 * max(len(methods), 2)),
+                                                    gridspec_kw={"width_ratios": [2, 2, 3]})  # fmt: skip
+        for ax, name in ((ax_iqm, "iqm"), (ax_mean, "mean")):
+            for i, method in enumerate(methods):
+                point, low, high = stats[method][name]
+                ax.barh(i, high - low, left=low, height=0.6, color=method_style(i)["color"], alpha=0.6)
+                ax.plot([point, point], [i - 0.3, i + 0.3], color="black")
+            ax.set_yticks(range(len(methods)), methods if ax is ax_iqm else [""] * len(methods))
+            ax.set_xlabel(f"{name.upper() if name == 'iqm' else name} ({metric})")
+        finite = np.concatenate([m.ravel() for m in scores.values()]) if scores else np.array([0.0, 1.0])
+        finite = finite[np.isfinite(finite)]
+        taus = np.linspace(min(0.0, finite.min(initial=0.0)), max(1.5, finite.max(initial=1.5)), 61)
+        for method, band in sorted(performance_profiles(scores, taus, boot).items()):
+            style = method_style(methods.index(method))
+            ax_p.plot(taus, band[0], color=style["color"], linestyle=style["linestyle"], label=method)
+            ax_p.fill_between(taus, band[1], band[2], color=style["color"], alpha=0.15)
+        ax_p.set_xlabel(f"τ ({metric})")
+        ax_p.set_ylabel("fraction of runs > τ")
+        ax_p.legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
         return save(fig, stem)

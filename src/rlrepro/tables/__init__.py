@@ -10,11 +10,23 @@ from rlrepro import metrics
 RUN_KEYS = ["suite", "scenario", "method", "seed"]
 
 
+def domain_of(scenario: str) -> str:
+    """The scenario's domain: the part before the slash (halfcheetah, ant, humanoid, continual_world)."""
+    return str(scenario).split("/", 1)[0]
+
+
+def performance_metric(scenario: str) -> str:
+    """What "performance" means in a scenario: success rate on Continual World (Rewire's success at the last
+    step), average return elsewhere."""
+    return "success_last" if domain_of(scenario) == "continual_world" else "avg_return"
+
+
 def continual_run_metrics(results: pd.DataFrame, reference_method: str) -> pd.DataFrame:
     """One row per run: final performance, forgetting, normalised scores, model size, wall time."""
     references: dict[str, np.ndarray] = {}
     for scenario, group in results[results["method"] == reference_method].groupby("scenario", observed=True):
-        diagonals = [metrics.diagonal(metrics.performance_matrix(run)) for _, run in group.groupby("seed")]
+        perf = performance_metric(scenario)
+        diagonals = [metrics.diagonal(metrics.performance_matrix(run, perf)) for _, run in group.groupby("seed")]
         references[scenario] = np.mean(diagonals, axis=0)
     # "One policy" for the model-size ratio: ft_1's network in the same scenario (the papers' FT-1 = 1.0), else
     # the run's own first-stage inference size.
@@ -22,25 +34,34 @@ def continual_run_metrics(results: pd.DataFrame, reference_method: str) -> pd.Da
     single_size = results[is_single].groupby("scenario", observed=True)["value"].first().to_dict()
     rows = []
     for key, run in results.groupby(RUN_KEYS, observed=True):
-        p = metrics.performance_matrix(run)
+        perf = performance_metric(key[1])
+        p = metrics.performance_matrix(run, perf)
+        returns = metrics.performance_matrix(run) if perf != "avg_return" else p
         last = run["stage"].max()
         size = run[(run["stage"] == last) & run["metric"].isin(["inference_parameters", "stored_parameters"])]
         size = dict(zip(size["metric"].astype(str), size["value"], strict=True))
         first_size = run[(run["stage"] == 0) & (run["metric"] == "inference_parameters")]["value"]
+        one_policy = single_size.get(key[1], first_size.iloc[0] if len(first_size) else np.nan)
         ref = references.get(key[1])
         usable = ref is not None and len(ref) == min(p.shape) and bool(np.all(ref != 0))
+        has_success = (run["metric"] == "success_any").any()
         rows.append(
             {
                 **dict(zip(RUN_KEYS, key, strict=True)),
+                "domain": domain_of(key[1]),
                 "n_tasks": p.shape[1],
-                "final_avg_return": metrics.final_performance(p),
+                "final_avg_return": metrics.final_performance(returns),
+                "final_success_last": metrics.final_performance(p) if perf == "success_last" else np.nan,
+                "final_success_any": (
+                    metrics.final_performance(metrics.performance_matrix(run, "success_any")) if has_success else np.nan
+                ),
                 "forgetting": metrics.forgetting(p),
                 "final_normalised": metrics.normalised_final(p, ref) if usable else np.nan,
                 "forward_transfer": metrics.forward_transfer(p, ref) if usable else np.nan,
                 "inference_parameters": size.get("inference_parameters", np.nan),
                 "stored_parameters": size.get("stored_parameters", np.nan),
-                "model_size_rel": size.get("inference_parameters", np.nan)
-                / single_size.get(key[1], first_size.iloc[0] if len(first_size) else np.nan),
+                "model_size_rel": size.get("inference_parameters", np.nan) / one_policy,
+                "stored_size_rel": size.get("stored_parameters", np.nan) / one_policy,
                 "train_wall_time_s": float(run["train_wall_time_s"].iloc[0]),
                 "eval_wall_time_s": float(run["eval_wall_time_s"].iloc[0]),
             }

@@ -36,10 +36,18 @@ def sparse_run_metrics(results: pd.DataFrame, last_k: int) -> pd.DataFrame:
                 "train_wall_time_s": float(run["train_wall_time_s"].iloc[0]),
             }
         )
-    return pd.DataFrame(rows, columns=[*SPARSE_RUN_KEYS, "steps", "n_evals", "final_return", "best_return",
+    runs = pd.DataFrame(rows, columns=[*SPARSE_RUN_KEYS, "steps", "n_evals", "final_return", "best_return",
                                        "actor_density", "critic_density", "actor_params", "critic_params",
                                        "actor_inference_flops", "train_flops", "mask_frozen_at",
                                        "train_wall_time_s"])  # fmt: skip
+    runs["label"] = [f"{m} @ {k:g}" for m, k in zip(runs["method"], runs["keep_ratio"], strict=True)]
+    runs["params"] = runs["actor_params"] + runs["critic_params"]
+    dense = runs[runs["method"] == "dense"].groupby("env", observed=True)[["final_return", "params", "train_flops"]].mean()
+    for column in ("final_return", "params", "train_flops"):
+        reference = runs["env"].map(dense[column]).astype(float)
+        name = "return_rel_dense" if column == "final_return" else f"{column}_rel_dense"
+        runs[name] = runs[column] / reference
+    return runs
 
 
 SPARSE_SUMMARY_METRICS = ["final_return", "actor_density", "critic_density", "actor_params", "critic_params",

@@ -1,0 +1,122 @@
+"""Metrics on hand-computed matrices, bootstrap intervals, and the paper tables rendered from a synthetic result
+set (snapshot-tested: tests/snapshots/*.md hold the expected text; regenerate with RLREPRO_UPDATE_SNAPSHOTS=1)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rlrepro import metrics
+from rlrepro.metrics.stats import BootstrapConfig, aggregate_metrics, mean_ci
+from rlrepro.results import RESULT_SCHEMA
+from rlrepro.tables import continual_run_metrics, paper
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+BOOT = BootstrapConfig(reps=300, confidence=0.95, random_state=0)
+P = np.array([[1.0, 0.0, 0.0], [0.5, 2.0, 0.0], [0.2, 1.0, 3.0]])  # p[s][j]
+REF = np.array([2.0, 4.0, 3.0])
+
+
+def test_metrics_on_a_hand_computed_matrix():
+    assert metrics.final_performance(P) == pytest.approx((0.2 + 1.0 + 3.0) / 3)
+    assert metrics.forgetting(P) == pytest.approx(((1 - 0.2) + (2 - 1) + (3 - 3)) / 3)
+    assert metrics.normalised_final(P, REF) == pytest.approx((0.2 / 2 + 1 / 4 + 3 / 3) / 3)
+    assert metrics.forward_transfer(P, REF) == pytest.approx(((1 - 2) / 2 + (2 - 4) / 4 + 0) / 3)
+    assert metrics.mean_seen_per_stage(P).tolist() == pytest.approx([1.0, 1.25, 1.4])
+
+
+def test_bootstrap_interval_covers_the_mean_and_is_reproducible():
+    values = np.random.default_rng(1).normal(5.0, 2.0, size=10)
+    state = np.random.get_state()
+    mean, low, high = mean_ci(values, BOOT)
+    assert mean == pytest.approx(values.mean()) and low < mean < high
+    assert high - low < 4 * values.std()  # a 95% CI of a mean of 10 is much narrower than the spread
+    assert mean_ci(values, BOOT) == (mean, low, high)
+    assert mean_ci(values, BootstrapConfig(reps=300, random_state=7)) != (mean, low, high)
+    assert np.array_equal(np.random.get_state()[1], state[1])  # the global numpy RNG is left as it was
+    assert mean_ci(np.array([3.0]), BOOT) == (3.0, 3.0, 3.0)  # one seed: nothing to resample
+
+
+def test_aggregate_iqm_and_optimality_gap():
+    scores = {"a": np.array([[0.0, 1.0, 2.0, 3.0], [0.5, 1.5, 2.5, 3.5]])}
+    stats = aggregate_metrics(scores, BOOT)["a"]
+    assert stats["mean"][0] == pytest.approx(1.75)
+    assert stats["iqm"][0] == pytest.approx(np.mean([1.0, 1.5, 2.0, 2.5]))  # middle 50% of the 8 scores
+    assert stats["optimality_gap"][0] == pytest.approx(np.mean([1.0, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0]))
+    for point, low, high in stats.values():
+        assert low <= point <= high
+
+
+def synthetic_results() -> pd.DataFrame:
+    """Two methods × (one Brax scenario, one Continual World scenario) × 3 seeds, with one seed of ft_1 missing."""
+    rows = []
+    for scenario in ("halfcheetah/forgetting", "continual_world/t1"):
+        cw = scenario.startswith("continual_world")
+        for method, scale in (("sac_n", 1.0), ("ft_1", 0.5)):
+            for seed in range(3):
+                if method == "ft_1" and seed == 2:
+                    continue
+                for s in range(2):
+                    for j in range(2):
+                        value = scale * (1 + s + j + 0.1 * seed) if j <= s else 0.1 * seed
+                        for metric in ("avg_return", "success_last", "success_any") if cw else ("avg_return",):
+                            frac = min(value / 4, 1.0) if metric != "avg_return" else value * 100
+                            rows.append(
+                                (method, scenario, seed, s, j, metric, frac + (0.05 if metric == "success_any" else 0))
+                            )
+                    size = (2 if method == "sac_n" else 1) * 1000 if s == 1 else 1000
+                    rows += [(method, scenario, seed, s, None, "inference_parameters", size),
+                             (method, scenario, seed, s, None, "stored_parameters", size * 2)]  # fmt: skip
+    df = pd.DataFrame(rows, columns=["method", "scenario", "seed", "stage", "task", "metric", "value"])
+    df["task"] = df["task"].astype("Int64")
+    df = df.assign(suite="continual", task_name="t", step=pd.NA, engine_version="0", git_commit="x", config_hash="h",
+                   device="cpu", python_version="3.11", torch_version="2", jax_version="0", brax_version="0",
+                   mujoco_version="3", train_wall_time_s=1.0, eval_wall_time_s=1.0)  # fmt: skip
+    return df[list(RESULT_SCHEMA)].astype(RESULT_SCHEMA)
+
+
+def check_snapshot(name: str, text: str) -> None:
+    path = SNAPSHOTS / name
+    if os.environ.get("RLREPRO_UPDATE_SNAPSHOTS"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} changed; inspect and regenerate with RLREPRO_UPDATE_SNAPSHOTS=1"
+
+
+def test_continual_tables_render_as_in_the_snapshot():
+    runs = continual_run_metrics(synthetic_results(), "sac_n")
+    cw = runs[runs["scenario"] == "continual_world/t1"].set_index(["method", "seed"])
+    assert cw.loc[("ft_1", 0), "final_success_last"] == pytest.approx((0.5 * 2 / 4 + 0.5 * 3 / 4) / 2)
+    assert np.isnan(runs[runs["scenario"] == "halfcheetah/forgetting"]["final_success_last"]).all()
+    layout = paper.TableSpec("continual", "scenario", "method", {})
+    cells = paper.estimate_cells(runs, layout, list({**paper.BRAX_COLUMNS, **paper.CW_COLUMNS}), BOOT, expected_seeds=3)
+    reference = pd.DataFrame({"section": ["halfcheetah/forgetting"], "row": ["ft_1"], "metric": ["final_avg_return"],
+                              "value": [200.0]})  # fmt: skip
+    cells = paper.attach_reference(cells, reference)
+    ft1 = cells[
+        (cells["row"] == "ft_1") & (cells["metric"] == "final_avg_return") & (cells["section"] == "halfcheetah/forgetting")
+    ]
+    assert ft1["diff"].iloc[0] == pytest.approx(ft1["mean"].iloc[0] - 200.0)
+    text = ""
+    for domain, columns in (("halfcheetah", paper.BRAX_COLUMNS), ("continual_world", paper.CW_COLUMNS)):
+        mine = cells[cells["section"].str.startswith(domain)]
+        text += paper.render_markdown(mine, columns, domain, "caption")
+        assert "\\begin{tabular}" in paper.render_latex(mine, columns, "caption")
+    assert "Missing seeds (failed or absent runs, not averaged in): ft_1: 1." in text
+    check_snapshot("continual_tables.md", text)
+
+
+def test_reference_csv_is_read_and_checked(tmp_path):
+    path = tmp_path / "continual.csv"
+    path.write_text("scenario,method,metric,value\nhalfcheetah/forgetting,rewire,final_avg_return,1234\n")
+    ref = paper.read_reference(str(path), "scenario", "method")
+    assert ref.to_dict("records") == [
+        {"section": "halfcheetah/forgetting", "row": "rewire", "metric": "final_avg_return", "value": 1234}
+    ]
+    path.write_text("scenario,metric,value\n")
+    with pytest.raises(ValueError, match="reference CSV needs columns"):
+        paper.read_reference(str(path), "scenario", "method")
