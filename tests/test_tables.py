@@ -120,3 +120,29 @@ def test_reference_csv_is_read_and_checked(tmp_path):
     path.write_text("scenario,metric,value\n")
     with pytest.raises(ValueError, match="reference CSV needs columns"):
         paper.read_reference(str(path), "scenario", "method")
+
+
+def test_sparse_tables_render_as_in_the_snapshot():
+    from rlrepro.results import SPARSE_SCHEMA
+    from rlrepro.tables.sparse import sparse_run_metrics
+
+    rows = []
+    for method, keep, scale, params in (("dense", 1.0, 1.0, 1000.0), ("dapd", 0.05, 0.8, 60.0), ("rigl", 0.05, 0.5, 55.0)):
+        for seed in range(3):
+            for step in (100, 200, 300):
+                rows.append((method, keep, seed, step, "eval_return", scale * step * (1 + 0.1 * seed)))
+            final = {"actor_params": params, "critic_params": 2 * params, "train_flops": 1e9 * params, "actor_density": keep}
+            rows += [(method, keep, seed, 300, name, value) for name, value in final.items()]
+    df = pd.DataFrame(rows, columns=["method", "keep_ratio", "seed", "step", "metric", "value"])
+    df = df.assign(suite="sparse", env="hopper", env_id="Hopper-v5", layer=None, engine_version="0", git_commit="x",
+                   config_hash="h", device="cpu", python_version="3.11", torch_version="2", gymnasium_version="1",
+                   mujoco_version="3", train_wall_time_s=1.0)[list(SPARSE_SCHEMA)].astype(SPARSE_SCHEMA)  # fmt: skip
+    runs = sparse_run_metrics(df, last_k=2)
+    dapd = runs[runs["method"] == "dapd"].set_index("seed")
+    assert dapd.loc[0, "final_return"] == pytest.approx(0.8 * 250)  # mean of the last 2 evaluations
+    dense_mean = np.mean([250 * (1 + 0.1 * s) for s in range(3)])
+    assert dapd.loc[1, "return_rel_dense"] == pytest.approx(0.8 * 250 * 1.1 / dense_mean)
+    assert dapd.loc[0, "params_rel_dense"] == pytest.approx(0.06)
+    layout = paper.TableSpec("sparse", "env", "label", paper.SPARSE_COLUMNS)
+    cells = paper.estimate_cells(runs, layout, list(paper.SPARSE_COLUMNS), BOOT, expected_seeds=3)
+    check_snapshot("sparse_tables.md", paper.render_markdown(cells, paper.SPARSE_COLUMNS, "Sparse suite", "caption"))
