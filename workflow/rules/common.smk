@@ -87,7 +87,7 @@ def sparse_aggregate_spec(wildcards):
 def sparse_env_results(wildcards):
     return present(
         [
-            SPARSE_DIR.format(method=r.method, env=r.env, keep=r.keep, seed=r.seed) + "/results.parquet"
+            f"{SPARSE_DIR}/results.parquet".format(method=r.method, env=r.env, keep=r.keep, seed=r.seed)
             for r in RESOLVED.sparse.runs
             if r.env == wildcards.env
         ]
@@ -138,3 +138,15 @@ def bootstrap_spec(wildcards):
 
 
 DOMAINS = list(dict.fromkeys(s.split("/")[0] for s in RESOLVED.scenarios))
+
+
+def figure_targets():
+    """Every figure of the preset's grid (continual and sparse)."""
+    targets = run_paths("results/figures/transfer_matrix/{scenario}/{method}/seed{seed}.png")
+    targets += [f"results/figures/stage_performance/{s}.png" for s in RESOLVED.scenarios]
+    if RESOLVED.runs:
+        targets += [f"results/figures/tradeoff/{d}.png" for d in DOMAINS]
+        targets.append("results/figures/aggregate/normalised_performance.png")
+    for env in RESOLVED.sparse.envs:
+        targets += [f"results/figures/sparse_curves/{env}.png", f"results/figures/sparse_layer_density/{env}.png"]
+    return targets

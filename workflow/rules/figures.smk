@@ -128,18 +128,6 @@ rule sparse_layer_density:
         "python -m rlrepro figure sparse-layer-density --out {params.stem} {input} 2> {log}"
 
 
-def figure_targets():
-    """Every figure of the preset's grid (continual and sparse)."""
-    targets = run_paths("results/figures/transfer_matrix/{scenario}/{method}/seed{seed}.png")
-    targets += [f"results/figures/stage_performance/{s}.png" for s in RESOLVED.scenarios]
-    if RESOLVED.runs:
-        targets += [f"results/figures/tradeoff/{d}.png" for d in DOMAINS]
-        targets.append("results/figures/aggregate/normalised_performance.png")
-    for env in RESOLVED.sparse.envs:
-        targets += [f"results/figures/sparse_curves/{env}.png", f"results/figures/sparse_layer_density/{env}.png"]
-    return targets
-
-
 rule figures:
     input:
         figure_targets(),
