@@ -42,6 +42,17 @@ def _spec(text: str) -> dict[str, Any]:
     return json.loads(Path(text[1:]).read_text()) if text.startswith("@") else json.loads(text)
 
 
+def _on_device(spec, *, check_jax: bool):
+    """The spec with its device claimed (own GPU per local job) and checked (fail loudly if the GPU is missing)."""
+    import dataclasses
+
+    from rlrepro.gpu import claim_device, preflight
+
+    device = claim_device(spec.device)
+    preflight(device, check_jax=check_jax)
+    return dataclasses.replace(spec, device=device)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import pandas as pd
     import yaml
@@ -54,6 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     raw = _spec(args.spec)
     spec = TrainSpec.from_dict(raw)
+    spec = _on_device(spec, check_jax=spec.scenario.backend != "metaworld")
     _setup_runtime()
     out = Path(args.run_dir)
     sc = spec.scenario
@@ -92,7 +104,7 @@ def cmd_train_sparse(args: argparse.Namespace) -> int:
     from rlrepro.sparse.train import train_sparse
 
     raw = _spec(args.spec)
-    spec = SparseSpec.from_dict(raw)
+    spec = _on_device(SparseSpec.from_dict(raw), check_jax=False)
     from rlrepro.continual import configure_threads
 
     configure_threads()
@@ -142,6 +154,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rlrepro.results import run_frame
 
     spec = EvalSpec.from_dict(_spec(args.spec))
+    spec = _on_device(spec, check_jax=spec.scenario.backend != "metaworld")
     _setup_runtime()
     run_dir = Path(args.run_dir)
     meta = json.loads((run_dir / "meta.json").read_text())

@@ -1,0 +1,103 @@
+"""A training job killed with SIGKILL mid-run (as a wall-time limit or preemption would) resumes from its last
+checkpoint on rerun, and its declared outputs are complete; the GPU preflight fails loudly without a GPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from rlrepro.config import load_config
+from rlrepro.errors import ConfigError
+from rlrepro.gpu import claim_device, preflight
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sparse_spec(tmp_path: Path) -> Path:
+    spec = load_config(ROOT / "config.yaml", {"preset": "smoke"}).sparse.spec("rlx2", "halfcheetah", 0.05, 0)
+    spec["sac"].update(total_steps=2000, seed_steps=200)
+    spec["evaluation"].update(every_steps=500, episodes=1)
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def train(spec: Path, run_dir: Path, ckpt: Path) -> subprocess.Popen:
+    env = {**os.environ, "RLREPRO_CHECKPOINT_INTERVAL_S": "0"}  # checkpoint at every episode boundary
+    cmd = [sys.executable, "-m", "rlrepro", "train-sparse", "--spec", f"@{spec}", "--run-dir", str(run_dir),
+           "--checkpoint-dir", str(ckpt)]  # fmt: skip
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkilled_training_job_resumes_from_its_checkpoint(tmp_path):
+    spec, run_dir, ckpt = sparse_spec(tmp_path), tmp_path / "run", tmp_path / "ckpt"
+    proc = train(spec, run_dir, ckpt)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (ckpt / "state.pt").exists() and (ckpt / "state.pt").stat().st_mtime > 0:
+            state = torch.load(ckpt / "state.pt", weights_only=False)
+            if state["loop"]["step"] >= 600:
+                break
+        time.sleep(0.5)
+    assert proc.poll() is None, "the job finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "meta.json").exists() and not (run_dir / "results.parquet").exists()
+    assert not list(run_dir.glob("*")) or all(p.name.startswith(".") for p in run_dir.glob("*"))
+    killed_at = torch.load(ckpt / "state.pt", weights_only=False)["loop"]["step"]
+
+    rerun = train(spec, run_dir, ckpt)
+    _, err = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, err[-3000:]
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["resumed_from_step"] == killed_at and killed_at >= 600
+    results = pd.read_parquet(run_dir / "results.parquet")
+    assert sorted(results[results.metric == "eval_return"]["step"]) == [500, 1000, 1500, 2000]
+    assert results[results.metric == "updates"]["value"].max() == 1800
+    assert not (ckpt / "state.pt").exists()  # removed once the outputs are complete
+
+
+def test_gpu_preflight_fails_loudly_when_no_gpu_is_visible(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    preflight("cpu")
+    with pytest.raises(ConfigError, match="torch sees no CUDA GPU"):
+        preflight("cuda")
+    spec = json.loads(sparse_spec(tmp_path).read_text())
+    spec["device"] = "cuda"
+    cmd = [sys.executable, "-m", "rlrepro", "train-sparse", "--spec", json.dumps(spec), "--run-dir", str(tmp_path / "r")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": "0"})
+    assert proc.returncode == 2 and "torch sees no CUDA GPU" in proc.stderr
+    assert not (tmp_path / "r").exists()  # nothing written before the check
+
+
+def test_local_gpu_jobs_claim_distinct_devices_with_fake_gpu_count(tmp_path, monkeypatch):
+    """Test double: torch.cuda.device_count is faked to 2 (there is no GPU here); the lock logic is real."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert claim_device("cpu") == "cpu" and claim_device("cuda:1") == "cuda:1"
+    script = (
+        "import sys, torch; torch.cuda.device_count = lambda: 2\n"
+        "from rlrepro.gpu import claim_device; from pathlib import Path\n"
+        "print(claim_device('cuda', Path(sys.argv[1])), flush=True); sys.stdin.read()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID")}
+    cmd = [sys.executable, "-c", script, str(tmp_path)]
+    holders = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    devices = sorted(h.stdout.readline().strip() for h in holders)
+    assert devices == ["cuda:0", "cuda:1"]
+    with pytest.raises(ConfigError, match="all 2 GPUs are held"):
+        claim_device("cuda", tmp_path)
+    for h in holders:
+        h.communicate("")
+    assert claim_device("cuda", tmp_path) == "cuda:0"  # released when the jobs exit
