@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CORES ?= all
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run report run-sparse test test-fast test-scenarios lint dry-run paper-dry-run clean-results
+.PHONY: run report run-sparse test test-fast test-scenarios test-containers test-slurm lint dry-run paper-dry-run clean-results
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -28,16 +28,25 @@ run-sparse: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) sparse --config preset=demo_sparse
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not scenarios"
+	$(BIN)/python -m pytest -q -m "not scenarios and not containers and not slurm"
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not scenarios"
+	$(BIN)/python -m pytest -q -m "not slow and not scenarios and not containers and not slurm"
 
 test-scenarios: $(STAMP)
 	$(BIN)/python -m pytest -q -m scenarios
 
+# Real container build and runs (root; apt: podman buildah runc debootstrap uidmap fuse-overlayfs slirp4netns).
+test-containers: $(STAMP)
+	$(BIN)/python -m pytest -q -s -m containers tests/test_containers.py
+
+# A real one-node SLURM cluster (root; apt: slurmctld slurmd slurm-client munge).
+test-slurm: $(STAMP)
+	$(BIN)/python -m pytest -q -s -m slurm tests/test_slurm.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/hadolint docker/Dockerfile
 	$(BIN)/snakemake --lint
 
 dry-run: $(STAMP)

@@ -11,6 +11,10 @@ configfile: "config.yaml"
 report: "workflow/report/workflow.rst"
 
 
+# The image every job runs in with --use-singularity (docker/Dockerfile); ignored without it.
+container: config["container"]
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"

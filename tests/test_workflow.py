@@ -127,7 +127,9 @@ def test_smoke_pipeline_end_to_end_then_precise_rerun(workflow_copy):
         "transfer_matrix": 1,
         "stage_performance": 1,
         "continual_tables": 1,
-        "tables": 1,
+        "tradeoff": 1,
+        "aggregate_figure": 1,
+        "provenance": 1,
         "all": 1,
     }
     scheduled = set(re.findall(r"wildcards: .*method=(\w+)", out))
