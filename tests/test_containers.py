@@ -83,7 +83,8 @@ def image(podman, tmp_path_factory) -> dict[str, float]:
         timings["base_s"] = time.monotonic() - start
     start = time.monotonic()
     cmd = ["podman", "build", "--format", "docker", "-f", "docker/Dockerfile", "-t", IMAGE,
-           "--build-arg", f"BASE_IMAGE={BASE}", "--build-arg", "JAX_SPEC=jax[cpu]==0.10.2", "--build-arg", "RLREPRO_GIT_COMMIT=test",
+           "--build-arg", f"BASE_IMAGE={BASE}", "--build-arg", "JAX_SPEC=jax[cpu]==0.10.2",
+           "--build-arg", "RLREPRO_GIT_COMMIT=test",
            "-v", "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro"]  # fmt: skip
     if Path("/opt/wheels").is_dir():  # this platform's local CPU torch wheel (PyPI's 2.13.0 is the CUDA build)
         cmd += ["-v", "/opt/wheels:/wheels:ro", "--build-arg", "PIP_EXTRA_ARGS=--find-links /wheels"]

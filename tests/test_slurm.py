@@ -52,8 +52,7 @@ MinJobAge=300
 KillWait=5
 InactiveLimit=0
 Waittime=0
-NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} Boards=1 SocketsPerBoard=1 CoresPerSocket={cpus} ThreadsPerCore=1 \
-RealMemory={mem} State=UNKNOWN
+NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} CoresPerSocket={cpus} ThreadsPerCore=1 RealMemory={mem} State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
 
