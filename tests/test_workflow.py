@@ -141,7 +141,7 @@ def test_smoke_pipeline_end_to_end_then_precise_rerun(workflow_copy):
     proc = snakemake(workflow_copy, "-n", "sparse", "--config", "preset=smoke")
     out = proc.stdout + proc.stderr
     assert job_counts(out) == {"train_sparse": 1, "sparse_tables": 1, "sparse_curves": 1, "sparse_layer_density": 1,
-                               "provenance": 1, "sparse": 1}  # fmt: skip
+                               "sparse": 1}  # fmt: skip
     assert set(re.findall(r"wildcards: .*method=(\w+)", out)) == {"rigl"}
 
 
