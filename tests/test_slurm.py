@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 ETC_CONF = Path("/etc/slurm/slurm.conf")
@@ -122,21 +123,23 @@ def test_smoke_dag_runs_on_slurm_with_the_profile(cluster, tmp_path):
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / item)
     env = {**cluster["env"], "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "RLREPRO_JAX_CACHE": os.environ.get("RLREPRO_JAX_CACHE", str(Path.home() / ".cache/rlrepro/jax"))}  # fmt: skip
+    # workflow/profiles/slurm as shipped, with its partitions renamed to this cluster's only one ("debug").
+    profile = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.v8+.yaml").read_text())
+    profile["default-resources"]["slurm_partition"] = "debug"
+    for resources in profile["set-resources"].values():
+        resources.pop("slurm_partition", None)
+    profile.update({"jobs": 4, "slurm-init-seconds-before-status-checks": 1})
+    (tmp_path / "profile").mkdir()
+    (tmp_path / "profile/config.v8+.yaml").write_text(yaml.safe_dump(profile))
     start = time.monotonic()
-    cmd = [
-        sys.executable, "-m", "snakemake", "--profile", str(ROOT / "workflow/profiles/slurm"), "--jobs", "4",
-        "--default-resources", "slurm_partition=debug", "runtime=30", "mem_mb=1500", "cpus_per_task=1",
-        "--set-resources", "train_run:slurm_partition=debug", "train_sparse:slurm_partition=debug",
-        "train_sparse:mem_mb=3000",
-        "--slurm-init-seconds-before-status-checks", "1", "--retries", "0", "--config", "preset=smoke",
-    ]  # fmt: skip
+    cmd = [sys.executable, "-m", "snakemake", "--profile", str(tmp_path / "profile"), "--config", "preset=smoke"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=3000)
     wall = time.monotonic() - start
     assert proc.returncode == 0, proc.stderr[-5000:]
     print(f"\nSLURM smoke DAG: {wall:.0f} s wall")
     assert pd.read_parquet(tmp_path / "results/tables/continual_runs.parquet").shape[0] == 9
     assert pd.read_parquet(tmp_path / "results/tables/sparse_runs.parquet").shape[0] == 4
-    # What SLURM received: the profile's attempt-scaled train_run memory/runtime, the overrides for train_sparse.
+    # What SLURM received: the profile's attempt-scaled memory and runtime of the training jobs (attempt 1).
     jobs = subprocess.run(["scontrol", "show", "job", "-o"], env=env, capture_output=True, text=True).stdout
     lines = jobs.strip().splitlines()
     assert len(lines) >= 9 + 9 + 4, jobs[-2000:]
@@ -144,5 +147,5 @@ def test_smoke_dag_runs_on_slurm_with_the_profile(cluster, tmp_path):
     sparse = [j for j in lines if "Comment=rule_train_sparse" in j]
     assert len(train) == 9 and len(sparse) == 4
     assert all("MinMemoryNode=8000M" in j and "TimeLimit=1-00:00:00" in j and "NumCPUs=1" in j for j in train)
-    assert all("MinMemoryNode=3000M" in j and "Partition=debug" in j for j in sparse)
+    assert all("MinMemoryNode=6000M" in j and "Partition=debug" in j for j in sparse)
     assert all("JobState=COMPLETED" in j for j in lines)
