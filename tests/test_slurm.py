@@ -2,7 +2,8 @@
 `--executor slurm` and workflow/profiles/slurm; the resources SLURM received are checked with scontrol.
 
 Marked `slurm` (`make test-slurm`): needs root and the slurm-wlm packages (platform.md §3). Authentication is
-`auth/none`, accounting off (the profile's squeue status command is what such clusters need).
+`auth/none`, accounting off (the profile's squeue status command is what such clusters need), MinJobAge
+3600 so every finished job of the run is still there for `scontrol show job`.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ DefMemPerCPU=1000
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/linux
 JobCompType=jobcomp/none
-MinJobAge=300
+MinJobAge=3600
 KillWait=5
 InactiveLimit=0
 Waittime=0
