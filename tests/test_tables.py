@@ -146,3 +146,13 @@ def test_sparse_tables_render_as_in_the_snapshot():
     layout = paper.TableSpec("sparse", "env", "label", paper.SPARSE_COLUMNS)
     cells = paper.estimate_cells(runs, layout, list(paper.SPARSE_COLUMNS), BOOT, expected_seeds=3)
     check_snapshot("sparse_tables.md", paper.render_markdown(cells, paper.SPARSE_COLUMNS, "Sparse suite", "caption"))
+
+
+def test_a_method_with_no_run_at_all_is_listed_as_missing():
+    runs = continual_run_metrics(synthetic_results(), "sac_n")
+    layout = paper.TableSpec("continual", "scenario", "method", {})
+    expected = [("halfcheetah/forgetting", m) for m in ("ft_1", "sac_n", "ewc")]
+    cells = paper.estimate_cells(runs, layout, list(paper.BRAX_COLUMNS), BOOT, 3, expected)
+    text = paper.render_markdown(cells[cells["section"] == "halfcheetah/forgetting"], paper.BRAX_COLUMNS, "t", "c")
+    assert "| ewc | n/a | n/a | n/a | n/a | n/a | n/a | 0 |" in text
+    assert "not averaged in): ft_1: 1, ewc: 3." in text

@@ -201,7 +201,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     boot = BootstrapConfig(**spec["bootstrap"])
     layout = paper.TableSpec("continual", "scenario", "method", {})
     metrics = list(dict.fromkeys([*paper.BRAX_COLUMNS, *paper.CW_COLUMNS]))
-    cells = paper.estimate_cells(run_metrics, layout, metrics, boot, spec.get("expected_seeds"))
+    cells = paper.estimate_cells(run_metrics, layout, metrics, boot, spec.get("expected_seeds"), spec.get("expected_rows"))
     cells = paper.attach_reference(cells, paper.read_reference(args.reference, "scenario", "method"))
     atomic_write_parquet(cells, out / "continual_tables.parquet")
     caption = (
@@ -264,7 +264,9 @@ def cmd_aggregate_sparse(args: argparse.Namespace) -> int:
 
     boot = BootstrapConfig(**spec["bootstrap"])
     layout = paper.TableSpec("sparse", "env", "label", paper.SPARSE_COLUMNS)
-    cells = paper.estimate_cells(run_metrics, layout, list(paper.SPARSE_COLUMNS), boot, spec.get("expected_seeds"))
+    cells = paper.estimate_cells(
+        run_metrics, layout, list(paper.SPARSE_COLUMNS), boot, spec.get("expected_seeds"), spec.get("expected_rows")
+    )
     cells = paper.attach_reference(cells, paper.read_reference(args.reference, "env", "method"))
     atomic_write_parquet(cells, out / "sparse_tables.parquet")
     caption = (

@@ -288,6 +288,7 @@ class SparseGrid:
             "ips_threshold_fraction": float(self.block.get("ips_threshold_fraction", 0.75)),
             "bootstrap": self.bootstrap,
             "expected_seeds": len(self.seeds),
+            "expected_rows": sorted({(r.env, f"{r.method} @ {r.keep_ratio:g}") for r in self.runs}),
         }
 
 

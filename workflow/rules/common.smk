@@ -46,7 +46,9 @@ def eval_spec(wildcards):
 
 
 def aggregate_spec(wildcards):
-    return json.dumps({**RESOLVED.aggregate_spec(), "expected_seeds": len(RESOLVED.seeds)}, sort_keys=True)
+    expected_rows = sorted({(r.scenario, r.method) for r in RESOLVED.runs})
+    spec = {**RESOLVED.aggregate_spec(), "expected_seeds": len(RESOLVED.seeds), "expected_rows": expected_rows}
+    return json.dumps(spec, sort_keys=True)
 
 
 def scenario_results(wildcards):

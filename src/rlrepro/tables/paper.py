@@ -56,10 +56,24 @@ class TableSpec:
 
 
 def estimate_cells(
-    runs: pd.DataFrame, spec: TableSpec, metrics: Sequence[str], cfg: BootstrapConfig, expected_seeds: int | None
+    runs: pd.DataFrame,
+    spec: TableSpec,
+    metrics: Sequence[str],
+    cfg: BootstrapConfig,
+    expected_seeds: int | None,
+    expected_rows: Sequence[Sequence[str]] | None = None,
 ) -> pd.DataFrame:
-    """One row per (section, row, metric): mean and bootstrap CI over seeds, seeds present and missing."""
+    """One row per (section, row, metric): mean and bootstrap CI over seeds, seeds present and missing. Rows of
+    the grid (`expected_rows`: (section, row) pairs) without any run appear as n/a with all their seeds missing."""
     out = []
+    present = {(str(s), str(r)) for s, r in runs[[spec.section, spec.row]].drop_duplicates().itertuples(index=False)}
+    for section, row in expected_rows or []:
+        if (str(section), str(row)) not in present:
+            out += [
+                {"table": spec.name, "section": str(section), "row": str(row), "metric": metric, "mean": np.nan,
+                 "low": np.nan, "high": np.nan, "n_seeds": 0, "missing_seeds": expected_seeds or 0}
+                for metric in metrics
+            ]  # fmt: skip
     for (section, row), group in runs.groupby([spec.section, spec.row], observed=True, sort=False):
         for metric in metrics:
             values = group[metric].to_numpy(dtype=float) if metric in group else np.array([])
