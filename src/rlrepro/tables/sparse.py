@@ -52,29 +52,21 @@ def sparse_run_metrics(results: pd.DataFrame, last_k: int) -> pd.DataFrame:
 
 SPARSE_SUMMARY_METRICS = ["final_return", "actor_density", "critic_density", "actor_params", "critic_params",
                           "train_flops", "train_wall_time_s"]  # fmt: skip
+RELATIVE_TO_DENSE = ["return_rel_dense", "params_rel_dense", "train_flops_rel_dense"]
 
 
-def sparse_summary(run_metrics: pd.DataFrame, expected_seeds: int | None = None,
-                   reference_method: str = "dense") -> pd.DataFrame:  # fmt: skip
-    """Mean/std over seeds per (env, method, keep ratio), and the return, parameters and training FLOPs relative
-    to the env's dense runs (ratio of seed means); `missing_seeds` shows runs that are absent."""
+def sparse_summary(run_metrics: pd.DataFrame, expected_seeds: int | None = None) -> pd.DataFrame:
+    """Mean/std over seeds per (env, method, keep ratio), the return, parameters and training FLOPs relative to the
+    env's dense runs (the mean of the runs' ratios to the dense mean = the ratio of the means), and
+    `missing_seeds` for runs that are absent."""
     grouped = run_metrics.groupby(["suite", "env", "method", "keep_ratio"], observed=True)
     out = grouped[SPARSE_SUMMARY_METRICS].agg(["mean", "std"])
     out.columns = [f"{m}_{s}" for m, s in out.columns]
+    out[RELATIVE_TO_DENSE] = grouped[RELATIVE_TO_DENSE].mean()
     out["n_seeds"] = grouped.size()
     if expected_seeds is not None:
         out["missing_seeds"] = expected_seeds - out["n_seeds"]
-    out = out.reset_index()
-    dense = out[out["method"] == reference_method].set_index("env")
-    for column, source in (("return_rel_dense", "final_return_mean"), ("train_flops_rel_dense", "train_flops_mean")):
-        out[column] = [row[source] / dense.loc[row["env"], source] if row["env"] in dense.index else np.nan
-                       for _, row in out.iterrows()]  # fmt: skip
-    params = out["actor_params_mean"] + out["critic_params_mean"]
-    out["params_rel_dense"] = [
-        p / (dense.loc[e, "actor_params_mean"] + dense.loc[e, "critic_params_mean"]) if e in dense.index else np.nan
-        for p, e in zip(params, out["env"], strict=True)
-    ]
-    return out
+    return out.reset_index()
 
 
 def _mean_std(row: pd.Series, metric: str) -> str:
