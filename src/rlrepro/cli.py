@@ -97,6 +97,7 @@ def cmd_train_sparse(args: argparse.Namespace) -> int:
     import yaml
 
     from rlrepro.config import stable_hash
+    from rlrepro.continual import configure_threads
     from rlrepro.io import atomic_torch_save, atomic_write_json, atomic_write_parquet, atomic_write_text
     from rlrepro.progress import Progress
     from rlrepro.results import provenance, sparse_run_frame
@@ -105,8 +106,6 @@ def cmd_train_sparse(args: argparse.Namespace) -> int:
 
     raw = _spec(args.spec)
     spec = _on_device(SparseSpec.from_dict(raw), check_jax=False)
-    from rlrepro.continual import configure_threads
-
     configure_threads()
     out = Path(args.run_dir)
     desc = f"train {spec.method} {spec.env_id} keep {spec.keep_ratio:g} seed{spec.seed}"
