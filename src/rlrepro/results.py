@@ -115,6 +115,19 @@ def provenance(config_hash: str, device: str) -> dict[str, Any]:
     }
 
 
+def provenance_columns(meta: dict[str, Any]) -> dict[str, Any]:
+    """The provenance both suites repeat on every result row (from a run's meta.json)."""
+    return {
+        "engine_version": meta["engine_version"],
+        "git_commit": meta["git_commit"],
+        "config_hash": meta["config_hash"],
+        "device": meta["device"],
+        "python_version": meta["python_version"],
+        "torch_version": meta["packages"]["torch"],
+        "mujoco_version": meta["packages"]["mujoco"],
+    }
+
+
 def run_frame(
     rows: list[dict[str, Any]],
     *,
@@ -137,15 +150,9 @@ def run_frame(
         method=method,
         scenario=scenario,
         seed=seed,
-        engine_version=meta["engine_version"],
-        git_commit=meta["git_commit"],
-        config_hash=meta["config_hash"],
-        device=meta["device"],
-        python_version=meta["python_version"],
-        torch_version=packages["torch"],
+        **provenance_columns(meta),
         jax_version=packages["jax"],
         brax_version=packages["brax"],
-        mujoco_version=packages["mujoco"],
         train_wall_time_s=train_wall_time_s,
         eval_wall_time_s=eval_wall_time_s,
     )
@@ -170,7 +177,6 @@ def sparse_run_frame(
 ) -> pd.DataFrame:
     """(step, metric, layer, value) rows of a sparse run → the documented long format with provenance."""
     df = pd.DataFrame(rows, columns=["step", "metric", "layer", "value"])
-    packages = meta["packages"]
     df = df.assign(
         suite="sparse",
         method=method,
@@ -178,14 +184,8 @@ def sparse_run_frame(
         env_id=env_id,
         keep_ratio=keep_ratio,
         seed=seed,
-        engine_version=meta["engine_version"],
-        git_commit=meta["git_commit"],
-        config_hash=meta["config_hash"],
-        device=meta["device"],
-        python_version=meta["python_version"],
-        torch_version=packages["torch"],
-        gymnasium_version=packages["gymnasium"],
-        mujoco_version=packages["mujoco"],
+        **provenance_columns(meta),
+        gymnasium_version=meta["packages"]["gymnasium"],
         train_wall_time_s=train_wall_time_s,
     )
     return df[list(SPARSE_SCHEMA)].astype(SPARSE_SCHEMA)
