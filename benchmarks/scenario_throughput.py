@@ -15,11 +15,11 @@ import time
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
-import torch  # noqa: E402
-import yaml  # noqa: E402
+import torch
+import yaml
 
-from rlrepro.envs import make_env  # noqa: E402
-from rlrepro.scenarios import get_scenario, scale_scenario, scenario_names  # noqa: E402
+from rlrepro.envs import make_env
+from rlrepro.scenarios import get_scenario, scale_scenario, scenario_names
 
 
 def measure(scenario, task, n_envs: int, steps: int, backend: str) -> tuple[float, float]:
@@ -46,15 +46,20 @@ def main() -> None:
     budget = {}
     if args.budget:
         budget = yaml.safe_load(open("config.yaml"))["presets"][args.budget].get("budget", {})
-    print(f"{'scenario':32} {'train envs':>10} {'compile s':>9} {'train st/s':>10} {'switch s':>8} "
-          f"{'eval envs':>9} {'eval st/s':>9}")
+    print(
+        f"{'scenario':32} {'train envs':>10} {'compile s':>9} {'train st/s':>10} {'switch s':>8} "
+        f"{'eval envs':>9} {'eval st/s':>9}"
+    )
     for name in args.scenarios:
         sc = scale_scenario(get_scenario(name), budget)
         compile_s, train_rate = measure(sc, sc.tasks[0], sc.n_train_envs, args.steps, args.backend)
         switch_s, _ = measure(sc, sc.tasks[1], sc.n_train_envs, 1, args.backend)
         _, eval_rate = measure(sc, sc.tasks[0], sc.n_eval_envs, args.steps, args.backend)
-        print(f"{name:32} {sc.n_train_envs:10d} {compile_s:9.1f} {train_rate:10.0f} {switch_s:8.2f} "
-              f"{sc.n_eval_envs:9d} {eval_rate:9.0f}", flush=True)
+        print(
+            f"{name:32} {sc.n_train_envs:10d} {compile_s:9.1f} {train_rate:10.0f} {switch_s:8.2f} "
+            f"{sc.n_eval_envs:9d} {eval_rate:9.0f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

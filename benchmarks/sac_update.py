@@ -1,0 +1,172 @@
+"""SAC update throughput: rlrepro's learner vs a minimal jitted JAX SAC update (the bound), same shapes, one thread.
+
+Both sample a batch of 256 from a 100k-transition buffer and do the full SAC update (twin-critic TD step, actor
+step, α step, Polyak target update every 2nd update) for HalfCheetah's shapes (obs 17, act 6). Reported: updates
+per second of each, medians of interleaved rounds, and the ratio rlrepro / JAX (issue 8's target: ≥ 0.7).
+
+    python benchmarks/sac_update.py                    # 2×256 and 3×256, 3 rounds of 300 updates
+    python benchmarks/sac_update.py --hidden 256,256 --updates 500 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import statistics
+import time
+
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import torch
+
+from rlrepro.sparse.agent import SparseSAC
+from rlrepro.sparse.config import SparseSACConfig
+from rlrepro.sparse.replay import TransitionReplay
+
+OBS, ACT, BATCH, BUFFER = 17, 6, 256, 100_000
+
+
+def rlrepro_runner(hidden: list[int]):
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    agent = SparseSAC(OBS, ACT, SparseSACConfig(hidden_sizes=hidden), torch.device("cpu"), gen)
+    replay = TransitionReplay(BUFFER, OBS, ACT, torch.device("cpu"))
+    replay.obs.normal_(generator=gen)
+    replay.next_obs.normal_(generator=gen)
+    replay.action.uniform_(-1, 1, generator=gen)
+    replay.reward.normal_(generator=gen)
+    replay.not_done.fill_(1.0)
+    replay.size = BUFFER
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            agent.update(replay.sample(BATCH, gen, 1))
+
+    return run
+
+
+def mlp_init(key, sizes: list[int]):
+    params = []
+    for fan_in, fan_out in itertools.pairwise(sizes):
+        key, sub = jax.random.split(key)
+        params.append((jax.random.normal(sub, (fan_in, fan_out)) * np.sqrt(2 / (fan_in + fan_out)), jnp.zeros(fan_out)))
+    return params
+
+
+def mlp(params, x):
+    for i, (w, b) in enumerate(params):
+        x = x @ w + b
+        if i < len(params) - 1:
+            x = jax.nn.relu(x)
+    return x
+
+
+def jax_runner(hidden: list[int]):
+    """A minimal SAC update in JAX (the bound): tanh-Gaussian actor, twin critic, learnable α, Adam, Polyak."""
+    key = jax.random.PRNGKey(0)
+    keys = jax.random.split(key, 8)
+    actor = mlp_init(keys[0], [OBS, *hidden, 2 * ACT])
+    critic = [mlp_init(keys[1], [OBS + ACT, *hidden, 1]), mlp_init(keys[2], [OBS + ACT, *hidden, 1])]
+    params = {"actor": actor, "critic": critic, "target": critic, "log_alpha": jnp.log(0.1)}
+    opt = optax.adam(1e-3)
+    opt_state = {k: opt.init(params[k]) for k in ("actor", "critic", "log_alpha")}
+    data = {
+        "obs": jax.random.normal(keys[3], (BUFFER, OBS)), "next_obs": jax.random.normal(keys[4], (BUFFER, OBS)),
+        "action": jax.random.uniform(keys[5], (BUFFER, ACT), minval=-1, maxval=1),
+        "reward": jax.random.normal(keys[6], (BUFFER,)), "not_done": jnp.ones(BUFFER),
+    }  # fmt: skip
+
+    def sample(p, obs, k):
+        mu, raw = jnp.split(mlp(p, obs), 2, axis=-1)
+        log_std = -10 + 6 * (jnp.tanh(raw) + 1)
+        eps = jax.random.normal(k, mu.shape)
+        u = mu + jnp.exp(log_std) * eps
+        logp = (-0.5 * eps**2 - log_std - 0.5 * jnp.log(2 * jnp.pi)).sum(-1)
+        logp -= (2 * (jnp.log(2.0) - u - jax.nn.softplus(-2 * u))).sum(-1)
+        return jnp.tanh(u), logp
+
+    def q(cs, obs, a):
+        x = jnp.concatenate([obs, a], -1)
+        return jnp.stack([mlp(c, x)[:, 0] for c in cs])
+
+    @jax.jit
+    def update(params, opt_state, step, k):
+        k1, k2, k3 = jax.random.split(k, 3)
+        idx = jax.random.randint(k1, (BATCH,), 0, BUFFER)
+        b = {name: v[idx] for name, v in data.items()}
+        alpha = jnp.exp(params["log_alpha"])
+        na, nlogp = sample(params["actor"], b["next_obs"], k2)
+        target = b["reward"] + 0.99 * b["not_done"] * (q(params["target"], b["next_obs"], na).min(0) - alpha * nlogp)
+        target = jax.lax.stop_gradient(target)
+
+        def critic_loss(c):
+            qs = q(c, b["obs"], b["action"])
+            return ((qs - target) ** 2).mean(-1).sum()
+
+        gc = jax.grad(critic_loss)(params["critic"])
+        upd, opt_state["critic"] = opt.update(gc, opt_state["critic"])
+        critic = optax.apply_updates(params["critic"], upd)
+
+        def actor_loss(a):
+            act, logp = sample(a, b["obs"], k3)
+            return (alpha * logp - q(critic, b["obs"], act).min(0)).mean(), logp
+
+        ga, logp = jax.grad(actor_loss, has_aux=True)(params["actor"])
+        upd, opt_state["actor"] = opt.update(ga, opt_state["actor"])
+        actor = optax.apply_updates(params["actor"], upd)
+        gl = jax.grad(lambda la: (jnp.exp(la) * jax.lax.stop_gradient(-logp + ACT)).mean())(params["log_alpha"])
+        upd, opt_state["log_alpha"] = opt.update(gl, opt_state["log_alpha"])
+        log_alpha = optax.apply_updates(params["log_alpha"], upd)
+        polyak = jax.tree_util.tree_map(lambda t, c: 0.995 * t + 0.005 * c, params["target"], critic)
+        tgt = jax.lax.cond(step % 2 == 0, lambda: polyak, lambda: params["target"])
+        return {"actor": actor, "critic": critic, "target": tgt, "log_alpha": log_alpha}, opt_state
+
+    state = {"params": params, "opt": opt_state, "step": 0, "key": keys[7]}
+
+    def run(n: int) -> None:
+        p, o, key = state["params"], state["opt"], state["key"]
+        for _ in range(n):
+            key, sub = jax.random.split(key)
+            p, o = update(p, o, state["step"], sub)
+            state["step"] += 1
+        jax.block_until_ready(p)
+        state.update(params=p, opt=o, key=key)
+
+    run(2)  # compile
+    return run
+
+
+def rate(run, n: int) -> float:
+    start = time.perf_counter()
+    run(n)
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hidden", nargs="*", default=["256,256", "256,256,256"])
+    parser.add_argument("--updates", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    print(f"torch {torch.__version__} ({torch.get_num_threads()} thread), jax {jax.__version__}, batch {BATCH}")
+    print(f"{'shape':>12} {'rlrepro upd/s':>14} {'jax upd/s':>10} {'ratio':>6}")
+    for spec in args.hidden:
+        hidden = [int(h) for h in spec.split(",")]
+        ours, bound = rlrepro_runner(hidden), jax_runner(hidden)
+        ours(5)
+        r_ours, r_jax = [], []
+        for _ in range(args.rounds):  # interleaved, so load changes hit both alike
+            r_ours.append(rate(ours, args.updates))
+            r_jax.append(rate(bound, args.updates))
+        a, b = statistics.median(r_ours), statistics.median(r_jax)
+        print(f"{'×'.join(map(str, hidden)):>12} {a:14.1f} {b:10.1f} {a / b:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
