@@ -16,6 +16,15 @@ import pandas as pd
 
 from rlrepro import ENGINE_VERSION
 
+# Provenance columns both suites repeat on every row (from the run's meta.json).
+PROVENANCE_SCHEMA: dict[str, str] = {
+    "engine_version": "category",
+    "git_commit": "category",
+    "config_hash": "category",
+    "device": "category",
+    "python_version": "category",
+    "torch_version": "category",
+}
 # Column -> pandas dtype of a run's results.parquet (the README documents the same table).
 RESULT_SCHEMA: dict[str, str] = {
     "suite": "category",
@@ -28,12 +37,7 @@ RESULT_SCHEMA: dict[str, str] = {
     "metric": "category",
     "value": "float64",
     "step": "Int64",
-    "engine_version": "category",
-    "git_commit": "category",
-    "config_hash": "category",
-    "device": "category",
-    "python_version": "category",
-    "torch_version": "category",
+    **PROVENANCE_SCHEMA,
     "jax_version": "category",
     "brax_version": "category",
     "mujoco_version": "category",
@@ -52,12 +56,7 @@ SPARSE_SCHEMA: dict[str, str] = {
     "metric": "category",
     "layer": "category",
     "value": "float64",
-    "engine_version": "category",
-    "git_commit": "category",
-    "config_hash": "category",
-    "device": "category",
-    "python_version": "category",
-    "torch_version": "category",
+    **PROVENANCE_SCHEMA,
     "gymnasium_version": "category",
     "mujoco_version": "category",
     "train_wall_time_s": "float64",
