@@ -35,9 +35,10 @@ class SparseSAC(nn.Module):
         self.target_entropy = -float(action_dim)
         self.to(device)
         betas = tuple(cfg.adam_betas)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr, betas=betas)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, betas=betas)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr, betas=betas)
+        # foreach: one multi-tensor kernel per Adam op instead of a Python loop over tensors (bit-identical).
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr, betas=betas, foreach=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, betas=betas, foreach=True)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr, betas=betas, foreach=True)
         self.actor_dst: DSTScheduler | None = None
         self.critic_dst: DSTScheduler | None = None
         self.zero_pruned = False
@@ -80,17 +81,17 @@ class SparseSAC(nn.Module):
         """One SAC update on a [B, n] window batch (n > 1: RLx2's multi-step target)."""
         cfg = self.cfg
         b, n = batch.reward.shape
+        alpha = self.log_alpha.detach().exp()
         self._want_dense(self.critic_dst, self.critic.net)
-        loss_q = critic_loss(self.actor, self.critic, self.critic_target, batch, self.alpha.detach(), cfg.discount,
-                             self.generator)  # fmt: skip
+        loss_q = critic_loss(self.actor, self.critic, self.critic_target, batch, alpha, cfg.discount, self.generator)
         self.critic_opt.zero_grad(set_to_none=True)
         loss_q.backward()
         self._step(self.critic_opt, self.critic_dst, self.critic.net)
-        flops_a, flops_c = forward_flops(self.actor.net), forward_flops(self.critic.net)
+        flops_a, flops_c = forward_flops(self.actor.net), forward_flops(self.critic.net)  # cached counts, no sync
         flops = n * (flops_a + flops_c) + 3 * flops_c
         if self.updates % cfg.actor_update_frequency == 0:
             self._want_dense(self.actor_dst, self.actor.net)
-            loss_pi, log_prob = actor_loss(self.actor, self.critic, batch.obs[:, 0], self.alpha.detach(), self.generator)
+            loss_pi, log_prob = actor_loss(self.actor, self.critic, batch.obs[:, 0], alpha, self.generator)
             self.actor_opt.zero_grad(set_to_none=True)
             loss_pi.backward(inputs=list(self.actor.parameters()))
             self._step(self.actor_opt, self.actor_dst, self.actor.net)
@@ -176,7 +177,7 @@ def critic_loss(actor: SquashedGaussianActor, critic: FusedTwinCritic, critic_ta
             batch.reward, batch.not_done, batch.ended, batch.valid, -alpha * next_log_prob.view(b, n), next_q, discount
         )
     q = critic(batch.obs[:, 0], batch.action[:, 0])
-    return F.mse_loss(q[0], target) + F.mse_loss(q[1], target)
+    return (q - target).pow(2).mean(1).sum()  # = MSE(Q1, y) + MSE(Q2, y), bit for bit, in fewer ops
 
 
 def actor_loss(actor: SquashedGaussianActor, critic: FusedTwinCritic, obs: torch.Tensor, alpha: torch.Tensor,

@@ -48,6 +48,7 @@ class MaskedMLPStack(nn.Module):
             self.weights.append(nn.Parameter(w))
             self.biases.append(nn.Parameter(torch.empty(groups, fan_out).uniform_(-bound, bound)))
         self.masks: list[torch.Tensor | None] = [None] * len(self.weights)
+        self._active_weights = self.n_weights()
         self.dense_grads: list[torch.Tensor] | None = None
         """When set to a list before a forward, the layers' effective weights retain their (dense) gradient."""
 
@@ -65,10 +66,8 @@ class MaskedMLPStack(nn.Module):
                 self.dense_grads.append(w)
             if self.groups == 1:
                 x = F.linear(x, w[0], self.biases[i][0])
-            elif x.dim() == 2:
-                x = torch.matmul(x, w.transpose(1, 2)) + self.biases[i][:, None, :]
-            else:
-                x = torch.baddbmm(self.biases[i][:, None, :], x, w.transpose(1, 2))
+            else:  # one batched matmul for every group, the bias added by the GEMM
+                x = torch.baddbmm(self.biases[i][:, None, :], x.expand(self.groups, *x.shape[-2:]), w.transpose(1, 2))
             if i < n - 1:
                 x = F.relu(x)
         return x
@@ -84,8 +83,12 @@ class MaskedMLPStack(nn.Module):
         """Install masks (one [groups, out, in] 0/1 tensor per layer) or remove them (None: dense)."""
         if masks is None:
             self.masks = [None] * len(self.weights)
-            return
-        self.masks = [m.to(dtype=w.dtype, device=w.device) for m, w in zip(masks, self.weights, strict=True)]
+        else:
+            self.masks = [m.to(dtype=w.dtype, device=w.device) for m, w in zip(masks, self.weights, strict=True)]
+        # Counted once here (one host sync), not per update: topology updates swap connections 1:1 in place.
+        self._active_weights = sum(
+            w.numel() if m is None else int(m.sum().item()) for w, m in zip(self.weights, self.masks, strict=True)
+        )
 
     @torch.no_grad()
     def zero_pruned_weights(self) -> None:
@@ -100,7 +103,8 @@ class MaskedMLPStack(nn.Module):
         return sum(b.numel() for b in self.biases)
 
     def n_active_weights(self) -> int:
-        return sum(w.numel() if m is None else int(m.sum().item()) for w, m in zip(self.weights, self.masks, strict=True))
+        """Unmasked weights (as of the last `set_masks`; RiGL/RLx2 updates keep every layer's count)."""
+        return self._active_weights
 
 
 class SquashedGaussianActor(nn.Module):

@@ -61,6 +61,13 @@ class TransitionReplay:
     def sample(self, batch_size: int, generator: torch.Generator, n: int = 1) -> Window:
         """Uniform start positions (with replacement) over the live transitions; windows of n steps from there."""
         start = torch.randint(0, self.size, (batch_size, 1), generator=generator, device=generator.device)
+        if n == 1:  # the ordinary SAC batch: same indices as below, fewer ops
+            idx = (self.oldest + start.to(self.device)) % self.capacity
+            valid = torch.ones(idx.shape, device=self.device)
+            return Window(
+                self.obs[idx], self.action[idx], self.reward[idx], self.next_obs[idx],
+                self.not_done[idx], self.ended[idx], valid,
+            )  # fmt: skip
         offset = start.to(self.device) + torch.arange(n, device=self.device)
         valid = (offset < self.size).float()
         idx = (self.oldest + offset.clamp(max=self.size - 1)) % self.capacity
@@ -107,6 +114,9 @@ def nstep_soft_target(
     For n = 1 this is the ordinary SAC target r + γ·not_done·(min Q − α log π).
     """
     n = reward.shape[1]
+    if n == 1:  # the general formula below with its exact ×1 and one-term sums dropped: bit-identical, fewer ops
+        bootstrap = discount * not_done[:, 0]
+        return reward[:, 0] + bootstrap * soft_entropy[:, 0] + bootstrap * next_q[:, 0]
     before_end = torch.cumprod(torch.cat([torch.ones_like(ended[:, :1]), 1 - ended[:, :-1]], dim=1), dim=1)
     alive = before_end * torch.cumprod(valid, dim=1)
     powers = discount ** torch.arange(n + 1, device=reward.device, dtype=reward.dtype)
