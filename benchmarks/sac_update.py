@@ -14,8 +14,13 @@ import argparse
 import itertools
 import os
 import statistics
+import sys
 import time
 
+from rlrepro.blas import reexec_with_shim
+
+if __name__ == "__main__":
+    reexec_with_shim([__file__, *sys.argv[1:]])  # MKL's AVX-512 kernels on AMD, as every rlrepro job gets
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
 import jax
@@ -24,6 +29,7 @@ import numpy as np
 import optax
 import torch
 
+from rlrepro import blas
 from rlrepro.sparse.agent import SparseSAC
 from rlrepro.sparse.config import SparseSACConfig
 from rlrepro.sparse.replay import TransitionReplay
@@ -154,7 +160,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__} ({torch.get_num_threads()} thread), jax {jax.__version__}, batch {BATCH}")
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core for both: XLA ignores thread settings
+    print(f"torch {torch.__version__} ({torch.get_num_threads()} thread, BLAS: {blas.status()}), jax {jax.__version__}, "
+          f"batch {BATCH}, pinned to CPU {min(os.sched_getaffinity(0))}")
     print(f"{'shape':>12} {'rlrepro upd/s':>14} {'jax upd/s':>10} {'ratio':>6}")
     for spec in args.hidden:
         hidden = [int(h) for h in spec.split(",")]

@@ -192,3 +192,37 @@ def test_the_reference_check_can_fail():
         agent.update(replay.sample(cfg.batch_size, agent.generator, 1))
         reference.update(replay, ref_gen, 1)
     assert not torch.equal(agent.critic.net.weights[1].detach(), reference.critic_w[1].detach())
+
+
+def test_continual_learner_foreach_adam_is_bit_identical_to_default_adam():
+    """The continual suite's learner steps with multi-tensor (foreach) Adam; PyTorch's default loop gives the same bits."""
+    from rlrepro.sac.config import NetworkConfig, SACConfig
+    from rlrepro.sac.learner import SACLearner
+    from rlrepro.sac.networks import GaussianActor, TwinCritic
+    from rlrepro.sac.replay import Batch
+
+    def learner(default_adam: bool) -> SACLearner:
+        torch.manual_seed(0)
+        net = NetworkConfig(hidden_sizes=(32, 32))
+        actor, critic = GaussianActor(OBS, ACT, net), TwinCritic(OBS, ACT, net)
+        out = SACLearner(actor, actor.parameters(), critic, SACConfig(), ACT, torch.Generator().manual_seed(1))
+        if default_adam:
+            assert out.opt_critic.defaults["foreach"] is True
+            for name in ("opt_actor", "opt_critic", "opt_alpha"):
+                opt = getattr(out, name)
+                setattr(out, name, torch.optim.Adam(opt.param_groups[0]["params"], lr=opt.defaults["lr"]))
+        return out
+
+    engine, reference = learner(False), learner(True)
+    g = torch.Generator().manual_seed(2)
+    for _ in range(25):
+        obs, nxt = torch.randn(BATCH, OBS, generator=g), torch.randn(BATCH, OBS, generator=g)
+        batch = Batch(obs, torch.rand(BATCH, ACT, generator=g) * 2 - 1, torch.randn(BATCH, generator=g),
+                      (torch.rand(BATCH, generator=g) < 0.05).float(), nxt)  # fmt: skip
+        engine.update(batch)
+        reference.update(batch)
+    for ours, ref in zip([*engine.actor.parameters(), *engine.critic.parameters(), *engine.target_critic.parameters()],
+                         [*reference.actor.parameters(), *reference.critic.parameters(),
+                          *reference.target_critic.parameters()], strict=True):  # fmt: skip
+        assert torch.equal(ours.detach(), ref.detach())
+    assert torch.equal(engine.log_alpha.detach(), reference.log_alpha.detach())

@@ -335,6 +335,24 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sysinfo(args: argparse.Namespace) -> int:
+    """The runtime a job gets here: torch threads, BLAS path, CPU vendor, devices (also in every meta.json)."""
+    import torch
+
+    from rlrepro import blas
+
+    _setup_runtime()
+    info = {
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_vendor": blas.cpu_vendor(),
+        "blas": blas.status(),
+        "cuda_devices": torch.cuda.device_count(),
+    }
+    print(json.dumps(info, indent=1))
+    return 0
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     from rlrepro.config import load_config
 
@@ -403,6 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("scenarios", help="list scenarios with their tasks and budgets").set_defaults(func=cmd_scenarios)
     sub.add_parser("methods", help="list registered methods").set_defaults(func=cmd_methods)
+    sub.add_parser("sysinfo", help="torch threads, BLAS path and devices this machine gives a job").set_defaults(
+        func=cmd_sysinfo
+    )
     p = sub.add_parser("check-config", help="validate a config file and print the grid size")
     p.add_argument("--config", default="config.yaml")
     p.add_argument("--set", nargs="*", default=[], help="overrides KEY=VALUE (top level)")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from rlrepro import ENGINE_VERSION
+from rlrepro import ENGINE_VERSION, blas
 
 # Provenance columns both suites repeat on every row (from the run's meta.json).
 PROVENANCE_SCHEMA: dict[str, str] = {
@@ -104,6 +104,7 @@ def provenance(config_hash: str, device: str) -> dict[str, Any]:
         "git_dirty": dirty,
         "config_hash": config_hash,
         "device": device,
+        "blas": blas.status(),
         "python_version": platform.python_version(),
         "packages": package_versions(),
         "hostname": socket.gethostname(),

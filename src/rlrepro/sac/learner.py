@@ -91,9 +91,10 @@ class SACLearner:
         self.log_alpha = torch.tensor(math.log(cfg.init_temperature), device=device, requires_grad=True)
         self.target_entropy = -cfg.target_multiplier * action_dim
         self.actor_parameters = list(actor_parameters)
-        self.opt_actor = torch.optim.Adam(self.actor_parameters, lr=cfg.lr_policy)
-        self.opt_critic = torch.optim.Adam(critic.parameters(), lr=cfg.lr_q)
-        self.opt_alpha = torch.optim.Adam([self.log_alpha], lr=cfg.lr_entropy)
+        # foreach: one multi-tensor kernel per Adam op instead of a loop over tensors; bit-identical results.
+        self.opt_actor = torch.optim.Adam(self.actor_parameters, lr=cfg.lr_policy, foreach=True)
+        self.opt_critic = torch.optim.Adam(critic.parameters(), lr=cfg.lr_q, foreach=True)
+        self.opt_alpha = torch.optim.Adam([self.log_alpha], lr=cfg.lr_entropy, foreach=True)
         self.iteration = 0
         # PackNet's fine-tune in the original nests the target update inside the policy-update branch.
         self.target_update_in_policy_branch = target_update_in_policy_branch

@@ -11,7 +11,6 @@ import math
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from rlrepro.sparse.config import SparseSACConfig
 from rlrepro.sparse.masks import DSTScheduler
