@@ -204,6 +204,8 @@ class BraxVecEnv:
         return _to_torch(obs, self.device)
 
     def step(self, action: torch.Tensor) -> StepResult:
-        act = jax.device_put(jax.dlpack.from_dlpack(action.detach().to("cpu", torch.float32).contiguous()), self._device)
+        # Zero-copy on the action's own device (the DLPack exchange orders the CUDA streams); device_put is a
+        # no-op when torch and JAX share the device, and the one transfer when they do not.
+        act = jax.device_put(jax.dlpack.from_dlpack(action.detach().to(torch.float32).contiguous()), self._device)
         self._carry, *out = self._step(self.sys, self._carry, act, self.action_scale, self.obs_mask)
         return StepResult(*(_to_torch(x, self.device) for x in out))
