@@ -56,4 +56,4 @@ paper-dry-run: $(STAMP)
 	$(BIN)/snakemake -n --quiet rules --config preset=paper
 
 clean-results:
-	rm -rf results/runs results/sparse results/tables results/figures results/logs results/_ckpt results/report.html
+	rm -rf results/runs results/sparse results/tables results/figures results/logs results/_ckpt results/benchmarks results/report.html

@@ -10,6 +10,8 @@ rule evaluate_run:
         run_dir=input_run_dir,
     log:
         "results/logs/evaluate/{scenario}/{method}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{scenario}/{method}/seed{seed}.tsv"
     threads: 1
     resources:
         mem_mb=6000,

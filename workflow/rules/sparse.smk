@@ -14,6 +14,8 @@ rule train_sparse:
         checkpoint_dir=SPARSE_CKPT_DIR,
     log:
         "results/logs/train_sparse/{env}/{method}/keep{keep}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/train_sparse/{env}/{method}/keep{keep}/seed{seed}.tsv"
     threads: 1
     resources:
         mem_mb=4000,

@@ -10,6 +10,8 @@ rule train_run:
         checkpoint_dir=CKPT_DIR,
     log:
         "results/logs/train/{scenario}/{method}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/train/{scenario}/{method}/seed{seed}.tsv"
     threads: 1
     resources:
         mem_mb=6000,
