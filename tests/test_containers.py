@@ -19,6 +19,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from rlrepro.blas import cpu_vendor
+
 ROOT = Path(__file__).resolve().parents[1]
 BASE = "localhost/debian-base:bookworm"
 IMAGE = "localhost/rlrepro:test"
@@ -115,6 +117,8 @@ def test_smoke_pipeline_runs_inside_the_image(image, tmp_path):
     assert sorted(sparse["method"]) == ["dapd", "dense", "rigl", "rlx2"]
     meta = (work / "results/runs/halfcheetah/forgetting/ft_1/seed0/meta.json").read_text()
     assert '"git_commit": "test"' in meta  # provenance comes from the image (RLREPRO_GIT_COMMIT)
+    if cpu_vendor() == "AuthenticAMD":  # the image's prebuilt MKL vendor shim was used (no compiler in the image)
+        assert '"blas": "mkl-vendor-shim"' in meta
     assert (work / "results/tables/continual_tables.md").stat().st_size > 0
 
 

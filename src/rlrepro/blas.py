@@ -46,8 +46,12 @@ def cache_dir() -> Path:
 
 
 def build_shim(directory: Path | None = None) -> Path:
-    """The compiled shim (built once per source version with the system C compiler, written atomically)."""
-    directory = directory or cache_dir()
+    """The compiled shim (built once per source version with the system C compiler, written atomically).
+
+    It lives in `directory`, else $RLREPRO_MKL_SHIM_DIR (the container image ships it prebuilt there), else
+    ~/.cache/rlrepro.
+    """
+    directory = directory or Path(os.environ.get("RLREPRO_MKL_SHIM_DIR") or cache_dir())
     digest = hashlib.sha256(SOURCE.encode()).hexdigest()[:12]
     target = directory / f"mkl_vendor_shim-{digest}.so"
     if target.exists():
