@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CORES ?= all
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run report run-sparse test test-fast test-scenarios test-containers test-slurm lint dry-run paper-dry-run clean-results
+.PHONY: run report run-sparse bench test test-fast test-scenarios test-containers test-slurm lint dry-run paper-dry-run clean-results
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,15 @@ report: $(STAMP)
 # The sparse suite at demo scale (HalfCheetah, 5% of the weights vs dense; about 15 min on 2 cores).
 run-sparse: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) sparse --config preset=demo_sparse
+
+# Every benchmark of benchmarks/ (ratios measured in the same run; about 75 min on 2 cores, SB3 installed here).
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -c requirements.lock -e ".[bench]"
+	$(BIN)/python benchmarks/sac_update.py
+	$(BIN)/python benchmarks/brax_collection.py
+	$(BIN)/python benchmarks/pipeline.py
+	$(BIN)/python benchmarks/sac_halfcheetah.py
+	$(BIN)/python benchmarks/scaling.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not scenarios and not containers and not slurm"

@@ -102,6 +102,7 @@ def jax_runner(hidden: list[int]):
 
     @jax.jit
     def update(params, opt_state, step, k):
+        opt_state = dict(opt_state)  # a copy: assigning into the caller's dict while tracing would leak tracers
         k1, k2, k3 = jax.random.split(k, 3)
         idx = jax.random.randint(k1, (BATCH,), 0, BUFFER)
         b = {name: v[idx] for name, v in data.items()}
@@ -143,7 +144,7 @@ def jax_runner(hidden: list[int]):
         jax.block_until_ready(p)
         state.update(params=p, opt=o, key=key)
 
-    run(2)  # compile
+    run(3)  # compile (uncommitted first inputs, then committed ones)
     return run
 
 
