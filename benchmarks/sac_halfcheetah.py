@@ -55,7 +55,7 @@ def evaluate(policy, episodes: int) -> float:
     return statistics.fmean(returns)
 
 
-def run_rlrepro(seed: int, steps: int, seed_steps: int, episodes: int) -> dict:
+def run_rlrepro(seed: int, steps: int, seed_steps: int, episodes: int, overrides: dict | None = None) -> dict:
     import torch
 
     from rlrepro.continual import configure_threads
@@ -66,7 +66,7 @@ def run_rlrepro(seed: int, steps: int, seed_steps: int, episodes: int) -> dict:
     configure_threads()
     spec = SparseSpec.from_dict({
         "method": "dense", "env": "halfcheetah", "env_id": ENV_ID, "seed": seed, "keep_ratio": 1.0,
-        "sac": {"total_steps": steps, "seed_steps": seed_steps, "buffer_size": steps},
+        "sac": {"total_steps": steps, "seed_steps": seed_steps, "buffer_size": steps, **(overrides or {})},
         "evaluation": {"every_steps": 10**12, "episodes": 1, "last_k": 1},  # no evaluation inside the timed run
     })  # fmt: skip
     result = train_sparse(spec)
@@ -82,7 +82,7 @@ def run_rlrepro(seed: int, steps: int, seed_steps: int, episodes: int) -> dict:
     return {"steps_per_s": steps / result.train_wall_time_s, "return": evaluate(policy, episodes)}
 
 
-def run_sb3(seed: int, steps: int, seed_steps: int, episodes: int) -> dict:
+def run_sb3(seed: int, steps: int, seed_steps: int, episodes: int, overrides: dict | None = None) -> dict:
     import gymnasium as gym
     import torch
     from stable_baselines3 import SAC
@@ -100,10 +100,15 @@ def run_sb3(seed: int, steps: int, seed_steps: int, episodes: int) -> dict:
     return {"steps_per_s": steps / wall, "return": evaluate(lambda o: model.predict(o, deterministic=True)[0], episodes)}
 
 
+def _override(text: str) -> tuple[str, float]:
+    key, _, value = text.partition("=")
+    return key, float(value)
+
+
 def worker(args: argparse.Namespace) -> None:
     os.sched_setaffinity(0, {args.cpu})
     run = run_rlrepro if args.worker == "rlrepro" else run_sb3
-    print(json.dumps(run(args.seed, args.steps, args.seed_steps, args.eval_episodes)))
+    print(json.dumps(run(args.seed, args.steps, args.seed_steps, args.eval_episodes, dict(args.rlrepro_sac))))
 
 
 def main() -> None:
@@ -112,6 +117,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--seed-steps", type=int, default=5_000)
     parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--rlrepro-sac", type=_override, nargs="*", default=[], metavar="KEY=VALUE",
+                        help="override rlrepro's sparse.sac settings (e.g. log_std_min=-5) to study a difference")
+    parser.add_argument("--only", choices=["rlrepro", "sb3", "sb3-default-blas"], nargs="*", help="run only these")
     parser.add_argument("--cpu", type=int, default=max(os.sched_getaffinity(0)), help="core every run is pinned to")
     parser.add_argument("--worker", choices=["rlrepro", "sb3", "sb3-default-blas"], help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
@@ -125,12 +133,13 @@ def main() -> None:
     print(f"{'framework':>10} {'seed':>4} {'steps/s':>8} {'return':>8}")
     # sb3: with the same BLAS as rlrepro (like for like); sb3-default-blas: SB3 as `pip install` gives it (on AMD,
     # MKL's AVX2 path: what a user of SB3 gets without rlrepro's launcher).
-    results: dict[str, list[dict]] = {"rlrepro": [], "sb3": [], "sb3-default-blas": []}
+    names = args.only or ["rlrepro", "sb3", "sb3-default-blas"]
+    results: dict[str, list[dict]] = {name: [] for name in names}
     for seed in args.seeds:
         for name in results:  # interleaved, so load changes hit all alike
             cmd = [sys.executable, __file__, "--worker", name, "--seed", str(seed), "--steps", str(args.steps),
                    "--seed-steps", str(args.seed_steps), "--eval-episodes", str(args.eval_episodes),
-                   "--cpu", str(args.cpu)]  # fmt: skip
+                   "--cpu", str(args.cpu), "--rlrepro-sac", *(f"{k}={v}" for k, v in args.rlrepro_sac)]  # fmt: skip
             env = dict(os.environ)
             if name == "sb3-default-blas":
                 env.pop("LD_PRELOAD", None)
@@ -139,10 +148,12 @@ def main() -> None:
             row = json.loads(out)
             results[name].append(row)
             print(f"{name:>10} {seed:>4} {row['steps_per_s']:8.1f} {row['return']:8.1f}", flush=True)
+    if "rlrepro" not in results:
+        return
     ours = results["rlrepro"]
     rate = statistics.fmean(r["steps_per_s"] for r in ours)
     ret_ours = [r["return"] for r in ours]
-    for name in ("sb3-default-blas", "sb3"):
+    for name in [n for n in ("sb3-default-blas", "sb3") if n in results]:
         other = results[name]
         ret_other = [r["return"] for r in other]
         spread = statistics.stdev(ret_ours + ret_other) if len(ret_ours + ret_other) > 2 else 0.0

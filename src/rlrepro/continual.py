@@ -150,10 +150,11 @@ def train_task(
                 cut = res.truncated.unsqueeze(-1) > 0
                 replay.put(obs, action, res.reward, res.done * (1 - res.truncated), torch.where(cut, res.final_obs, res.obs))
             episode_return += res.reward
-            if bool(res.done.any()):
-                ended = res.done > 0
-                finished.append(episode_return[ended].clone())
-                episode_return = torch.where(ended, torch.zeros_like(episode_return), episode_return)
+            # No host sync per step: finished returns are kept in place (NaN elsewhere) and filtered at the next
+            # curve point, in the same order as before.
+            ended = res.done > 0
+            finished.append(torch.where(ended, episode_return, torch.nan))
+            episode_return = torch.where(ended, torch.zeros_like(episode_return), episode_return)
             obs = res.obs
 
     start = time.monotonic()
@@ -174,13 +175,16 @@ def train_task(
                 batch = method.prepare_batch(replay.sample(cfg.batch_size, generator), generator)
                 stats = learner.update(batch, method.extra_loss)
         updates += updates_per_epoch
-        if interactions >= next_curve:
+        info = {}
+        if interactions >= next_curve:  # the loop's only host syncs, once per curve point
             next_curve += curve_every
-            if finished:
-                rows.append(_row(task_index, task_index, "train_return", torch.cat(finished).mean(), interactions))
-                finished.clear()
-        if progress is not None:
+            returns = torch.cat(finished) if finished else torch.empty(0)
+            returns = returns[~returns.isnan()]
+            if returns.numel() > 0:
+                rows.append(_row(task_index, task_index, "train_return", returns.mean(), interactions))
+            finished.clear()
             info = {"alpha": float(stats.alpha)} if stats is not None else {}
+        if progress is not None:
             progress.update(new_steps * n_envs, task=task_index, **info)
     rows += [
         _row(task_index, task_index, "train_env_steps", interactions),
