@@ -6,10 +6,10 @@
    working tree; target ≤ 3 min on 2 cores. Reported with the summed job times (from the rules' `benchmark:`
    files), so wall / (job seconds / cores) shows what scheduling and job start-up cost.
 3. Peak resident memory (max_rss) of every training job of that run, from the same `benchmark:` files; with
-   `--memory-preset demo_methods` also of a demo-scale run of every training job (long: ~45 min on 2 cores).
+   `--memory-preset demo demo_sparse` also of every training job of those presets (long: ~25 min on 2 cores).
 
     python benchmarks/pipeline.py
-    python benchmarks/pipeline.py --skip-smoke --memory-preset demo_methods
+    python benchmarks/pipeline.py --skip-smoke --memory-preset demo demo_sparse
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--skip-smoke", action="store_true")
-    parser.add_argument("--memory-preset", default=None, help="also train every job of this preset (e.g. demo_methods)")
+    parser.add_argument("--memory-preset", nargs="*", default=[], help="also train every job of these presets (e.g. demo)")
     args = parser.parse_args()
     dry_run(args.reps)
     if not args.skip_smoke:
@@ -115,10 +115,10 @@ def main() -> None:
               f"{'met' if wall <= 180 else 'NOT met'}); training/evaluation job seconds {job_s:.0f}, "
               f"wall / (job s / cores) = {wall / (job_s / args.cores):.2f}")  # fmt: skip
         memory_table(rows, "smoke preset")
-    if args.memory_preset:
-        wall, rows = pipeline_run(args.memory_preset, ["train"], args.cores)
-        print(f"{args.memory_preset}: every training job in {wall:.0f} s on {args.cores} cores")
-        memory_table(rows, f"{args.memory_preset} preset")
+    for preset in args.memory_preset:
+        wall, rows = pipeline_run(preset, ["train"], args.cores)
+        print(f"{preset}: every training job in {wall:.0f} s on {args.cores} cores")
+        memory_table(rows, f"{preset} preset")
 
 
 if __name__ == "__main__":
