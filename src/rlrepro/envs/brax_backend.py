@@ -134,7 +134,7 @@ def _compiled(brax_env: str, backend: str, n_envs: int, episode_length: int, env
     The System goes in as its array leaves and is rebuilt on the stock tree structure: a System's static fields
     hold numpy arrays that compare by identity, so passing a freshly built System would recompile on every task.
     """
-    env = brax_envs.get_environment(brax_env, backend=backend, **dict(env_kwargs))
+    env = _stock_env(brax_env, backend, env_kwargs)
     treedef = jax.tree.structure(env.sys)
 
     def with_sys(leaves, fn, *args):
@@ -168,6 +168,20 @@ def _compiled(brax_env: str, backend: str, n_envs: int, episode_length: int, env
     return env, treedef, jax.jit(reset), jax.jit(step)
 
 
+@functools.cache
+def _stock_env(brax_env: str, backend: str, env_kwargs: tuple = ()):
+    """The stock brax env of one shape (its MJCF parsed once per process)."""
+    return brax_envs.get_environment(brax_env, backend=backend, **dict(env_kwargs))
+
+
+@functools.cache
+def _observation_size(brax_env: str, backend: str, env_kwargs: tuple = ()) -> int:
+    """brax's `env.observation_size` runs an eager (un-jitted) reset: 2–5 s on CPU, once per task. Its shape alone,
+    from an abstract evaluation of the reset, costs a trace, and is computed once per env shape."""
+    env = _stock_env(brax_env, backend, env_kwargs)
+    return int(jax.eval_shape(env.reset, jax.random.PRNGKey(0)).obs.shape[-1])
+
+
 def _to_torch(x: jax.Array, device: torch.device) -> torch.Tensor:
     return torch.from_dlpack(x).to(device)
 
@@ -185,7 +199,7 @@ class BraxVecEnv:
         env, treedef, self._reset, self._step = _compiled(
             options["brax_env"], backend, n_envs, scenario.episode_length, tuple(sorted(_env_kwargs(options).items()))
         )
-        self.obs_dim = int(env.observation_size)
+        self.obs_dim = _observation_size(options["brax_env"], backend, tuple(sorted(_env_kwargs(options).items())))
         self.action_dim = int(env.action_size)
         # Commit every input to the device: mixing committed and uncommitted arrays makes jit compile twice.
         self._device = jax.devices()[0]
