@@ -89,6 +89,7 @@ class Resolved:
         if name not in presets:
             raise unknown_name("preset", name, list(presets))
         self.preset_name = name
+        self._scenario_json: dict[str, str] = {}
         self.preset = presets[name]
         self.budget = dict(self.preset.get("budget") or {})
         self.methods = self._names("method", self.preset.get("methods", []), method_names())
@@ -130,8 +131,12 @@ class Resolved:
         return [Run(m, s, seed) for s in self.scenarios for m in self.methods for seed in self.seeds]
 
     def scenario_spec(self, scenario: str) -> dict[str, Any]:
-        spec = scale_scenario(get_scenario(scenario), {k: self.budget.get(k) for k in BUDGET_SCENARIO_KEYS})
-        return spec.to_dict()
+        """The scaled scenario as a job receives it (JSON types); built once per scenario, a fresh copy per call:
+        a paper-grid DAG asks for it 3,240 times."""
+        if scenario not in self._scenario_json:
+            spec = scale_scenario(get_scenario(scenario), {k: self.budget.get(k) for k in BUDGET_SCENARIO_KEYS})
+            self._scenario_json[scenario] = json.dumps(spec.to_dict())
+        return json.loads(self._scenario_json[scenario])
 
     def sac(self, method: str, scenario: str) -> dict[str, Any]:
         sac = {**self.config["sac"], **self.config.get("sac_overrides", {}).get(scenario, {})}
