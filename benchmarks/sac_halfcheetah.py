@@ -117,8 +117,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--seed-steps", type=int, default=5_000)
     parser.add_argument("--eval-episodes", type=int, default=5)
-    parser.add_argument("--rlrepro-sac", type=_override, nargs="*", default=[], metavar="KEY=VALUE",
-                        help="override rlrepro's sparse.sac settings (e.g. log_std_min=-5) to study a difference")
+    parser.add_argument(
+        "--rlrepro-sac",
+        type=_override,
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override rlrepro's sparse.sac settings (e.g. log_std_min=-5) to study a difference",
+    )
     parser.add_argument("--only", choices=["rlrepro", "sb3", "sb3-default-blas"], nargs="*", help="run only these")
     parser.add_argument("--cpu", type=int, default=max(os.sched_getaffinity(0)), help="core every run is pinned to")
     parser.add_argument("--worker", choices=["rlrepro", "sb3", "sb3-default-blas"], help=argparse.SUPPRESS)

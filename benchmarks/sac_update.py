@@ -162,8 +162,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core for both: XLA ignores thread settings
-    print(f"torch {torch.__version__} ({torch.get_num_threads()} thread, BLAS: {blas.status()}), jax {jax.__version__}, "
-          f"batch {BATCH}, pinned to CPU {min(os.sched_getaffinity(0))}")
+    print(
+        f"torch {torch.__version__} ({torch.get_num_threads()} thread, BLAS: {blas.status()}), jax {jax.__version__}, "
+        f"batch {BATCH}, pinned to CPU {min(os.sched_getaffinity(0))}"
+    )
     print(f"{'shape':>12} {'rlrepro upd/s':>14} {'jax upd/s':>10} {'ratio':>6}")
     for spec in args.hidden:
         hidden = [int(h) for h in spec.split(",")]

@@ -3,7 +3,7 @@
 torch's CPU wheels link Intel MKL, whose SGEMM asks `mkl_serv_intel_cpu_true()` whether the CPU is Intel and, on
 any other vendor, uses its AVX2 kernels even when the CPU has AVX-512. On this project's AMD EPYC machine that
 halves every Linear layer's speed (a 256×256×256 matmul: 358 µs vs 159 µs; jitted JAX, whose XLA kernels have no
-vendor check: 177 µs). A two-function shared library that answers "yes" and is loaded before MKL (LD_PRELOAD)
+vendor check: 177 µs). A one-function shared library that answers "yes" and is loaded before MKL (LD_PRELOAD)
 lets MKL pick its kernels by the CPU's actual features, the same choice it makes on an Intel CPU with AVX-512.
 
 Only the loader can interpose the symbol, so the `rlrepro` command re-executes itself once with LD_PRELOAD set
@@ -16,7 +16,6 @@ of BLAS kernels (CPU model, GPU), they differ from the AVX2 path in the last bit
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import shutil
 import subprocess
@@ -24,7 +23,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-LOG = logging.getLogger(__name__)
 ENV_SWITCH = "RLREPRO_MKL_SHIM"
 ENV_ACTIVE = "RLREPRO_MKL_SHIM_ACTIVE"
 SOURCE = "int mkl_serv_intel_cpu_true(void) { return 1; }\n"

@@ -196,10 +196,11 @@ class BraxVecEnv:
         self.episode_length = scenario.episode_length
         self.device = device
         options = scenario.options
+        env_kwargs = tuple(sorted(_env_kwargs(options).items()))
         env, treedef, self._reset, self._step = _compiled(
-            options["brax_env"], backend, n_envs, scenario.episode_length, tuple(sorted(_env_kwargs(options).items()))
+            options["brax_env"], backend, n_envs, scenario.episode_length, env_kwargs
         )
-        self.obs_dim = _observation_size(options["brax_env"], backend, tuple(sorted(_env_kwargs(options).items())))
+        self.obs_dim = _observation_size(options["brax_env"], backend, env_kwargs)
         self.action_dim = int(env.action_size)
         # Commit every input to the device: mixing committed and uncommitted arrays makes jit compile twice.
         self._device = jax.devices()[0]

@@ -61,16 +61,14 @@ class TransitionReplay:
     def sample(self, batch_size: int, generator: torch.Generator, n: int = 1) -> Window:
         """Uniform start positions (with replacement) over the live transitions; windows of n steps from there."""
         start = torch.randint(0, self.size, (batch_size, 1), generator=generator, device=generator.device)
-        if n == 1:  # the ordinary SAC batch: same indices as below, fewer ops
-            idx = (self.oldest + start.to(self.device)) % self.capacity
-            valid = torch.ones(idx.shape, device=self.device)
-            return Window(
-                self.obs[idx], self.action[idx], self.reward[idx], self.next_obs[idx],
-                self.not_done[idx], self.ended[idx], valid,
-            )  # fmt: skip
-        offset = start.to(self.device) + torch.arange(n, device=self.device)
-        valid = (offset < self.size).float()
-        idx = (self.oldest + offset.clamp(max=self.size - 1)) % self.capacity
+        start = start.to(self.device)
+        if n == 1:  # the ordinary SAC batch: the same indices as the general case, in fewer ops
+            valid = torch.ones(start.shape, device=self.device)
+            idx = (self.oldest + start) % self.capacity
+        else:
+            offset = start + torch.arange(n, device=self.device)
+            valid = (offset < self.size).float()
+            idx = (self.oldest + offset.clamp(max=self.size - 1)) % self.capacity
         return Window(
             self.obs[idx], self.action[idx], self.reward[idx], self.next_obs[idx],
             self.not_done[idx], self.ended[idx], valid,
