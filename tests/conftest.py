@@ -40,6 +40,12 @@ class FakeVecEnv:
         self.state, self.t = self.first.clone(), torch.zeros(self.n_envs)
         return self.state.clone()
 
+    def get_state(self) -> dict:
+        return {"first": self.first.clone(), "state": self.state.clone(), "t": self.t.clone()}
+
+    def set_state(self, state: dict) -> None:
+        self.first, self.state, self.t = (state[k].clone() for k in ("first", "state", "t"))
+
     def step(self, action: torch.Tensor) -> StepResult:
         self.steps_taken += self.n_envs
         self.state = self.state + 0.1 * self.gain * torch.cat([action, action[:, :1]], dim=1)

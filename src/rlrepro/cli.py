@@ -57,6 +57,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import pandas as pd
     import yaml
 
+    from rlrepro.checkpoint import CheckpointStore
     from rlrepro.config import stable_hash
     from rlrepro.continual import TrainSpec, train
     from rlrepro.io import atomic_torch_save, atomic_write_json, atomic_write_parquet, atomic_write_text
@@ -73,7 +74,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         sc.steps_per_task * sc.n_tasks, f"train {spec.method} {sc.name} seed{spec.seed}", spec.log.log_interval_s
     )
     start = time.monotonic()
-    result = train(spec, progress=progress, checkpoint_dir=Path(args.checkpoint_dir) if args.checkpoint_dir else None)
+    checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else None
+    result = train(spec, progress=progress, checkpoint_dir=checkpoint_dir)
     progress.close()
     wall = time.monotonic() - start
     meta = provenance(stable_hash(raw), spec.device)
@@ -82,7 +84,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         scenario=sc.name,
         seed=spec.seed,
         train_wall_time_s=wall,
-        resumed_from_stage=result.resumed_from_stage,
+        resumed_from=result.resumed_from,
     )
     atomic_write_text(out / "config.resolved.yaml", yaml.safe_dump(raw, sort_keys=False))
     atomic_torch_save(result.policies(), out / "policies.pt")
@@ -90,12 +92,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     rows = rows.astype({"task": "Int64", "step": "Int64"})
     atomic_write_parquet(rows, out / "train.parquet")
     atomic_write_json(out / "meta.json", meta)  # written last: its presence marks a complete train job
+    CheckpointStore(checkpoint_dir, raw).clear()  # complete: nothing resumable is left behind
     return 0
 
 
 def cmd_train_sparse(args: argparse.Namespace) -> int:
     import yaml
 
+    from rlrepro.checkpoint import CheckpointStore
     from rlrepro.config import stable_hash
     from rlrepro.continual import configure_threads
     from rlrepro.io import atomic_torch_save, atomic_write_json, atomic_write_parquet, atomic_write_text
@@ -138,8 +142,7 @@ def cmd_train_sparse(args: argparse.Namespace) -> int:
     atomic_torch_save(result.model, out / "model.pt")
     atomic_write_parquet(frame, out / "results.parquet")
     atomic_write_json(out / "meta.json", meta)  # written last: its presence marks a complete run
-    if checkpoint_dir is not None:
-        (checkpoint_dir / "state.pt").unlink(missing_ok=True)
+    CheckpointStore(checkpoint_dir, raw).clear()  # complete: nothing resumable is left behind
     return 0
 
 

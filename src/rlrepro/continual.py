@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlrepro import faults
+from rlrepro.checkpoint import CheckpointStore, capture_rng, restore_rng
 from rlrepro.envs import VecEnv, make_env
-from rlrepro.io import atomic_torch_save
 from rlrepro.methods.base import Method, TaskContext
 from rlrepro.methods.registry import method_class
 from rlrepro.progress import Progress
@@ -102,6 +103,123 @@ def _row(stage: int, task: int | None, metric: str, value: float, step: int | No
     return {"stage": stage, "task": task, "metric": metric, "value": float(value), "step": step}
 
 
+class TaskTrainer:
+    """SAC on one task (rewire.md §2.2): new replay, α and optimisers; windows of n_timesteps; UTD from config.
+
+    Everything the loop carries between collection epochs lives on this object (learner with its optimisers, α
+    and target critic, replay, counters, the current observations and partial returns, the rows so far), so that
+    pickling it — with the method and critic in the same checkpoint, which keeps their shared references — and
+    the env's own state is enough to continue the task bit for bit.
+    """
+
+    def __init__(
+        self, method: Method, critic: TwinCritic, env: VecEnv, spec: TrainSpec, task_index: int, generator: torch.Generator
+    ) -> None:
+        cfg, n_envs = spec.sac, env.n_envs
+        self.method, self.env, self.spec, self.task_index, self.generator = method, env, spec, task_index, generator
+        self.budget = spec.scenario.steps_per_task - method.reserved_env_steps(env)
+        self.device = next(critic.parameters()).device
+        self.new_steps = cfg.n_timesteps - 1
+        capacity = min(cfg.buffer_size, self.budget + max(cfg.initial_buffer_size, 0) + cfg.n_timesteps * n_envs)
+        self.replay = ReplayBuffer(capacity, env.obs_dim, env.action_dim, self.device)
+        self.actor = method.train_actor()
+        self.learner = SACLearner(
+            self.actor, method.trainable_parameters(), critic, cfg, env.action_dim, generator,
+            actor_grad_hook=method.mask_gradients,
+        )  # fmt: skip
+        self.updates_per_epoch = int((cfg.inner_epochs or n_envs) * cfg.grad_updates_per_step)
+        self.curve_every = max(self.budget // max(spec.log.curve_points, 1), 1)
+        self.obs = env.reset(spec.seed * 1000 + task_index)
+        self.calls = 0
+        self.episode_return = torch.zeros(n_envs, device=self.device)
+        self.finished: list[torch.Tensor] = []
+        self.rows: list[dict[str, Any]] = []
+        self.next_curve = self.curve_every
+        self.interactions = 0
+        self.updates = 0
+        self.stats = None
+        self.warmed_up = False
+        self.done = False
+        self.elapsed_s = 0.0
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["env"] = None  # the env saves its own state (VecEnv.get_state); its compiled functions do not pickle
+        return state
+
+    def collect(self, n_steps: int) -> None:
+        cfg, env, replay, generator = self.spec.sac, self.env, self.replay, self.generator
+        for _ in range(n_steps):
+            if self.calls <= cfg.start_steps:
+                action = torch.rand(env.n_envs, env.action_dim, generator=generator, device=self.device) * 2 - 1
+            else:
+                with torch.no_grad():
+                    action = self.actor.sample(self.obs, generator)[0]
+            self.calls += 1
+            res = env.step(action)
+            self.method.on_env_step(res.done)
+            if self.spec.quirks.truncation_as_terminal:
+                # Faithful: a time-limit end is terminal, and the stored next state is the auto-reset state.
+                replay.put(self.obs, action, res.reward, res.done, res.obs)
+            else:
+                cut = res.truncated.unsqueeze(-1) > 0
+                next_obs = torch.where(cut, res.final_obs, res.obs)
+                replay.put(self.obs, action, res.reward, res.done * (1 - res.truncated), next_obs)
+            self.episode_return += res.reward
+            # No host sync per step: finished returns are kept in place (NaN elsewhere) and filtered at the next
+            # curve point, in the same order as before.
+            ended = res.done > 0
+            self.finished.append(torch.where(ended, self.episode_return, torch.nan))
+            self.episode_return = torch.where(ended, torch.zeros_like(self.episode_return), self.episode_return)
+            self.obs = res.obs
+
+    def run(self, progress: Progress | None = None, after_epoch: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+        """Train to the end of the budget (from wherever a resumed trainer stood); `after_epoch` is called between
+        collection epochs (the checkpoint point). Returns the task's training rows."""
+        cfg, n_envs, k = self.spec.sac, self.env.n_envs, self.task_index
+        start = time.monotonic() - self.elapsed_s
+        if not self.warmed_up:
+            self.collect(self.new_steps)
+            self.interactions = cfg.n_timesteps * n_envs
+            while len(self.replay) < cfg.initial_buffer_size:
+                self.collect(self.new_steps)
+                self.interactions += self.new_steps * n_envs
+            self.warmed_up = True
+            if progress is not None:
+                progress.update(self.interactions, task=k)
+        while self.interactions <= self.budget:
+            self.collect(self.new_steps)
+            self.interactions += self.new_steps * n_envs
+            with self.method.learning_mode():
+                for _ in range(self.updates_per_epoch):
+                    batch = self.method.prepare_batch(self.replay.sample(cfg.batch_size, self.generator), self.generator)
+                    self.stats = self.learner.update(batch, self.method.extra_loss)
+            self.updates += self.updates_per_epoch
+            info = {}
+            if self.interactions >= self.next_curve:  # the loop's only host syncs, once per curve point
+                self.next_curve += self.curve_every
+                returns = torch.cat(self.finished) if self.finished else torch.empty(0)
+                returns = returns[~returns.isnan()]
+                if returns.numel() > 0:
+                    self.rows.append(_row(k, k, "train_return", returns.mean(), self.interactions))
+                self.finished.clear()
+                info = {"alpha": float(self.stats.alpha)} if self.stats is not None else {}
+            if progress is not None:
+                progress.update(self.new_steps * n_envs, task=k, **info)
+            self.elapsed_s = time.monotonic() - start
+            faults.reached("epoch")
+            if after_epoch is not None and self.interactions <= self.budget:
+                after_epoch()
+        if not self.done:
+            self.done = True
+            self.rows += [
+                _row(k, k, "train_env_steps", self.interactions),
+                _row(k, k, "train_updates", self.updates),
+                _row(k, k, "train_time_s", time.monotonic() - start),
+            ]
+        return self.rows
+
+
 def train_task(
     method: Method,
     critic: TwinCritic,
@@ -111,121 +229,34 @@ def train_task(
     generator: torch.Generator,
     progress: Progress | None = None,
 ) -> tuple[ReplayBuffer, list[dict[str, Any]]]:
-    """SAC on one task (rewire.md §2.2): new replay, α and optimisers; windows of n_timesteps; UTD from config."""
-    cfg, n_envs = spec.sac, env.n_envs
-    budget = spec.scenario.steps_per_task - method.reserved_env_steps(env)
-    device = next(critic.parameters()).device
-    new_steps = cfg.n_timesteps - 1
-    capacity = min(cfg.buffer_size, budget + max(cfg.initial_buffer_size, 0) + cfg.n_timesteps * n_envs)
-    replay = ReplayBuffer(capacity, env.obs_dim, env.action_dim, device)
-    actor = method.train_actor()
-    learner = SACLearner(
-        actor, method.trainable_parameters(), critic, cfg, env.action_dim, generator, actor_grad_hook=method.mask_gradients
-    )
-    updates_per_epoch = int((cfg.inner_epochs or n_envs) * cfg.grad_updates_per_step)
-    curve_every = max(budget // max(spec.log.curve_points, 1), 1)
-
-    obs = env.reset(spec.seed * 1000 + task_index)
-    calls = 0
-    episode_return = torch.zeros(n_envs, device=device)
-    finished: list[torch.Tensor] = []
-    rows: list[dict[str, Any]] = []
-    next_curve = curve_every
-
-    def collect(n_steps: int) -> None:
-        nonlocal obs, calls, episode_return
-        for _ in range(n_steps):
-            if calls <= cfg.start_steps:
-                action = torch.rand(n_envs, env.action_dim, generator=generator, device=device) * 2 - 1
-            else:
-                with torch.no_grad():
-                    action = actor.sample(obs, generator)[0]
-            calls += 1
-            res = env.step(action)
-            method.on_env_step(res.done)
-            if spec.quirks.truncation_as_terminal:
-                # Faithful: a time-limit end is terminal, and the stored next state is the auto-reset state.
-                replay.put(obs, action, res.reward, res.done, res.obs)
-            else:
-                cut = res.truncated.unsqueeze(-1) > 0
-                replay.put(obs, action, res.reward, res.done * (1 - res.truncated), torch.where(cut, res.final_obs, res.obs))
-            episode_return += res.reward
-            # No host sync per step: finished returns are kept in place (NaN elsewhere) and filtered at the next
-            # curve point, in the same order as before.
-            ended = res.done > 0
-            finished.append(torch.where(ended, episode_return, torch.nan))
-            episode_return = torch.where(ended, torch.zeros_like(episode_return), episode_return)
-            obs = res.obs
-
-    start = time.monotonic()
-    collect(new_steps)
-    interactions = cfg.n_timesteps * n_envs
-    while len(replay) < cfg.initial_buffer_size:
-        collect(new_steps)
-        interactions += new_steps * n_envs
-    if progress is not None:
-        progress.update(interactions, task=task_index)
-    updates = 0
-    stats = None
-    while interactions <= budget:
-        collect(new_steps)
-        interactions += new_steps * n_envs
-        with method.learning_mode():
-            for _ in range(updates_per_epoch):
-                batch = method.prepare_batch(replay.sample(cfg.batch_size, generator), generator)
-                stats = learner.update(batch, method.extra_loss)
-        updates += updates_per_epoch
-        info = {}
-        if interactions >= next_curve:  # the loop's only host syncs, once per curve point
-            next_curve += curve_every
-            returns = torch.cat(finished) if finished else torch.empty(0)
-            returns = returns[~returns.isnan()]
-            if returns.numel() > 0:
-                rows.append(_row(task_index, task_index, "train_return", returns.mean(), interactions))
-            finished.clear()
-            info = {"alpha": float(stats.alpha)} if stats is not None else {}
-        if progress is not None:
-            progress.update(new_steps * n_envs, task=task_index, **info)
-    rows += [
-        _row(task_index, task_index, "train_env_steps", interactions),
-        _row(task_index, task_index, "train_updates", updates),
-        _row(task_index, task_index, "train_time_s", time.monotonic() - start),
-    ]
-    return replay, rows
+    """SAC on one task, start to end (no checkpoints): the replay and the task's training rows."""
+    trainer = TaskTrainer(method, critic, env, spec, task_index, generator)
+    rows = trainer.run(progress)
+    return trainer.replay, rows
 
 
-def _train_env_evaluator(env: VecEnv, spec: TrainSpec, task_index: int) -> Callable[[GaussianActor], float]:
+class TrainEnvEvaluator:
     """Deterministic mean return on the training env, `evaluation.n_rollouts`-free: one seed per task, as the
     original's selection rollouts used one seed for every candidate. Counts the env steps it spends."""
-    rollouts = int(spec.method_hp.get("selection_rollouts", 10))
 
-    def evaluate(actor: GaussianActor) -> float:
+    def __init__(self, env: VecEnv, spec: TrainSpec, task_index: int, steps: int = 0) -> None:
+        self.env, self.task_index, self.seed = env, task_index, spec.seed
+        self.rollouts = int(spec.method_hp.get("selection_rollouts", 10))
+        self.steps = steps
+
+    def __call__(self, actor: GaussianActor) -> float:
         was_training = actor.training
         actor.eval()
         try:
-            episodes = run_episodes(actor, env, rollouts, spec.seed * 7919 + task_index)
+            episodes = run_episodes(actor, self.env, self.rollouts, self.seed * 7919 + self.task_index)
         finally:
             actor.train(was_training)
-        evaluate.steps += int(episodes["env_steps"].sum())
+        self.steps += int(episodes["env_steps"].sum())
         return float(episodes["return"].mean())
-
-    evaluate.steps = 0
-    return evaluate
 
 
 def _extra_steps(context: TaskContext) -> int:
     return int(getattr(context.evaluate, "steps", 0)) + context.extra_env_steps
-
-
-def _stage_path(checkpoint_dir: Path, stage: int) -> Path:
-    return checkpoint_dir / f"stage{stage:03d}.pt"
-
-
-def _latest_checkpoint(checkpoint_dir: Path | None) -> dict[str, Any] | None:
-    if checkpoint_dir is None or not checkpoint_dir.exists():
-        return None
-    paths = sorted(checkpoint_dir.glob("stage*.pt"))
-    return torch.load(paths[-1], map_location="cpu", weights_only=False) if paths else None
 
 
 @dataclass
@@ -239,10 +270,17 @@ class TrainResult:
     action_dim: int
     stages: list[dict[str, Any]]
     rows: list[dict[str, Any]]
-    resumed_from_stage: int | None = None
+    resumed_from: dict[str, Any] | None = None
+    """Where a resumed run picked up: task index, phase (`start`, `train`, `end`) and the task's env steps."""
 
     def policies(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("rows", "resumed_from_stage")}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("rows", "resumed_from")}
+
+
+def checkpoint_interval(default: float = 300.0) -> float:
+    """Seconds between mid-task checkpoints: $RLREPRO_CHECKPOINT_INTERVAL_S (the Snakefile sets it from
+    config.yaml `checkpoint_interval_s`; it never enters a job's params, so changing it reruns nothing)."""
+    return float(os.environ.get("RLREPRO_CHECKPOINT_INTERVAL_S", default))
 
 
 def train(
@@ -251,13 +289,22 @@ def train(
     env_factory: EnvFactory = make_env,
     progress: Progress | None = None,
     checkpoint_dir: Path | None = None,
+    checkpoint_interval_s: float | None = None,
 ) -> TrainResult:
-    """Train `spec.method` on every task of the scenario in order; resume from the last stage checkpoint if any."""
+    """Train `spec.method` on every task of the scenario in order.
+
+    With `checkpoint_dir`, the whole training state is saved between collection epochs every
+    `checkpoint_interval_s` (default `checkpoint_interval()`), before each task's end phase (selection, pruning and
+    fine-tuning, Fisher, AlphaSearch) and after each stage; a rerun of the same job spec continues from the last
+    one bit for bit, and a checkpoint of any other spec is ignored (rlrepro.checkpoint).
+    """
     device = torch.device(spec.device)
     seed_everything(spec.seed)
     generator = torch.Generator(device=device)
     generator.manual_seed(spec.seed)
     scenario = spec.scenario
+    interval = checkpoint_interval() if checkpoint_interval_s is None else checkpoint_interval_s
+    store = CheckpointStore(checkpoint_dir, dataclasses.asdict(spec), interval_s=interval)
 
     env_cfg = {**spec.env, "cw_spurious_reset_transition": spec.quirks.cw_spurious_reset_transition}
 
@@ -268,30 +315,55 @@ def train(
     method = build_method(spec.method, env.obs_dim, env.action_dim, spec.network, spec.method_hp).to(device)
     critic = TwinCritic(env.obs_dim, env.action_dim, spec.network).to(device)
     result = TrainResult(spec.method, spec.method_hp, dataclasses.asdict(spec.network), env.obs_dim, env.action_dim, [], [])
-    first = 0
-    ckpt = _latest_checkpoint(checkpoint_dir)
-    if ckpt is not None:
-        method.rebuild(ckpt["structure"])
-        method.load_state_dict(ckpt["method_state"])
-        critic = ckpt["critic"].to(device)
-        generator.set_state(ckpt["generator_state"])
-        torch.set_rng_state(ckpt["torch_rng_state"])
-        result.stages, result.rows = ckpt["stages"], ckpt["rows"]
-        first = result.resumed_from_stage = ckpt["stage"] + 1
-        log.info("resuming %s after stage %d from %s", spec.method, ckpt["stage"], checkpoint_dir)
+    first, phase, trainer, saved = 0, "start", None, store.load(map_location=device)
+    if saved is not None:
+        method, critic, generator, trainer = saved["method"], saved["critic"], saved["generator"], saved["trainer"]
+        result.stages, result.rows = saved["stages"], saved["rows"]
+        first, phase = saved["task"], saved["phase"]
+        restore_rng(saved["rng"])
+        done_steps = trainer.interactions if trainer is not None else 0
+        result.resumed_from = {"task": first, "phase": phase, "task_env_steps": done_steps}
+        log.info("resuming %s at task %d, phase %s, %d env steps into the task", spec.method, first, phase, done_steps)
+        if progress is not None:
+            progress.update(first * scenario.steps_per_task + done_steps)
+
+    def save(task: int, phase: str, context: TaskContext | None = None) -> None:
+        if not store.enabled:
+            return
+        payload = {
+            "task": task, "phase": phase, "method": method, "critic": critic, "generator": generator,
+            "trainer": trainer if phase != "start" else None, "rng": capture_rng(device),
+            "env": env.get_state() if phase != "start" else None, "stages": result.stages, "rows": result.rows,
+            "evaluator_steps": int(getattr(context.evaluate, "steps", 0)) if context else 0,
+            "extra_env_steps": context.extra_env_steps if context else 0,
+        }  # fmt: skip
+        store.save(payload)
 
     for k in range(first, scenario.n_tasks):
         task = scenario.tasks[k]
-        if k > 0:
+        if k > 0 or saved is not None:
             env = env_for(task)
-            if not spec.quirks.keep_critic_across_tasks:
+        if phase == "start":
+            if k > 0 and not spec.quirks.keep_critic_across_tasks:
                 critic = TwinCritic(env.obs_dim, env.action_dim, spec.network).to(device)
-        context = TaskContext(None, generator, critic, spec.sac, evaluate=_train_env_evaluator(env, spec, k), env=env)
-        method.on_task_start(k, context)
-        critic = context.critic = method.critic_for_task(critic).to(device)
-        context.replay, rows = train_task(method, critic, env, spec, k, generator, progress)
+            context = TaskContext(None, generator, critic, spec.sac, evaluate=TrainEnvEvaluator(env, spec, k), env=env)
+            method.on_task_start(k, context)
+            critic = context.critic = method.critic_for_task(critic).to(device)
+            trainer, phase = TaskTrainer(method, critic, env, spec, k, generator), "train"
+        else:  # resumed inside this task: its trainer, env position and spent env steps come from the checkpoint
+            evaluator = TrainEnvEvaluator(env, spec, k, steps=saved["evaluator_steps"])
+            context = TaskContext(None, generator, critic, spec.sac, evaluate=evaluator, env=env)
+            context.extra_env_steps = saved["extra_env_steps"]
+            env.set_state(saved["env"])
+            trainer.env = env
+        if phase == "train":
+            rows = trainer.run(progress, after_epoch=lambda: save(k, "train", context) if store.due() else None)  # noqa: B023
+            phase = "end"
+            save(k, "end", context)  # the end phases can be long (PackNet's fine-tune): resume at their start
+        rows = list(trainer.rows)
+        context.replay = trainer.replay
         method.on_task_end(k, context)
-        context.replay = None
+        context.replay, trainer, phase = None, None, "start"
         rows.append(_row(k, k, "extra_env_steps", _extra_steps(context)))
         memory = method.memory_report()
         rows += [_row(k, None, name, value) for name, value in memory.items()]
@@ -299,20 +371,8 @@ def train(
         result.stages.append(
             {"structure": method.structure(), "state": {n: t.detach().cpu().clone() for n, t in method.state_dict().items()}}
         )
-        if checkpoint_dir is not None:
-            atomic_torch_save(
-                {
-                    "stage": k,
-                    "structure": method.structure(),
-                    "method_state": method.state_dict(),
-                    "critic": critic,
-                    "generator_state": generator.get_state(),
-                    "torch_rng_state": torch.get_rng_state(),
-                    "stages": result.stages,
-                    "rows": result.rows,
-                },
-                _stage_path(checkpoint_dir, k),
-            )
+        if k + 1 < scenario.n_tasks:
+            save(k + 1, "start")
     return result
 
 

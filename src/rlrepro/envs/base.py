@@ -38,6 +38,12 @@ class VecEnv(Protocol):
 
     def step(self, action: torch.Tensor) -> StepResult: ...
 
+    def get_state(self) -> Any:
+        """Everything the next steps depend on, picklable (resume checkpoints restore it with `set_state`)."""
+        ...
+
+    def set_state(self, state: Any) -> None: ...
+
 
 def make_env(scenario: ScenarioSpec, task: TaskSpec, *, n_envs: int, env_cfg: dict[str, Any], device: torch.device) -> VecEnv:
     """Build the env of one task of a scenario with the backend its domain names."""

@@ -218,6 +218,13 @@ class BraxVecEnv:
         self._carry, obs = jax.device_put(self._reset(self.sys, key, self.obs_mask), self._device)
         return _to_torch(obs, self.device)
 
+    def get_state(self) -> Any:
+        """The auto-reset carry (current and initial brax states, step counters) as host arrays."""
+        return jax.device_get(self._carry)
+
+    def set_state(self, state: Any) -> None:
+        self._carry = jax.device_put(state, self._device)
+
     def step(self, action: torch.Tensor) -> StepResult:
         # Zero-copy on the action's own device (the DLPack exchange orders the CUDA streams); device_put is a
         # no-op when torch and JAX share the device, and the one transfer when they do not.

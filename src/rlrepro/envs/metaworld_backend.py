@@ -6,11 +6,16 @@ MetaWorld v3 is not the v1 of the papers (39-d observations, re-tuned objects): 
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
 from rlrepro.envs.base import StepResult
 from rlrepro.scenarios import ScenarioSpec, TaskSpec
+
+_NOT_STATE = frozenset({"model", "data", "mujoco_renderer", "spec"})
+"""Env attributes that are the compiled model, its data (saved whole) or renderer and spec (never change)."""
 
 
 def make_task_env(env_name: str, horizon: int):
@@ -63,6 +68,25 @@ class MetaWorldVecEnv:
         self.t[:] = 0
         self.pending[:] = False
         return self._tensor(obs)
+
+    def get_state(self) -> dict:
+        """Each env's whole MjData (derived quantities included: MetaWorld reads body positions left by the last
+        mj_step, so a restored qpos/qvel alone would not reproduce the next step) and its Python attributes (RNG,
+        goal, object positions, path length, previous observation); MetaWorld's own pickling is lossy."""
+        return {
+            "t": self.t.copy(),
+            "pending": self.pending.copy(),
+            "envs": [
+                {"attrs": {k: v for k, v in env.__dict__.items() if k not in _NOT_STATE}, "data": env.data}
+                for env in self.envs
+            ],
+        }
+
+    def set_state(self, state: dict) -> None:
+        self.t[:], self.pending[:] = state["t"], state["pending"]
+        for env, saved in zip(self.envs, state["envs"], strict=True):
+            env.__dict__.update(copy.deepcopy(saved["attrs"]))
+            env.data = copy.deepcopy(saved["data"])
 
     def step(self, action: torch.Tensor) -> StepResult:
         actions = action.detach().cpu().numpy()

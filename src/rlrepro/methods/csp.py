@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rlrepro import faults
 from rlrepro.methods.base import Method, TaskContext
 from rlrepro.sac.networks import GaussianActor, TwinCritic, activation, count_parameters
 from rlrepro.sac.replay import Batch
@@ -198,6 +199,7 @@ class CSP(Method):
             self.best_alphas.append([1.0])
         else:
             rollouts = self._n_rollouts()
+            faults.reached("phase:csp-alpha-search")
             new = self._critic_ranked(context, n, rollouts // 2)
             old = self._critic_ranked(context, n - 1, rollouts - rollouts // 2)
             returns = self._rollout_returns(context, torch.cat([new, old]))

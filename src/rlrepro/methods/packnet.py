@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rlrepro import faults
 from rlrepro.methods.base import TaskContext
 from rlrepro.methods.finetune import FineTuneOne
 from rlrepro.sac.config import SACConfig
@@ -80,6 +81,7 @@ class PackNet(FineTuneOne):
         if updates <= 0 or len(context.replay) == 0:
             return
         self._set_trainable(lambda owner: owner == task_index)
+        faults.reached("phase:packnet-finetune")
         cfg: SACConfig = context.sac
         learner = SACLearner(
             self.policy,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch.func import functional_call, jacrev, vmap
 
+from rlrepro import faults
 from rlrepro.methods.base import TaskContext
 from rlrepro.methods.finetune import FineTuneOne
 from rlrepro.sac.networks import count_parameters
@@ -112,6 +113,7 @@ class EWC(AnchoredPolicy):
         return {f"net.{n}": t / obs.shape[0] for n, t in total.items()}
 
     def on_task_end(self, task_index: int, context: TaskContext) -> None:
+        faults.reached("phase:ewc-fisher")
         obs = context.replay.sample_obs(int(self.hp.get("n_samples", 1024)), context.generator)
         for name, value in self.fisher(obs).items():
             self.weight(name).add_(value)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from rlrepro import faults
 from rlrepro.methods.base import Method, TaskContext
 from rlrepro.sac.networks import GaussianActor, activation, count_parameters
 
@@ -274,6 +275,7 @@ class Rewire(Method):
     @torch.no_grad()
     def on_task_end(self, task_index: int, context: TaskContext) -> None:
         if task_index > 0 and context.evaluate is not None:
+            faults.reached("phase:rewire-selection")
             returns = [context.evaluate(RewireActor(self, ("hard", m), self.train_slot())) for m in range(self.k)]
             if max(returns) < self.r0 * (1 + self.improvement_threshold):
                 self.roll_back()

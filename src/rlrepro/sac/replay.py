@@ -50,6 +50,21 @@ class ReplayBuffer:
         idx = idx.to(self.device)
         return Batch(self.obs[idx], self.action[idx], self.reward[idx], self.done[idx], self.next_obs[idx])
 
+    def __getstate__(self) -> dict:
+        """For resume checkpoints: only the filled rows travel (a 1M-row buffer early in a task is mostly zeros)."""
+        state = self.__dict__.copy()
+        for name in ("obs", "next_obs", "action", "reward", "done"):
+            state[name] = getattr(self, name)[: self.size].clone()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        for name in ("obs", "next_obs", "action", "reward", "done"):
+            filled = state[name]
+            full = torch.zeros((self.capacity, *filled.shape[1:]), dtype=filled.dtype, device=filled.device)
+            full[: self.size] = filled
+            setattr(self, name, full)
+
     def sample_obs(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """Observations only (EWC's Fisher, PackNet and CSP use these after a task)."""
         return self.sample(n, generator).obs

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlrepro.config import stable_hash
+from rlrepro import faults
+from rlrepro.checkpoint import CheckpointStore, capture_rng, restore_rng
 from rlrepro.envs.gym_backend import make_gym_env, rng_state, set_rng_state
-from rlrepro.io import atomic_torch_save
 from rlrepro.progress import Progress
 from rlrepro.sparse.agent import SparseSAC, snip_scores
 from rlrepro.sparse.config import DAPDConfig, DSTConfig, SparseSpec
@@ -101,17 +101,13 @@ def train_sparse(
     def as_tensor(x) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x), dtype=torch.float32, device=device)
 
-    ckpt_path = checkpoint_dir / "state.pt" if checkpoint_dir else None
-    spec_hash = stable_hash(dataclasses.asdict(spec))
+    store = CheckpointStore(checkpoint_dir, dataclasses.asdict(spec), interval_s=checkpoint_interval_s)
     resumed_from: int | None = None
-    if ckpt_path is not None and ckpt_path.exists():
-        saved = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if saved["spec_hash"] == spec_hash:
-            _restore(saved, agent, replay, recent, pathways, generator, env, state)
-            resumed_from = state.step
-            log.info("resuming %s from step %d (%s)", spec.method, state.step, ckpt_path)
-        else:
-            log.warning("ignoring checkpoint %s: it belongs to a different spec", ckpt_path)
+    saved = store.load(map_location=device)
+    if saved is not None:
+        _restore(saved, agent, replay, recent, pathways, generator, env, state)
+        resumed_from = state.step
+        log.info("resuming %s from step %d (%s)", spec.method, state.step, store.path)
     if resumed_from is None:
         env.reset(seed=spec.seed)
         env.action_space.seed(spec.seed)
@@ -120,19 +116,16 @@ def train_sparse(
             replay = TransitionReplay(max(capacity, 1), obs_dim, action_dim, device)  # the random-policy data is dropped
 
     def save_checkpoint() -> None:
-        atomic_torch_save(
+        store.save(
             {
-                "spec_hash": spec_hash, "loop": dataclasses.asdict(state), "agent": agent.full_state(),
+                "loop": dataclasses.asdict(state), "agent": agent.full_state(),
                 "replay": replay.state_dict(), "recent": recent.state_dict() if recent else None,
                 "pathways": [p.state_dict() for p in pathways] if pathways else None,
-                "generator": generator.get_state(), "torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                "random": random.getstate(), "env_rng": rng_state(env),
-            },
-            ckpt_path,
+                "generator": generator.get_state(), "rng": capture_rng(device), "env_rng": rng_state(env),
+            }
         )  # fmt: skip
 
     start = time.monotonic() - state.wall_time_s
-    last_ckpt = time.monotonic()
     done, obs, ep_return, ep_len = True, None, 0.0, 0
     fresh_episode_start = resumed_from is not None
     while state.step < cfg.total_steps:
@@ -152,10 +145,9 @@ def train_sparse(
                         log.info(
                             "dapd: return %.1f > %.1f, masks frozen at step %d", eval_return, dapd.ips_threshold, state.step
                         )
-                if ckpt_path is not None and time.monotonic() - last_ckpt >= checkpoint_interval_s:
+                if store.due():
                     state.wall_time_s = time.monotonic() - start
                     save_checkpoint()
-                    last_ckpt = time.monotonic()
             fresh_episode_start = False
             obs = as_tensor(env.reset()[0])
             if dapd and state.warmup and state.step > 0 and len(recent) > 0:
@@ -253,6 +245,7 @@ def _adjust_buffer(agent: SparseSAC, replay: TransitionReplay, dst: DSTConfig, b
 
 
 def _evaluate(agent, env, spec: SparseSpec, state: LoopState, max_action, as_tensor, start, replay, pathways) -> float:
+    faults.reached("phase:evaluation")
     returns, lengths = [], []
     for _ in range(spec.evaluation.episodes):
         obs, done, total, length = as_tensor(env.reset()[0]), False, 0.0, 0
@@ -309,9 +302,7 @@ def _restore(saved, agent, replay, recent, pathways, generator, env, state: Loop
         for p, s in zip(pathways, saved["pathways"], strict=True):
             p.load_state_dict(s)
     generator.set_state(saved["generator"])
-    torch.set_rng_state(saved["torch"])
-    np.random.set_state(saved["numpy"])
-    random.setstate(saved["random"])
+    restore_rng(saved["rng"])
     set_rng_state(env, saved["env_rng"])
     loop = saved["loop"]
     loop["rows"] = [tuple(r) for r in loop["rows"]]
