@@ -1,5 +1,6 @@
 """Real Snakemake runs in a temporary copy of the workflow: the smoke DAG end to end and precise reruns."""
 
+import json
 import os
 import re
 import shutil
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from rlrepro.methods.registry import method_names
@@ -181,3 +183,41 @@ def test_missing_runs_are_listed_not_averaged_away(workflow_copy):
     table = (workflow_copy / "results/tables/continual_tables.md").read_text()
     assert "Missing seeds (failed or absent runs, not averaged in): ewc: 1." in table
     assert "| ewc | n/a | n/a | n/a | n/a | n/a | n/a | 0 |" in table
+
+
+def test_config_change_rerun_retrains_from_scratch_and_leaves_other_jobs_untouched(tmp_path):
+    """The README's "Reruns after a config change", run for real: a checkpoint the old spec left behind (its job was
+    killed) is never resumed by the new spec, and jobs whose params did not change are not touched."""
+    for item in ("Snakefile", "config.yaml", "workflow", "src"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / item)
+    runs = {m: tmp_path / "results/runs/halfcheetah/forgetting" / m / "seed0" for m in ("ft_n", "sac_n")}
+    targets = [str((run / "meta.json").relative_to(tmp_path)) for run in runs.values()]
+    proc = snakemake(tmp_path, *targets, "--config", "preset=smoke")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    untouched = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in runs["sac_n"].iterdir()}
+    stale = torch.load(runs["ft_n"] / "policies.pt", weights_only=False)
+
+    # The old spec's ft_n job is killed mid-task (as a wall-time limit would): its checkpoint stays behind.
+    os.environ["RLREPRO_FAULT_KILL_AT"] = "epoch@90"
+    try:
+        proc = snakemake(tmp_path, targets[0], "--forcerun", "train_run", "--config", "preset=smoke")
+    finally:
+        del os.environ["RLREPRO_FAULT_KILL_AT"]
+    assert proc.returncode != 0
+    old_ckpt = tmp_path / "results/_ckpt/halfcheetah/forgetting/ft_n/seed0/state.pt"
+    assert old_ckpt.exists()
+
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("methods:\n  ft_n:\n    sac:\n      lr_policy: 1.0e-2\n")
+    proc = snakemake(tmp_path, *targets, "--configfile", str(overlay), "--config", "preset=smoke")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert set(re.findall(r"wildcards: .*method=(\w+)", proc.stdout + proc.stderr)) == {"ft_n"}
+    log = (tmp_path / "results/logs/train/halfcheetah/forgetting/ft_n/seed0.log").read_text()
+    assert "ignored and removed: written by another job spec" in log
+    meta = json.loads((runs["ft_n"] / "meta.json").read_text())
+    assert meta["resumed_from"] is None and not old_ckpt.exists()
+    assert yaml.safe_load((runs["ft_n"] / "config.resolved.yaml").read_text())["sac"]["lr_policy"] == 1.0e-2
+    fresh = torch.load(runs["ft_n"] / "policies.pt", weights_only=False)
+    assert any(not torch.equal(fresh["stages"][-1]["state"][k], v) for k, v in stale["stages"][-1]["state"].items())
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in runs["sac_n"].iterdir()} == untouched
