@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from rlrepro import ENGINE_VERSION
 from rlrepro.blas import cpu_vendor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,3 +140,21 @@ def test_use_singularity_runs_every_job_in_the_image_via_the_standin(image, tmp_
     assert all("--nv" in c and "--home" in c for c in execs)
     meta = (work / "results/sparse/halfcheetah/dapd/keep0.05/seed0/meta.json").read_text()
     assert '"git_commit": "test"' in meta  # the job ran inside the image, not on the host
+
+
+@pytest.mark.containers
+def test_use_singularity_refuses_an_image_of_another_engine(image, tmp_path):
+    """The DAG is built from a checkout whose engine differs from the image's: the job fails before work, naming both."""
+    work = workflow_copy(tmp_path)
+    init = work / "src/rlrepro/__init__.py"
+    init.write_text(init.read_text().replace(f'ENGINE_VERSION = "{ENGINE_VERSION}"', 'ENGINE_VERSION = "0.0.0-checkout"'))
+    env = {**os.environ, "PATH": f"{ROOT / 'tests/standins'}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "APPTAINER_STANDIN_LOG": str(tmp_path / "apptainer.log")}  # fmt: skip
+    target = "results/sparse/halfcheetah/dense/keep1.0/seed0/meta.json"
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--use-singularity", target, "--config", "preset=smoke",
+           f"container=docker://{IMAGE}"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode != 0
+    logs = "".join(p.read_text() for p in (work / "results/logs").rglob("*.log"))
+    assert f"this job runs engine {ENGINE_VERSION}" in logs and "checkout with engine 0.0.0-checkout" in logs
+    assert not (work / target).exists()

@@ -221,3 +221,19 @@ def test_config_change_rerun_retrains_from_scratch_and_leaves_other_jobs_untouch
     fresh = torch.load(runs["ft_n"] / "policies.pt", weights_only=False)
     assert any(not torch.equal(fresh["stages"][-1]["state"][k], v) for k, v in stale["stages"][-1]["state"].items())
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in runs["sac_n"].iterdir()} == untouched
+
+
+def test_plain_snakemake_uses_the_local_profile(tmp_path):
+    """Snakemake's own discovery finds workflow/profiles/default through the top-level `profiles` link: a user who
+    types plain `snakemake` gets `rerun-incomplete` and the rest without remembering flags."""
+    for item in ("Snakefile", "config.yaml", "workflow", "src"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / item)
+    (tmp_path / "profiles").symlink_to((ROOT / "profiles").readlink())
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--config", "preset=smoke"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Using workflow specific profile profiles/default" in proc.stdout + proc.stderr
+    profile = yaml.safe_load((tmp_path / "profiles/default/config.v8+.yaml").read_text())
+    assert profile["rerun-incomplete"] is True and profile["cores"] == "all"

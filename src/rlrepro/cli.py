@@ -43,10 +43,14 @@ def _spec(text: str) -> dict[str, Any]:
 
 
 def _on_device(spec, *, check_jax: bool):
-    """The spec with its device claimed (own GPU per local job) and checked (fail loudly if the GPU is missing)."""
+    """The spec with its device claimed (own GPU per local job) and checked (fail loudly if the GPU is missing), once
+    the job is known to run the checkout's engine (rlrepro.identity): every job command passes here before work."""
     import dataclasses
 
     from rlrepro.gpu import claim_device, preflight
+    from rlrepro.identity import check_job_matches_checkout
+
+    check_job_matches_checkout()
 
     device = claim_device(spec.device)
     preflight(device, check_jax=check_jax)

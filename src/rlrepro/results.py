@@ -7,7 +7,6 @@ import importlib.metadata
 import os
 import platform
 import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from rlrepro import ENGINE_VERSION, blas
+from rlrepro.identity import git_state, job_identity
 
 # Provenance columns both suites repeat on every row (from the run's meta.json).
 PROVENANCE_SCHEMA: dict[str, str] = {
@@ -74,31 +74,11 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def git_state() -> tuple[str, bool | None]:
-    """The commit of the code that runs, and whether its tree is dirty (RLREPRO_GIT_COMMIT wins, e.g. in images)."""
-    if os.environ.get("RLREPRO_GIT_COMMIT"):
-        return os.environ["RLREPRO_GIT_COMMIT"], None
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        return commit, bool(dirty)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown", None
-
-
 def provenance(config_hash: str, device: str) -> dict[str, Any]:
     """Facts about the code, machine and software a job ran with (meta.json; key fields also go in every row)."""
     commit, dirty = git_state()
     return {
+        **job_identity(),  # the engine, commit and source tree that ran, and the checkout's the DAG was built from
         "engine_version": ENGINE_VERSION,
         "git_commit": commit,
         "git_dirty": dirty,

@@ -1,5 +1,6 @@
 # Config validation, the resolved grid, and the params slices every rule passes to the engine CLI.
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +18,13 @@ try:
     RESOLVED = Resolved(config)
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
+
+# Every job compares its engine with this checkout's before work (rlrepro.identity: a stale image fails loudly), and
+# checkpoints at config's interval. Environment, not params: neither changes what a job computes, so neither reruns.
+from rlrepro.identity import checkout_environment  # noqa: E402
+
+os.environ.update(checkout_environment(Path(workflow.basedir) / "src"))
+os.environ.setdefault("RLREPRO_CHECKPOINT_INTERVAL_S", str(config["checkpoint_interval_s"]))
 
 RUN_DIR = "results/runs/{scenario}/{method}/seed{seed}"
 CKPT_DIR = "results/_ckpt/{scenario}/{method}/seed{seed}"
