@@ -85,20 +85,60 @@ def test_ewc_fisher_is_positive_accumulates_and_the_index_bug_flag_matters():
     assert all(torch.allclose(buggy.weight(n), 2 * first[n]) for n in first)  # F ← F + F_new
 
 
-def test_ewc_fisher_matches_autograd_for_one_sample():
-    m = build_method("ewc", 3, 2, NET, {"fisher_index_bug": False})
+def original_fisher(policy, obs, half: int) -> dict[str, torch.Tensor]:
+    """The original's procedure re-done with autograd, sample by sample and output by output: backward of μ_i and of
+    σ_i = exp(clip(out_{half+i}, −20, 2)), then Σ_i (g_μ² + 2 g_σ²)/(σ_i² + 1e-6), clamp 1e-5, mean over samples."""
+    params = list(policy.parameters())
+    total = [torch.zeros_like(p) for p in params]
+    for x in obs:
+        fisher = [torch.zeros_like(p) for p in params]
+        for i in range(half):
+            g_mu = torch.autograd.grad(policy.net(x)[i], params)
+            std = torch.exp(torch.clip(policy.net(x)[half + i], min=-20.0, max=2.0))
+            g_std = torch.autograd.grad(std, params)
+            for f, gm, gs in zip(fisher, g_mu, g_std, strict=True):
+                f += (gm**2 + 2 * gs**2) / (std.detach() ** 2 + 1e-6)
+        for t, f in zip(total, fisher, strict=True):
+            t += f.clamp(min=1e-5) / obs.shape[0]
+    return {n: t for (n, _), t in zip(policy.named_parameters(), total, strict=True)}
+
+
+@pytest.mark.parametrize("index_bug", [True, False])
+def test_ewc_fisher_is_the_originals_formula(index_bug):
+    """Fidelity audit D3: the gradient of σ itself (factor σ, zero where the clip is active), over σ² + 1e-6."""
+    m = build_method("ewc", 3, 4, NET, {"fisher_index_bug": index_bug})
+    with torch.no_grad():  # push one log-σ output past the clip for some samples: its gradient must vanish there
+        m.policy.net[-1].bias[6] = 3.0
+    obs = torch.randn(8, 3)
+    fisher = m.fisher(obs)
+    # with the index bug the "log σ" of pair i is output 2+i (a μ), else output 4+i (the real log σ)
+    expected = original_fisher(m.policy, obs, 2 if index_bug else 4)
+    for n in expected:
+        assert torch.allclose(fisher[n], expected[n], rtol=1e-4, atol=1e-7), n
+
+
+def test_ewc_gaussian_fisher_flag():
+    """With `fisher_original_formula: false`: g_μ²/σ² + 2·g_logσ², the Fisher of the Gaussian policy. The original's
+    formula equals it up to its 1e-6 in the denominator: they part where σ² is not large against 1e-6."""
+    m = build_method("ewc", 3, 2, NET, {"fisher_index_bug": False, "fisher_original_formula": False})
+    with torch.no_grad():
+        m.policy.net[-1].bias[2:] = -8.0  # σ² ≈ 1e-7
     x = torch.randn(1, 3)
     fisher = m.fisher(x)
+    params = list(m.policy.parameters())
     out = m.policy.net(x)[0]
-    expected = {n: torch.zeros_like(p) for n, p in m.policy.named_parameters()}
-    var = torch.exp(out[2:].clamp(-20, 2)) ** 2
+    expected = [torch.zeros_like(p) for p in params]
     for i in range(2):
-        for idx, factor in ((i, 1.0), (2 + i, 2.0)):
-            grads = torch.autograd.grad(out[idx], list(m.policy.parameters()), retain_graph=True)
-            for (n, _), g in zip(m.policy.named_parameters(), grads, strict=True):
-                expected[n] += factor * g**2 / (var[i].detach() + 1e-6)
-    for n in expected:
-        assert torch.allclose(fisher[n], expected[n].clamp(min=1e-5), rtol=1e-4, atol=1e-7)
+        sigma = torch.exp(out[2 + i].clamp(-20, 2)).detach()
+        g_mu = torch.autograd.grad(out[i], params, retain_graph=True)
+        g_ls = torch.autograd.grad(out[2 + i].clamp(-20, 2), params, retain_graph=True)
+        for e, gm, gl in zip(expected, g_mu, g_ls, strict=True):
+            e += gm**2 / sigma**2 + 2 * gl**2
+    original = build_method("ewc", 3, 2, NET, {"fisher_index_bug": False})
+    original.load_state_dict(m.state_dict())
+    for (n, _), e in zip(m.policy.named_parameters(), expected, strict=True):
+        assert torch.allclose(fisher[n], e.clamp(min=1e-5), rtol=1e-4, atol=1e-7), n
+    assert any(not torch.allclose(fisher[n], f) for n, f in original.fisher(x).items())
 
 
 def test_pnn_growth_matches_the_formula_and_old_columns_are_frozen(fake_scenario):

@@ -164,6 +164,8 @@ class Resolved:
             "seed": seed,
             "sac": self.sac(method, scenario),
             "network": {**self.config["network"], **block.get("network", {})},
+            # A method's `network` block is its policy's: the critic keeps the shared block (fidelity audit D2).
+            "critic_network": dict(self.config["network"]),
             "quirks": self.config["quirks"],
             "env": self.config["env"],
             "device": self.config["device"],

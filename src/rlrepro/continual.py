@@ -44,6 +44,9 @@ class TrainSpec:
     method_hp: dict[str, Any] = field(default_factory=dict)
     sac: SACConfig = field(default_factory=SACConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    """The policy's network (the shared block with the method's `network` overrides)."""
+    critic_network: NetworkConfig | None = None
+    """The critic's network: the shared block, never a method's override (None: the policy's)."""
     quirks: Quirks = field(default_factory=Quirks)
     env: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
@@ -53,6 +56,7 @@ class TrainSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainSpec:
         data = dict(data)
+        critic = data.pop("critic_network", None)
         return cls(
             method=data.pop("method"),
             scenario=ScenarioSpec.from_dict(data.pop("scenario")),
@@ -60,6 +64,7 @@ class TrainSpec:
             method_hp=data.pop("method_hp", {}),
             sac=from_dict(SACConfig, data.pop("sac", {}), "sac"),
             network=from_dict(NetworkConfig, data.pop("network", {}), "network"),
+            critic_network=from_dict(NetworkConfig, critic, "critic_network") if critic is not None else None,
             quirks=from_dict(Quirks, data.pop("quirks", {}), "quirks"),
             env=data.pop("env", {}),
             device=data.pop("device", "cpu"),
@@ -125,7 +130,7 @@ class TaskTrainer:
         self.actor = method.train_actor()
         self.learner = SACLearner(
             self.actor, method.trainable_parameters(), critic, cfg, env.action_dim, generator,
-            actor_grad_hook=method.mask_gradients,
+            actor_grad_hook=method.mask_gradients, batch_mean_entropy=spec.quirks.batch_mean_entropy_target,
         )  # fmt: skip
         self.updates_per_epoch = int((cfg.inner_epochs or n_envs) * cfg.grad_updates_per_step)
         self.curve_every = max(self.budget // max(spec.log.curve_points, 1), 1)
@@ -313,7 +318,8 @@ def train(
 
     env = env_for(scenario.tasks[0])
     method = build_method(spec.method, env.obs_dim, env.action_dim, spec.network, spec.method_hp).to(device)
-    critic = TwinCritic(env.obs_dim, env.action_dim, spec.network).to(device)
+    critic_network = spec.critic_network or spec.network
+    critic = TwinCritic(env.obs_dim, env.action_dim, critic_network).to(device)
     result = TrainResult(spec.method, spec.method_hp, dataclasses.asdict(spec.network), env.obs_dim, env.action_dim, [], [])
     first, phase, trainer, saved = 0, "start", None, store.load(map_location=device)
     if saved is not None:
@@ -345,14 +351,15 @@ def train(
             env = env_for(task)
         if phase == "start":
             if k > 0 and not spec.quirks.keep_critic_across_tasks:
-                critic = TwinCritic(env.obs_dim, env.action_dim, spec.network).to(device)
-            context = TaskContext(None, generator, critic, spec.sac, evaluate=TrainEnvEvaluator(env, spec, k), env=env)
+                critic = TwinCritic(env.obs_dim, env.action_dim, critic_network).to(device)
+            evaluator = TrainEnvEvaluator(env, spec, k)
+            context = TaskContext(None, generator, critic, spec.sac, evaluate=evaluator, env=env, quirks=spec.quirks)
             method.on_task_start(k, context)
             critic = context.critic = method.critic_for_task(critic).to(device)
             trainer, phase = TaskTrainer(method, critic, env, spec, k, generator), "train"
         else:  # resumed inside this task: its trainer, env position and spent env steps come from the checkpoint
             evaluator = TrainEnvEvaluator(env, spec, k, steps=saved["evaluator_steps"])
-            context = TaskContext(None, generator, critic, spec.sac, evaluate=evaluator, env=env)
+            context = TaskContext(None, generator, critic, spec.sac, evaluate=evaluator, env=env, quirks=spec.quirks)
             context.extra_env_steps = saved["extra_env_steps"]
             env.set_state(saved["env"])
             trainer.env = env

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from rlrepro.sac.config import NetworkConfig, SACConfig
+from rlrepro.sac.config import NetworkConfig, Quirks, SACConfig
 from rlrepro.sac.networks import GaussianActor, TwinCritic
 from rlrepro.sac.replay import Batch, ReplayBuffer
 
@@ -36,7 +36,9 @@ class TaskContext:
     environment steps it spends are counted in `extra_env_steps`, apart from the training budget."""
     extra_env_steps: int = 0
     env: Any = None
-    """The task's training env (CSP's AlphaSearch rolls out on it, inside the training budget)."""
+    """The task's training env."""
+    quirks: Quirks = field(default_factory=Quirks)
+    """The job's fidelity flags (a method that builds its own learner passes them on)."""
 
 
 class Method(nn.Module):

@@ -115,7 +115,7 @@ class CSP(Method):
 
     def critic_for_task(self, critic: TwinCritic) -> TwinCritic:
         """A new critic on (s ⊕ α, a) every task, as `add_anchor` re-initialises it in the original."""
-        return TwinCritic(self.obs_dim + self.n_anchors, self.action_dim, self.network)
+        return TwinCritic(self.obs_dim + self.n_anchors, self.action_dim, critic.cfg)
 
     def on_env_step(self, done: torch.Tensor) -> None:
         repeat = int(self.hp.get("repeat_alpha", 100))

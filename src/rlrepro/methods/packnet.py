@@ -92,6 +92,7 @@ class PackNet(FineTuneOne):
             context.generator,
             target_update_in_policy_branch=True,
             actor_grad_hook=self.mask_gradients,
+            batch_mean_entropy=context.quirks.batch_mean_entropy_target,
         )
         for _ in range(updates):
             learner.update(context.replay.sample(cfg.batch_size, context.generator))

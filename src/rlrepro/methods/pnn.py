@@ -15,8 +15,11 @@ from rlrepro.sac.networks import GaussianActor, activation, count_parameters
 class Column(nn.Module):
     """Column c: layers w_0..w_L; for c ≥ 1, adapters u_i(act(v_i(α_i · [h_{i−1} of columns 0..c−1]))) for i ≥ 1."""
 
-    def __init__(self, obs_dim: int, out_dim: int, hidden: tuple[int, ...], index: int, act: nn.Module) -> None:
+    def __init__(
+        self, obs_dim: int, out_dim: int, hidden: tuple[int, ...], index: int, act: nn.Module, output_activation: bool
+    ) -> None:
         super().__init__()
+        self.output_activation = output_activation
         sizes = [obs_dim, *hidden, out_dim]
         self.w = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
         self.index = index
@@ -36,7 +39,7 @@ class Column(nn.Module):
             if i > 0 and self.index > 0:
                 lateral = torch.cat([col[i - 1] for col in previous], dim=-1)
                 z = z + self.u[i - 1](self.act(self.v[i - 1](self.alpha[i - 1] * lateral)))
-            h = z if i == last else self.act(z)
+            h = z if i == last and not self.output_activation else self.act(z)
             hs.append(h)
         return h, hs
 
@@ -58,7 +61,12 @@ class PNNActor(GaussianActor):
 
 
 class PNN(Method):
-    """One column per task (hidden width from `network.hidden_sizes`, 96 in the original's config)."""
+    """One column per task (hidden width from the method's `network.hidden_sizes`, 96 in the original's config; the
+    critic keeps the shared 3×256, fidelity audit D2).
+
+    `first_column_output_activation` (default true, the original, audit D4): column 0 applies the activation after
+    every layer, its output layer included, so task 0's μ and log σ pass through LeakyReLU; later columns' outputs
+    are linear. False: every column's output is linear."""
 
     name = "pnn"
 
@@ -67,7 +75,9 @@ class PNN(Method):
         self.columns = nn.ModuleList([self._column(0)])
 
     def _column(self, index: int) -> Column:
-        return Column(self.obs_dim, 2 * self.action_dim, self.network.hidden_sizes, index, activation(self.network))
+        output_activation = index == 0 and bool(self.hp.get("first_column_output_activation", True))
+        hidden, act = self.network.hidden_sizes, activation(self.network)
+        return Column(self.obs_dim, 2 * self.action_dim, hidden, index, act, output_activation)
 
     def on_task_start(self, task_index: int, context: TaskContext) -> None:
         if task_index > 0:

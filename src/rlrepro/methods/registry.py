@@ -24,8 +24,8 @@ HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
     "ft_n": (),
     "sac_n": (),
     "ft_l2": ("l2_coeff",),
-    "ewc": ("fisher_coeff", "n_samples", "fisher_index_bug"),
-    "pnn": (),
+    "ewc": ("fisher_coeff", "n_samples", "fisher_index_bug", "fisher_original_formula"),
+    "pnn": ("first_column_output_activation",),
     "packnet": ("prune_coeff", "finetune_updates"),
     "csp": (
         "dist_type",

@@ -63,8 +63,12 @@ class FineTuneL2(AnchoredPolicy):
 class EWC(AnchoredPolicy):
     """ewc: policy loss + fisher_coeff·ΣF(θ − θ*)², F the diagonal Fisher of the Gaussian policy, accumulated.
 
-    After each task, F_new = mean over `n_samples` replay observations of the closed-form Gaussian-policy Fisher
-    Σ_i (g_μi² + 2 g_σi²)/(σ_i² + 1e-6) (each per-sample value clamped at 1e-5), and F ← F + F_new.
+    After each task, F_new = mean over `n_samples` replay observations of a per-sample diagonal Fisher (each value
+    clamped at 1e-5), and F ← F + F_new. Per output pair i (μ_i, log σ_i):
+    - `fisher_original_formula` true (default, the original, fidelity audit D3): (g_μi² + 2 g_σi²)/(σ_i² + 1e-6)
+      with g_σi the gradient of σ_i = exp(clip(out, −20, 2)) itself, so it carries a factor σ_i and is zero where
+      the clip is active;
+    - false: the Gaussian policy's Fisher g_μi²/σ_i² + 2 g_logσi² (g_logσ the gradient of the clipped log σ).
     `fisher_index_bug` (default true, as the original) reads the first A outputs as A/2 means and A/2 log-σ,
     ignoring the real log-σ outputs; false uses outputs 0..A−1 as μ and A..2A−1 as log σ.
     """
@@ -92,6 +96,7 @@ class EWC(AnchoredPolicy):
     def fisher(self, obs: torch.Tensor, chunk: int = 64) -> dict[str, torch.Tensor]:
         """Mean per-sample diagonal Fisher over `obs` (per-sample Jacobians of the network outputs)."""
         mu_idx, ls_idx = self.output_indices()
+        original = bool(self.hp.get("fisher_original_formula", True))
         params = {n: p.detach() for n, p in self.policy.net.named_parameters()}
         lo, hi = self.network.log_std_min, self.network.log_std_max
 
@@ -103,13 +108,19 @@ class EWC(AnchoredPolicy):
             x = obs[start : start + chunk]
             with torch.no_grad():
                 out = self.policy.net(x)
-            var = torch.exp(out[:, ls_idx].clamp(lo, hi)) ** 2  # [B, k]
+            raw = out[:, ls_idx]
+            sigma = torch.exp(raw.clamp(lo, hi))  # [B, k]
+            inside = ((raw >= lo) & (raw <= hi)).to(raw.dtype)  # where the clip passes gradients
             jac = vmap(jacrev(outputs), in_dims=(None, 0))(params, x)  # name -> [B, 2A, *shape]
             for n, j in jac.items():
-                extra = (1,) * (j.dim() - 2)
-                g_mu, g_ls = j[:, mu_idx], j[:, ls_idx]
-                per_sample = ((g_mu**2 + 2 * g_ls**2) / (var.view(*var.shape, *extra) + 1e-6)).sum(1)
-                total[n] += per_sample.clamp(min=1e-5).sum(0)
+                shape = (*sigma.shape, *(1,) * (j.dim() - 2))
+                sig, mask = sigma.view(shape), inside.view(shape)
+                g_mu, g_log_sigma = j[:, mu_idx], j[:, ls_idx] * mask
+                if original:
+                    per_pair = (g_mu**2 + 2 * (sig * g_log_sigma) ** 2) / (sig**2 + 1e-6)
+                else:
+                    per_pair = g_mu**2 / sig**2 + 2 * g_log_sigma**2
+                total[n] += per_pair.sum(1).clamp(min=1e-5).sum(0)
         return {f"net.{n}": t / obs.shape[0] for n, t in total.items()}
 
     def on_task_end(self, task_index: int, context: TaskContext) -> None:

@@ -100,6 +100,9 @@ class Quirks:
     """The original treats the 1000-step time limit as a terminal state in the TD target (rewire.md §7.2.9)."""
     cw_spurious_reset_transition: bool = True
     """Continual World: the original's gym auto-reset stores a (final → reset state, reward 0) transition."""
+    batch_mean_entropy_target: bool = True
+    """The critic's TD target subtracts α times the batch mean of the next log-probs, not each sample's own
+    (fidelity audit D1: the original's shape broadcast averages the squared error over all B×B pairs)."""
 
 
 @dataclass(frozen=True)

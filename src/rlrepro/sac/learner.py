@@ -24,12 +24,19 @@ def critic_loss(
     alpha: torch.Tensor,
     cfg: SACConfig,
     generator: torch.Generator | None = None,
+    batch_mean_entropy: bool = True,
 ) -> torch.Tensor:
-    """MSE(Q1, y) + MSE(Q2, y), y = r·scale + γ(1−d)(min Q̄(s', a') − α log π(a'|s')), a' ~ π(·|s')."""
+    """MSE(Q1, y) + MSE(Q2, y), y = r·scale + γ(1−d)(min Q̄(s', a') − α·H), a' ~ π(·|s').
+
+    H is the batch mean of log π(a'|s') with `batch_mean_entropy` (faithful, fidelity audit D1): the original's
+    log-probs are [T, B, 1] against [T, B] Q-values, so its target broadcasts to [B, B] and the squared error is
+    averaged over all pairs, whose gradient is that of this target. Otherwise H is each sample's own log π(a'|s').
+    """
     with torch.no_grad():
         next_action, next_logp = actor.sample(batch.next_obs, generator)
         tq1, tq2 = target_critic(batch.next_obs, next_action)
-        soft_value = torch.min(tq1, tq2) - alpha * next_logp
+        entropy = next_logp.mean() if batch_mean_entropy else next_logp
+        soft_value = torch.min(tq1, tq2) - alpha * entropy
         target = batch.reward * cfg.reward_scaling + cfg.discount * (1.0 - batch.done) * soft_value
     q1, q2 = critic(batch.obs, batch.action)
     return F.mse_loss(q1, target) + F.mse_loss(q2, target)
@@ -81,6 +88,7 @@ class SACLearner:
         generator: torch.Generator,
         target_update_in_policy_branch: bool = False,
         actor_grad_hook: Callable[[], None] | None = None,
+        batch_mean_entropy: bool = True,
     ) -> None:
         self.actor = actor
         self.critic = critic
@@ -99,6 +107,7 @@ class SACLearner:
         # PackNet's fine-tune in the original nests the target update inside the policy-update branch.
         self.target_update_in_policy_branch = target_update_in_policy_branch
         self.actor_grad_hook = actor_grad_hook
+        self.batch_mean_entropy = batch_mean_entropy
 
     def _step(
         self, opt: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Parameter], hook: Callable | None = None
@@ -115,7 +124,9 @@ class SACLearner:
         """One gradient step: critic; then policy and α every policy_update_delay; then the target update."""
         cfg = self.cfg
         alpha = self.log_alpha.detach().exp()
-        q_loss = critic_loss(self.critic, self.target_critic, self.actor, batch, alpha, cfg, self.generator)
+        q_loss = critic_loss(
+            self.critic, self.target_critic, self.actor, batch, alpha, cfg, self.generator, self.batch_mean_entropy
+        )
         self._step(self.opt_critic, q_loss, list(self.critic.parameters()))
         pi_value = None
         if self.iteration % cfg.policy_update_delay == 0:

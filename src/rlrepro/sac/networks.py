@@ -74,6 +74,7 @@ class TwinCritic(nn.Module):
 
     def __init__(self, obs_dim: int, action_dim: int, cfg: NetworkConfig) -> None:
         super().__init__()
+        self.cfg = cfg
         self.q1 = mlp(obs_dim + action_dim, 1, cfg)
         self.q2 = mlp(obs_dim + action_dim, 1, cfg)
 
