@@ -3,6 +3,7 @@ the item was closed, and checks the faithful default and, where there is one, it
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import fake_env_factory
 from torch.nn import functional as F
@@ -90,3 +91,51 @@ def test_d4_pnn_first_column_output_passes_through_the_activation():
     linear = build_method("pnn", 3, 2, NetworkConfig(hidden_sizes=(8, 8)), {"first_column_output_activation": False})
     linear.load_state_dict({k: v for k, v in pnn.state_dict().items() if k.startswith("columns.0.")}, strict=False)
     assert not torch.allclose(linear.policy_for_task(0).net(x), h)
+
+
+def test_d10_evaluation_after_stage_s_is_seeded_with_s_plus_one(fake_scenario, monkeypatch):
+    from rlrepro import continual
+    from rlrepro.continual import EvalSpec, evaluate
+
+    spec = TrainSpec("ft_1", fake_scenario, seed=4, sac=SACConfig(batch_size=16, initial_buffer_size=32), network=NET)
+    policies = train(spec, env_factory=fake_env_factory).policies()
+    seeds = []
+    real = continual.run_episodes
+    monkeypatch.setattr(continual, "run_episodes", lambda p, env, n, seed: seeds.append(seed) or real(p, env, n, seed))
+    evaluate(EvalSpec(fake_scenario, seed=4), policies, env_factory=fake_env_factory)
+    # every (task j, stage s) cell: seed·13 + (s+1)·100 (the original's stage counter is incremented before evaluating)
+    assert seeds == [4 * 13 + (s + 1) * 100 for _j in range(2) for s in range(2)]
+
+
+@pytest.mark.parametrize(("flag", "expected_lr"), [(True, 1e-3), (False, 7e-4)])
+def test_d11_packnet_finetune_alpha_learns_at_the_policy_lr(flag, expected_lr, monkeypatch):
+    from rlrepro.methods import packnet
+
+    seen = []
+
+    class Recording(packnet.SACLearner):
+        def __init__(self, *args, **kwargs):
+            seen.append(args[3])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(packnet, "SACLearner", Recording)
+    m = build_method("packnet", 3, 2, NET, {"finetune_updates": 2, "finetune_alpha_lr_from_policy": flag})
+    from test_methods import filled_replay
+
+    sac = SACConfig(batch_size=8, lr_policy=1e-3, lr_entropy=7e-4)
+    m.on_task_end(0, TaskContext(filled_replay(), torch.Generator().manual_seed(0), TwinCritic(3, 2, NET), sac))
+    assert seen[0].lr_entropy == expected_lr and seen[0].lr_policy == 1e-3
+
+
+def test_d12_rewire_stage_zero_size_leaves_out_the_head_anchors():
+    m = build_method("rewire", 3, 2, NET, {})
+    from test_methods import context
+
+    m.on_task_start(0, context())
+    m.on_task_end(0, context())
+    full = sum(t.numel() for t in m.state_dict().values())
+    head = m.head_weight_mean.numel() + m.head_bias_mean.numel()
+    assert m.memory_report()["stored_parameters"] == full - head
+    m.on_task_start(1, context())
+    m.on_task_end(1, context())
+    assert m.memory_report()["stored_parameters"] == sum(t.numel() for t in m.state_dict().values())

@@ -92,6 +92,9 @@ def test_continual_tables_render_as_in_the_snapshot():
     cw = runs[runs["scenario"] == "continual_world/t1"].set_index(["method", "seed"])
     assert cw.loc[("ft_1", 0), "final_success_last"] == pytest.approx((0.5 * 2 / 4 + 0.5 * 3 / 4) / 2)
     assert np.isnan(runs[runs["scenario"] == "halfcheetah/forgetting"]["final_success_last"]).all()
+    # D13: the headline model size is the state-dict count the original logged; inference size is a second column
+    hc = runs[runs["scenario"] == "halfcheetah/forgetting"].set_index(["method", "seed"])
+    assert hc.loc[("sac_n", 0), "model_size_rel"] == 4.0 and hc.loc[("sac_n", 0), "inference_size_rel"] == 2.0
     layout = paper.TableSpec("continual", "scenario", "method", {})
     cells = paper.estimate_cells(runs, layout, list({**paper.BRAX_COLUMNS, **paper.CW_COLUMNS}), BOOT, expected_seeds=3)
     reference = pd.DataFrame({"section": ["halfcheetah/forgetting"], "row": ["ft_1"], "metric": ["final_avg_return"],

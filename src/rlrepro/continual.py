@@ -444,7 +444,8 @@ def evaluate(
     for j, task in enumerate(scenario.tasks):
         env = env_factory(scenario, task, n_envs=scenario.n_eval_envs, env_cfg=spec.env, device=device)
         for s, method in enumerate(methods):
-            seed = spec.seed * ev.seed_stride_run + s * ev.seed_stride_stage
+            # The original increments its stage counter before evaluating: stage s is evaluated with s + 1 (audit D10).
+            seed = spec.seed * ev.seed_stride_run + (s + 1) * ev.seed_stride_stage
             episodes = run_episodes(method.policy_for_task(j), env, ev.n_rollouts, seed)
             rows.append(_row(s, j, "avg_return", episodes["return"].mean()))
             rows.append(_row(s, j, "std_return", episodes["return"].std(unbiased=False)))

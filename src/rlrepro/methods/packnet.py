@@ -13,6 +13,7 @@ With prune_coeff 0.875 each task claims about 12.5% of every tensor: 8 tasks fil
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import torch
@@ -83,6 +84,9 @@ class PackNet(FineTuneOne):
         self._set_trainable(lambda owner: owner == task_index)
         faults.reached("phase:packnet-finetune")
         cfg: SACConfig = context.sac
+        if self.hp.get("finetune_alpha_lr_from_policy", True):
+            # The original builds the fine-tune's α optimiser with the policy optimiser's arguments (audit D11).
+            cfg = dataclasses.replace(cfg, lr_entropy=cfg.lr_policy)
         learner = SACLearner(
             self.policy,
             list(self.policy.parameters()),

@@ -26,7 +26,7 @@ HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
     "ft_l2": ("l2_coeff",),
     "ewc": ("fisher_coeff", "n_samples", "fisher_index_bug", "fisher_original_formula"),
     "pnn": ("first_column_output_activation",),
-    "packnet": ("prune_coeff", "finetune_updates"),
+    "packnet": ("prune_coeff", "finetune_updates", "finetune_alpha_lr_from_policy"),
     "csp": (
         "dist_type",
         "repeat_alpha",

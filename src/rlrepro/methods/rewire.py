@@ -298,6 +298,8 @@ class Rewire(Method):
         hidden = sum(count_parameters(layer.linear) for layer in self.layers)
         wirings = sum(layer.cache.numel() for layer in self.layers)
         stored = sum(t.numel() for t in self.state_dict().values())
+        if self.cnt <= 1:  # the original registers the head's anchors from task 1 on (audit D12)
+            stored -= self.head_weight_mean.numel() + self.head_bias_mean.numel()
         return {"inference_parameters": hidden + count_parameters(self.heads) + wirings, "stored_parameters": stored}
 
     def structure(self) -> dict[str, Any]:

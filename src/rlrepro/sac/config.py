@@ -112,7 +112,8 @@ class EvalConfig:
     n_rollouts: int = 10
     """Sequential rollouts per (stage, task); each env contributes one episode per rollout."""
     seed_stride_run: int = 13
-    """The evaluation seed is seed·seed_stride_run + stage·seed_stride_stage, as in the original."""
+    """The evaluation seed after stage s is seed·seed_stride_run + (s+1)·seed_stride_stage, as in the original (its
+    stage counter is incremented before the evaluation)."""
     seed_stride_stage: int = 100
 
 

@@ -24,7 +24,7 @@ BRAX_COLUMNS = {
     "forgetting": "forgetting",
     "forward_transfer": "fwd transfer",
     "model_size_rel": "model size",
-    "stored_size_rel": "stored size",
+    "inference_size_rel": "inference size",
 }
 CW_COLUMNS = {
     "final_success_last": "success (last step)",
@@ -32,7 +32,7 @@ CW_COLUMNS = {
     "forgetting": "forgetting",
     "forward_transfer": "fwd transfer",
     "model_size_rel": "model size",
-    "stored_size_rel": "stored size",
+    "inference_size_rel": "inference size",
 }
 SPARSE_COLUMNS = {
     "final_return": "return (last evals)",
