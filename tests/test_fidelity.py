@@ -139,3 +139,107 @@ def test_d12_rewire_stage_zero_size_leaves_out_the_head_anchors():
     m.on_task_start(1, context())
     m.on_task_end(1, context())
     assert m.memory_report()["stored_parameters"] == sum(t.numel() for t in m.state_dict().values())
+
+
+def csp_at_second_task(n_envs: int = 4, **hp):
+    from conftest import FakeVecEnv
+
+    from rlrepro.scenarios import TaskSpec
+
+    m = build_method("csp", 3, 2, NET, {"n_samples": 64, "n_estimations": 2, "n_rollouts": 4, **hp})
+    env = FakeVecEnv(TaskSpec("a", {}), n_envs, 16, torch.device("cpu"))
+    ctx = TaskContext(None, torch.Generator().manual_seed(0), TwinCritic(3, 2, NET), SACConfig(), env=env)
+    m.on_task_start(0, ctx)
+    m.on_task_end(0, ctx)
+    m.on_task_start(1, ctx)
+    return m, env, ctx
+
+
+def test_d5_csp_online_critic_sees_the_stored_behaviour_alpha(fake_scenario, tmp_path):
+    m, _, _ = csp_at_second_task()
+    batch = fixed_batch(8)
+    behaviour = torch.tensor([[0.7, 0.3], [1.0, 0.0]]).repeat(4, 1)  # half the envs act in the old subspace
+    batch.behaviour = behaviour
+    prepared = m.prepare_batch(batch, torch.Generator())
+    assert torch.equal(prepared.obs[:, 3:], behaviour)
+    fresh = build_method("csp", 3, 2, NET, {"stored_behaviour_alpha": False})
+    fresh.load_state_dict(m.state_dict(), strict=False)
+    for layer in fresh.layers:
+        layer.add_anchor()
+    assert not torch.equal(fresh.prepare_batch(batch, torch.Generator()).obs[:, 3:], behaviour)
+    # In training, the replay keeps each transition's acting α: at task 1 the second half of the envs act in the old
+    # subspace (last weight 0), the first half in the new one.
+    spec = TrainSpec("csp", fake_scenario, seed=0, sac=SACConfig(batch_size=16, initial_buffer_size=32), network=NET,
+                     method_hp={"n_samples": 64, "n_estimations": 2, "n_rollouts": 2})  # fmt: skip
+    train(spec, env_factory=fake_env_factory, checkpoint_dir=tmp_path)
+    replay = torch.load(tmp_path / "state.pt", weights_only=False)["payload"]["trainer"].replay
+    rows = replay.behaviour[: len(replay)].view(-1, 4, 2)  # [time, env, α]
+    assert (rows[:, 2:, 1] == 0).all() and (rows[:, :2, 1] > 0).all()
+    assert torch.allclose(rows.sum(-1), torch.ones(rows.shape[:2]))
+
+
+def test_d6_alpha_search_rolls_out_on_its_own_env_one_episode_per_candidate():
+    m, env, ctx = csp_at_second_task(n_rollouts=4, n_validation_steps=16)
+    made = []
+
+    def make_env(n):
+        from conftest import FakeVecEnv
+
+        from rlrepro.scenarios import TaskSpec
+
+        made.append(n)
+        return FakeVecEnv(TaskSpec("a", {}), n, 16, torch.device("cpu"))
+
+    ctx.make_env, ctx.seed = make_env, 5
+    from test_methods import filled_replay
+
+    ctx.replay, ctx.critic = filled_replay(), m.critic_for_task(ctx.critic)
+    m.on_task_end(1, ctx)
+    assert made == [4]  # n_rollouts envs, not the training env's 4·k
+    assert ctx.extra_env_steps == 4 * 16 and m.reserved_env_steps(env) == 4 * 16
+    assert env.steps_taken == 0  # the training env is untouched
+
+
+def test_d7_policy_step_draws_its_own_alpha():
+    m, _, _ = csp_at_second_task()
+    batch = fixed_batch(8)
+    batch.behaviour = torch.full((8, 2), 0.5)
+    prepared = m.prepare_batch(batch, torch.Generator())
+    policy_alpha, target_alpha = prepared.policy_obs[:8, 3:], prepared.next_obs[:, 3:]
+    assert prepared.policy_obs.shape == (16, 5)
+    assert not torch.equal(policy_alpha, prepared.obs[:, 3:]) and not torch.equal(prepared.policy_obs[8:, 3:], target_alpha)
+    assert torch.equal(prepared.policy_obs[:8, :3], batch.obs) and torch.equal(prepared.policy_obs[8:, :3], batch.next_obs)
+
+
+def test_d8_alpha_is_redrawn_at_episode_ends_one_step_later_and_every_repeat_steps():
+    m, _, _ = csp_at_second_task(n_envs=4, repeat_alpha=5)  # envs 0, 1 in the new subspace (2, 3: old, one anchor)
+    done_at = {3}  # env 0's episode ends at transition 3; env 1 never ends
+    changed = []
+    for t in range(12):
+        before = m.env_alpha.clone()
+        m.on_env_step(torch.tensor([1.0 if t in done_at else 0.0, 0.0, 0.0, 0.0]))
+        changed.append(tuple(bool(c) for c in (m.env_alpha != before).any(-1)))
+    env0 = [t for t, c in enumerate(changed) if c[0]]
+    env1 = [t for t, c in enumerate(changed) if c[1]]
+    # env 0: the end (3), the step after (its counter reads 0 at 4), then every 5 steps of the new counter (9)
+    assert env0 == [3, 4, 9]
+    assert env1 == [4, 9]  # counter 5 at transition 4, 10 at transition 9
+
+
+def test_d9_alpha_search_critic_estimate_averages_both_window_steps():
+    from rlrepro.sac.replay import ReplayBuffer
+
+    m, _, ctx = csp_at_second_task(n_estimations=1)
+    replay = ReplayBuffer(4, 3, 2, torch.device("cpu"), behaviour_dim=2, next_actions=True)
+    obs, nxt = torch.randn(1, 3), torch.randn(1, 3)
+    replay.put(obs, torch.tensor([[0.5, -0.5]]), torch.zeros(1), torch.zeros(1), nxt, torch.tensor([[0.5, 0.5]]))
+    replay.put(nxt, torch.tensor([[-0.9, 0.9]]), torch.zeros(1), torch.zeros(1), obs, torch.tensor([[0.5, 0.5]]))
+    replay.size = 1  # only the first window, whose next action (-0.9, 0.9) the second put filled in
+    ctx.replay, ctx.critic = replay, m.critic_for_task(ctx.critic)
+    alphas = m.sample_alpha((16,), 2, "flat")
+    values = m._critic_values(ctx, alphas)
+    with torch.no_grad():
+        q_now = ctx.critic(torch.cat([obs.expand(16, -1), alphas], -1), torch.tensor([[0.5, -0.5]]).expand(16, -1))[0]
+        q_next = ctx.critic(torch.cat([nxt.expand(16, -1), alphas], -1), torch.tensor([[-0.9, 0.9]]).expand(16, -1))[0]
+    assert torch.allclose(values, (q_now + q_next) / 2)
+    assert not torch.allclose(values, q_now)  # the first step alone (the behaviour before) is another estimate

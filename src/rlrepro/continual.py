@@ -126,7 +126,7 @@ class TaskTrainer:
         self.device = next(critic.parameters()).device
         self.new_steps = cfg.n_timesteps - 1
         capacity = min(cfg.buffer_size, self.budget + max(cfg.initial_buffer_size, 0) + cfg.n_timesteps * n_envs)
-        self.replay = ReplayBuffer(capacity, env.obs_dim, env.action_dim, self.device)
+        self.replay = ReplayBuffer(capacity, env.obs_dim, env.action_dim, self.device, **method.replay_columns())
         self.actor = method.train_actor()
         self.learner = SACLearner(
             self.actor, method.trainable_parameters(), critic, cfg, env.action_dim, generator,
@@ -161,15 +161,16 @@ class TaskTrainer:
                 with torch.no_grad():
                     action = self.actor.sample(self.obs, generator)[0]
             self.calls += 1
+            behaviour = self.method.behaviour()  # what this action was conditioned on, before on_env_step redraws it
             res = env.step(action)
             self.method.on_env_step(res.done)
             if self.spec.quirks.truncation_as_terminal:
                 # Faithful: a time-limit end is terminal, and the stored next state is the auto-reset state.
-                replay.put(self.obs, action, res.reward, res.done, res.obs)
+                replay.put(self.obs, action, res.reward, res.done, res.obs, behaviour)
             else:
                 cut = res.truncated.unsqueeze(-1) > 0
                 next_obs = torch.where(cut, res.final_obs, res.obs)
-                replay.put(self.obs, action, res.reward, res.done * (1 - res.truncated), next_obs)
+                replay.put(self.obs, action, res.reward, res.done * (1 - res.truncated), next_obs, behaviour)
             self.episode_return += res.reward
             # No host sync per step: finished returns are kept in place (NaN elsewhere) and filtered at the next
             # curve point, in the same order as before.
@@ -313,8 +314,11 @@ def train(
 
     env_cfg = {**spec.env, "cw_spurious_reset_transition": spec.quirks.cw_spurious_reset_transition}
 
+    def env_maker(task: TaskSpec) -> Callable[[int], VecEnv]:
+        return lambda n_envs: env_factory(scenario, task, n_envs=n_envs, env_cfg=env_cfg, device=device)
+
     def env_for(task: TaskSpec) -> VecEnv:
-        return env_factory(scenario, task, n_envs=scenario.n_train_envs, env_cfg=env_cfg, device=device)
+        return env_maker(task)(scenario.n_train_envs)
 
     env = env_for(scenario.tasks[0])
     method = build_method(spec.method, env.obs_dim, env.action_dim, spec.network, spec.method_hp).to(device)
@@ -353,13 +357,15 @@ def train(
             if k > 0 and not spec.quirks.keep_critic_across_tasks:
                 critic = TwinCritic(env.obs_dim, env.action_dim, critic_network).to(device)
             evaluator = TrainEnvEvaluator(env, spec, k)
-            context = TaskContext(None, generator, critic, spec.sac, evaluate=evaluator, env=env, quirks=spec.quirks)
+            context = TaskContext(None, generator, critic, spec.sac, evaluate=evaluator, env=env, quirks=spec.quirks,
+                                  make_env=env_maker(task), seed=spec.seed)  # fmt: skip
             method.on_task_start(k, context)
             critic = context.critic = method.critic_for_task(critic).to(device)
             trainer, phase = TaskTrainer(method, critic, env, spec, k, generator), "train"
         else:  # resumed inside this task: its trainer, env position and spent env steps come from the checkpoint
             evaluator = TrainEnvEvaluator(env, spec, k, steps=saved["evaluator_steps"])
-            context = TaskContext(None, generator, critic, spec.sac, evaluate=evaluator, env=env, quirks=spec.quirks)
+            context = TaskContext(None, generator, critic, spec.sac, evaluate=evaluator, env=env, quirks=spec.quirks,
+                                  make_env=env_maker(task), seed=spec.seed)  # fmt: skip
             context.extra_env_steps = saved["extra_env_steps"]
             env.set_state(saved["env"])
             trainer.env = env

@@ -39,6 +39,10 @@ class TaskContext:
     """The task's training env."""
     quirks: Quirks = field(default_factory=Quirks)
     """The job's fidelity flags (a method that builds its own learner passes them on)."""
+    make_env: Callable[[int], Any] | None = None
+    """A fresh instance of the task's env with the given number of copies (CSP's AlphaSearch rolls out on one)."""
+    seed: int = 0
+    """The run's seed."""
 
 
 class Method(nn.Module):
@@ -81,6 +85,14 @@ class Method(nn.Module):
     def reserved_env_steps(self, env: Any) -> int:
         """Environment steps of the task's budget the method spends itself (CSP's AlphaSearch rollouts)."""
         return 0
+
+    def replay_columns(self) -> dict[str, Any]:
+        """Optional replay columns the method needs (`ReplayBuffer`'s `behaviour_dim`, `next_actions`)."""
+        return {}
+
+    def behaviour(self) -> torch.Tensor | None:
+        """What the acting policy is conditioned on besides the state, stored with each transition (CSP: α)."""
+        return None
 
     def on_env_step(self, done: torch.Tensor) -> None:
         """Called after every acquisition step with the done flags (CSP re-draws α at episode ends)."""

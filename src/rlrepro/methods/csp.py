@@ -2,12 +2,15 @@
 
 The policy is a subspace: every layer holds n anchors and computes Σ_i α_i (W_i x + b_i) for a point α of the
 simplex. Each new task freezes the anchors, adds one at their midpoint and a new α-conditioned critic; SAC
-trains with α drawn per environment (half from the new subspace, half from the old one) and per replay sample;
-after SAC, AlphaSearch ranks α candidates by the critic, rolls the best out on the task's env (steps taken from
-the task's budget), and keeps the new anchor only if it beats the old subspace by `improvement_threshold`.
+trains with α drawn per environment (half from the new subspace, half from the old one), redrawn at episode ends,
+one step after them (the original's step counter restarts then) and every `repeat_alpha` steps. After SAC,
+AlphaSearch ranks α candidates by the critic, rolls the best out on a separate instance of the task's env with
+`n_rollouts` envs, one episode each (steps taken from the task's budget), and keeps the new anchor only if it beats
+the old subspace by `improvement_threshold`.
 
-Replay windows here are (s, a, r, s'), so AlphaSearch's critic estimate averages Q(s, a, α) over the first step of
-each window only (the original also averaged over the second step with its stored action).
+As in the original (fidelity audit D5, D7, D9): the online critic is trained on the behaviour α stored with each
+transition (`stored_behaviour_alpha`, default true; false draws a fresh α), the TD target and the policy step
+draw their own fresh α, and AlphaSearch's critic estimate averages Q over both steps of each replay window.
 """
 
 from __future__ import annotations
@@ -111,26 +114,45 @@ class CSP(Method):
         n_envs = context.env.n_envs if context.env is not None else 1
         self.env_alpha = torch.zeros(n_envs, self.n_anchors)
         self.env_t = torch.zeros(n_envs)
+        self.env_prev_done = torch.zeros(n_envs, dtype=torch.bool)
         self._draw_env_alpha(torch.ones(n_envs, dtype=torch.bool))
+
+    def replay_columns(self) -> dict[str, Any]:
+        return {"behaviour_dim": self.n_anchors, "next_actions": True}
+
+    def behaviour(self) -> torch.Tensor | None:
+        return self.env_alpha.clone()
 
     def critic_for_task(self, critic: TwinCritic) -> TwinCritic:
         """A new critic on (s ⊕ α, a) every task, as `add_anchor` re-initialises it in the original."""
         return TwinCritic(self.obs_dim + self.n_anchors, self.action_dim, critic.cfg)
 
     def on_env_step(self, done: torch.Tensor) -> None:
+        """Redraw α where the episode ended, or where the original's step counter — which restarts at 0 on the step
+        after an auto-reset — is a multiple of `repeat_alpha` (so also one step after each episode end, audit D8)."""
         repeat = int(self.hp.get("repeat_alpha", 100))
-        self.env_t = torch.where(done.cpu() > 0, torch.zeros_like(self.env_t), self.env_t + 1)
-        redraw = (done.cpu() > 0) | (self.env_t % repeat == 0)
+        ended = done.cpu() > 0
+        self.env_t = torch.where(self.env_prev_done, torch.zeros_like(self.env_t), self.env_t + 1)
+        self.env_prev_done = ended
+        redraw = ended | (self.env_t % repeat == 0)
         if bool(redraw.any()):
             self._draw_env_alpha(redraw)
 
     def prepare_batch(self, batch: Batch, generator: torch.Generator) -> Batch:
-        n = batch.obs.shape[0]
-        a0 = self.sample_alpha((n,), self.n_anchors).to(batch.obs.device)
-        a1 = self.sample_alpha((n,), self.n_anchors).to(batch.obs.device)
+        """States with α appended: the online critic's (the stored behaviour α), the TD target's and the policy
+        step's (each its own fresh draw from `dist_type`, as the original's q_update and policy_update draws)."""
+        n, k, device = batch.obs.shape[0], self.n_anchors, batch.obs.device
+        if self.hp.get("stored_behaviour_alpha", True) and batch.behaviour is not None:
+            online = batch.behaviour
+        else:
+            online = self.sample_alpha((n,), k).to(device)
+        target = self.sample_alpha((n,), k).to(device)
+        policy = self.sample_alpha((2, n), k).to(device)
         return Batch(
-            torch.cat([batch.obs, a0], -1), batch.action, batch.reward, batch.done, torch.cat([batch.next_obs, a1], -1)
-        )
+            torch.cat([batch.obs, online], -1), batch.action, batch.reward, batch.done,
+            torch.cat([batch.next_obs, target], -1),
+            policy_obs=torch.cat([torch.cat([batch.obs, policy[0]], -1), torch.cat([batch.next_obs, policy[1]], -1)]),
+        )  # fmt: skip
 
     def train_actor(self) -> GaussianActor:
         return SubspaceActor(self, None)
@@ -158,29 +180,38 @@ class CSP(Method):
     # --- AlphaSearch -------------------------------------------------------------------------------------------
     @torch.no_grad()
     def _critic_ranked(self, context: TaskContext, n: int, keep: int) -> torch.Tensor:
-        n_samples = int(self.hp.get("n_samples", 4096))
-        alphas = self.sample_alpha((n_samples,), n, "flat")
-        values = torch.zeros(n_samples)
+        alphas = self.sample_alpha((int(self.hp.get("n_samples", 4096)),), n, "flat")
+        return alphas[self._critic_values(context, alphas).topk(min(keep, len(alphas))).indices]
+
+    @torch.no_grad()
+    def _critic_values(self, context: TaskContext, alphas: torch.Tensor) -> torch.Tensor:
+        """Q1(s, a, α) of each candidate α, averaged over `n_estimations` replay batches of len(alphas) windows."""
+        values = torch.zeros(len(alphas))
         device = next(context.critic.parameters()).device
         estimations = int(self.hp.get("n_estimations", 1024))
+        a = alphas.to(device)
         for _ in range(estimations):
-            batch = context.replay.sample(n_samples, context.generator)
-            q1, _ = context.critic(torch.cat([batch.obs, alphas.to(device)], -1), batch.action)
+            batch = context.replay.sample(len(alphas), context.generator)
+            q1, _ = context.critic(torch.cat([batch.obs, a], -1), batch.action)
+            if batch.next_action is not None:  # both steps of the window, as the original's mean over time (D9)
+                q1 = (q1 + context.critic(torch.cat([batch.next_obs, a], -1), batch.next_action)[0]) / 2
             values += q1.cpu() / estimations
-        return alphas[values.topk(min(keep, n_samples)).indices]
+        return values
 
     @torch.no_grad()
     def _rollout_returns(self, context: TaskContext, alphas: torch.Tensor) -> torch.Tensor:
-        """Deterministic returns of each α: `n_validation_steps` steps with auto-reset; the current episode's
-        cumulated reward at the last step. Envs beyond the candidates repeat them (their means are averaged)."""
-        env = context.env
+        """Deterministic returns of each α: `n_validation_steps` steps with auto-reset on a separate instance of the
+        task's env with `n_rollouts` envs (one per candidate; the original's rollout env, audit D6), seeded with the
+        run's seed; the current episode's cumulated reward at the last step. Without `make_env` (unit tests) the
+        training env is used and envs beyond the candidates repeat them (their means are averaged)."""
+        env = context.make_env(self._n_rollouts()) if context.make_env is not None else context.env
         steps = self._validation_steps(env)
         totals = torch.zeros(len(alphas))
         counts = torch.zeros(len(alphas))
         for start in range(0, len(alphas), env.n_envs):
             idx = (torch.arange(env.n_envs) + start) % len(alphas)
             actor = SubspaceActor(self, alphas[idx])
-            obs = env.reset(int(torch.randint(1 << 30, (), generator=context.generator)))
+            obs = env.reset(context.seed)
             cum = torch.zeros(env.n_envs, device=obs.device)
             for _ in range(steps):
                 res = env.step(actor.deterministic(obs))

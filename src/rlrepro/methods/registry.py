@@ -35,6 +35,7 @@ HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
         "n_rollouts",
         "n_validation_steps",
         "improvement_threshold",
+        "stored_behaviour_alpha",
     ),
     "rewire": (
         "k",

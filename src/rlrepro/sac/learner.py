@@ -131,7 +131,7 @@ class SACLearner:
         pi_value = None
         if self.iteration % cfg.policy_update_delay == 0:
             # The policy loss covers both steps of every window (2·batch states), as the original does.
-            obs = torch.cat([batch.obs, batch.next_obs], dim=0)
+            obs = batch.policy_obs if batch.policy_obs is not None else torch.cat([batch.obs, batch.next_obs], dim=0)
             self.critic.requires_grad_(False)
             pi_loss, logp = actor_loss(self.critic, self.actor, obs, alpha, self.generator)
             if extra_loss is not None:
