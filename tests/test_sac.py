@@ -56,8 +56,8 @@ def test_critic_loss_by_hand():
     alpha = torch.tensor(0.5)
     with torch.no_grad():
         _, logp = actor.sample(batch.next_obs, torch.Generator().manual_seed(1))
-    # targets: y = 2r + 0.9(1−d)(min(s', 2s') − 0.5·logp)
-    y0 = 2 * 1.0 + 0.9 * (min(3.0, 6.0) - 0.5 * logp[0].item())
+    # targets: y = 2r + 0.9(1−d)(min(s', 2s') − 0.5·mean(logp)) — the batch mean, as the original (audit D1)
+    y0 = 2 * 1.0 + 0.9 * (min(3.0, 6.0) - 0.5 * logp.mean().item())
     y1 = 2 * -1.0
     q1, q2 = [1.5, 2.0], [2.0, 4.0]
     expected = ((q1[0] - y0) ** 2 + (q1[1] - y1) ** 2) / 2 + ((q2[0] - y0) ** 2 + (q2[1] - y1) ** 2) / 2
