@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import fake_env_factory
 
-from rlrepro import faults
+from rlrepro import ENGINE_VERSION, faults
 from rlrepro.continual import TrainResult, TrainSpec, train
 from rlrepro.methods.registry import method_names
 from rlrepro.sac.config import NetworkConfig, SACConfig
@@ -102,7 +102,7 @@ def test_engine_version_change_invalidates_checkpoints(fake_scenario, tmp_path, 
     monkeypatch.setattr("rlrepro.checkpoint.ENGINE_VERSION", "9.9.9")
     with caplog.at_level(logging.WARNING, logger="rlrepro"):
         assert train(spec, env_factory=fake_env_factory, checkpoint_dir=tmp_path).resumed_from is None
-    assert "engine_version '0.1.0' (checkpoint) != '9.9.9' (this job)" in caplog.text
+    assert f"engine_version '{ENGINE_VERSION}' (checkpoint) != '9.9.9' (this job)" in caplog.text
 
 
 def test_truncated_checkpoint_and_killed_write_debris_start_clean(fake_scenario, tmp_path, caplog):

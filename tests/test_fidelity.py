@@ -243,3 +243,123 @@ def test_d9_alpha_search_critic_estimate_averages_both_window_steps():
         q_next = ctx.critic(torch.cat([nxt.expand(16, -1), alphas], -1), torch.tensor([[-0.9, 0.9]]).expand(16, -1))[0]
     assert torch.allclose(values, (q_now + q_next) / 2)
     assert not torch.allclose(values, q_now)  # the first step alone (the behaviour before) is another estimate
+
+
+# --- sparse suite -------------------------------------------------------------------------------------------------
+
+
+def test_r1_critic_grow_score_adds_the_actor_gradient_of_the_step_before(monkeypatch):
+    from test_sparse import filled_replay, make_agent
+
+    from rlrepro.sparse import agent as agent_module
+
+    recorded = []
+    real_actor_loss = agent_module.actor_loss
+
+    def recording_actor_loss(actor, critic, obs, alpha, generator):
+        critic.net.dense_grads, before = [], critic.net.dense_grads
+        loss, log_prob = real_actor_loss(actor, critic, obs, alpha, generator)
+        recorded.append(torch.autograd.grad(loss, critic.net.dense_grads, retain_graph=True))
+        critic.net.dense_grads = before
+        return loss, log_prob
+
+    captured = {}
+    replay = filled_replay()
+    for flag in (True, False):
+        agent = make_agent(1)
+        agent.enable_dst(0.9, 0.9, delta=3, zeta=0.5, t_end=100, random_grow=False, critic_grow_includes_actor_grad=flag)
+        seen = []
+        monkeypatch.setattr(agent.critic_dst, "_update_topology", lambda grads, g, seen=seen: seen.append(grads))
+        monkeypatch.setattr(agent_module, "actor_loss", recording_actor_loss if not flag else real_actor_loss)
+        batches = [replay.sample(32, torch.Generator().manual_seed(i)) for i in range(3)]
+        for batch in batches:  # the third critic step is the topology update
+            agent.update(batch)
+        captured[flag] = seen[0]
+    actor_grad_before = recorded[1]  # the actor loss of update 2 (t − 1), at the critic's effective weights
+    for with_actor, without, extra in zip(captured[True], captured[False], actor_grad_before, strict=True):
+        assert torch.allclose(with_actor, without + extra, atol=1e-6)
+        assert not torch.allclose(with_actor, without)
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_r2_rlx2_collects_with_the_mean_action_after_the_random_phase(flag, monkeypatch):
+    from test_sparse import smoke_spec
+
+    from rlrepro.sparse.replay import TransitionReplay
+    from rlrepro.sparse.train import train_sparse
+
+    added = []
+    real_add = TransitionReplay.add
+
+    def recording_add(self, obs, action, reward, next_obs, not_done, ended, action_mean=None):
+        added.append((action.clone(), None if action_mean is None else action_mean.clone()))
+        real_add(self, obs, action, reward, next_obs, not_done, ended, action_mean)
+
+    monkeypatch.setattr(TransitionReplay, "add", recording_add)
+    train_sparse(smoke_spec("rigl", mean_action_collection=flag))
+    policy_steps = added[100:]  # seed_steps = 100
+    same = [torch.equal(a, m) for a, m in policy_steps]
+    assert all(same) if flag else not any(same)
+
+
+def test_r3_a_sparse_method_can_run_on_its_own_sac():
+    import yaml
+
+    from rlrepro.config import Resolved, validate
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    overlay = yaml.safe_load((ROOT / "config/overlays/rlx2_published.yaml").read_text())
+    for method in ("rigl", "rlx2"):
+        config["sparse"]["methods"][method].update(overlay["sparse"]["methods"][method])
+    config["preset"] = "demo_sparse"
+    sparse = Resolved(validate(config)).sparse
+    assert sparse.spec("rlx2", "halfcheetah", 0.05, 0)["sac"]["lr"] == 3e-4
+    assert sparse.spec("rigl", "halfcheetah", 0.05, 0)["sac"]["init"] == "orthogonal"
+    assert sparse.spec("dapd", "halfcheetah", 0.05, 0)["sac"]["lr"] == 1e-3  # the shared block stays for the others
+    assert "sac" not in sparse.spec("rlx2", "halfcheetah", 0.05, 0)["method_hp"]
+    from rlrepro.sparse.networks import MaskedMLPStack
+
+    net = MaskedMLPStack(1, [8, 8, 4], ["n"], init="orthogonal")
+    assert torch.allclose(net.weights[0][0] @ net.weights[0][0].T, torch.eye(8), atol=1e-5)
+    assert all((b == 0).all() for b in net.biases)
+
+
+def test_s1_dapd_scores_with_time_limit_ends_as_terminal(monkeypatch):
+    from test_sparse import filled_replay, make_agent
+
+    from rlrepro.sparse import train as train_module
+    from rlrepro.sparse.config import DAPDConfig
+    from rlrepro.sparse.masks import PathwayMasks
+
+    seen = []
+    real = train_module.snip_scores
+    monkeypatch.setattr(train_module, "snip_scores", lambda agent, batch, **kw: seen.append(batch) or real(agent, batch, **kw))
+    replay, agent = filled_replay(), make_agent()  # every 100th transition ends its episode by the time limit
+    for flag in (True, False):
+        train_module._update_pathways(agent, replay, (PathwayMasks(0.05, 1), PathwayMasks(0.05, 1)),
+                                      DAPDConfig(score_time_limit_as_terminal=flag))  # fmt: skip
+    faithful, bootstrapped = seen
+    assert torch.equal(faithful.not_done, 1 - faithful.ended) and (faithful.ended > 0).any()
+    assert (bootstrapped.not_done == 1).all()
+
+
+def test_s2_dapd_initial_collection_has_the_originals_off_by_one():
+    import gymnasium as gym
+    from test_sparse import make_agent
+
+    from rlrepro.sparse import train as train_module
+    from rlrepro.sparse.config import DAPDConfig
+    from rlrepro.sparse.masks import PathwayMasks
+    from rlrepro.sparse.replay import TransitionReplay
+
+    env = gym.make("HalfCheetah-v5", max_episode_steps=100)
+    env.reset(seed=0)
+    replay = TransitionReplay(1000, 17, 6, torch.device("cpu"))
+    agent = make_agent()
+    pathways = (PathwayMasks(0.05, 1), PathwayMasks(0.05, 1))
+    cfg = DAPDConfig(initial_mask_steps=500, score_batch_size=32)
+    as_tensor = lambda x: torch.as_tensor(x, dtype=torch.float32)  # noqa: E731
+    train_module._initial_pathways(agent, env, replay, pathways, cfg, as_tensor, 1.0, 100)
+    assert len(replay) == 99 + 5 * 100  # the first episode is one step short, and whole episodes until ≥ 500
+    ends = [i for i in range(len(replay)) if replay.ended[i] > 0]
+    assert ends[:3] == [98, 198, 298]

@@ -257,6 +257,7 @@ class SparseGrid:
     def method_hp(self, method: str, env: str) -> dict[str, Any]:
         """The method's block with budget overrides; a mapping value (env -> value) resolves to this env's."""
         hp = {**self.block["methods"].get(method, {}), **self.budget.get("method_overrides", {}).get(method, {})}
+        hp.pop("sac", None)  # the method's SAC settings go into the spec's `sac` (see `spec`)
         for key, value in list(hp.items()):
             if isinstance(value, dict):
                 if env not in value:
@@ -265,7 +266,8 @@ class SparseGrid:
         return hp
 
     def spec(self, method: str, env: str, keep_ratio: float, seed: int) -> dict[str, Any]:
-        sac = dict(self.block["sac"])
+        # The shared SAC block, the method's own `sac` over it (e.g. RLx2's own SAC, README), then the budget.
+        sac = {**self.block["sac"], **self.block["methods"].get(method, {}).get("sac", {})}
         evaluation = dict(self.block["evaluation"])
         for key, target, where in (("total_steps", "total_steps", sac), ("seed_steps", "seed_steps", sac),
                                    ("eval_every_steps", "every_steps", evaluation),

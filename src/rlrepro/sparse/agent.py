@@ -25,8 +25,9 @@ class SparseSAC(nn.Module):
         super().__init__()
         self.cfg, self.device, self.generator = cfg, device, generator
         self.action_dim = action_dim
-        self.actor = SquashedGaussianActor(obs_dim, action_dim, cfg.hidden_sizes, (cfg.log_std_min, cfg.log_std_max))
-        self.critic = FusedTwinCritic(obs_dim, action_dim, cfg.hidden_sizes)
+        bounds = (cfg.log_std_min, cfg.log_std_max)
+        self.actor = SquashedGaussianActor(obs_dim, action_dim, cfg.hidden_sizes, bounds, cfg.init)
+        self.critic = FusedTwinCritic(obs_dim, action_dim, cfg.hidden_sizes, cfg.init)
         self.critic_target = copy.deepcopy(self.critic)
         for p in self.critic_target.parameters():
             p.requires_grad_(False)
@@ -41,6 +42,8 @@ class SparseSAC(nn.Module):
         self.actor_dst: DSTScheduler | None = None
         self.critic_dst: DSTScheduler | None = None
         self.zero_pruned = False
+        self.critic_grow_includes_actor_grad = False
+        self._critic_grads_from_actor: list[torch.Tensor] | None = None
         self.updates = 0
         self.train_flops = 0.0
         self.last_losses: dict[str, torch.Tensor] = {}
@@ -57,8 +60,11 @@ class SparseSAC(nn.Module):
         self.critic_target.net.set_masks(critic_masks)
 
     def enable_dst(self, actor_sparsity: float, critic_sparsity: float, *, delta: int, zeta: float, t_end: int,
-                   random_grow: bool) -> None:  # fmt: skip
-        """RiGL/RLx2: ERK magnitude masks now, pruned weights zeroed, topology updates during `update`."""
+                   random_grow: bool, critic_grow_includes_actor_grad: bool = True) -> None:  # fmt: skip
+        """RiGL/RLx2: ERK magnitude masks now, pruned weights zeroed, topology updates during `update`. With
+        `critic_grow_includes_actor_grad` the critic's grow score adds the actor loss's gradient of the step before
+        (RLx2's backward hooks see it, fidelity audit R1)."""
+        self.critic_grow_includes_actor_grad = critic_grow_includes_actor_grad
         actor_t_end = t_end // self.cfg.actor_update_frequency
         self.actor_dst = DSTScheduler(self.actor.net, actor_sparsity, delta, zeta, actor_t_end, random_grow)
         self.critic_dst = DSTScheduler(self.critic.net, critic_sparsity, delta, zeta, t_end, random_grow)
@@ -85,14 +91,21 @@ class SparseSAC(nn.Module):
         loss_q = critic_loss(self.actor, self.critic, self.critic_target, batch, alpha, cfg.discount, self.generator)
         self.critic_opt.zero_grad(set_to_none=True)
         loss_q.backward()
-        self._step(self.critic_opt, self.critic_dst, self.critic.net)
+        extra, self._critic_grads_from_actor = self._critic_grads_from_actor, None
+        self._step(self.critic_opt, self.critic_dst, self.critic.net, extra)
         flops_a, flops_c = forward_flops(self.actor.net), forward_flops(self.critic.net)  # cached counts, no sync
         flops = n * (flops_a + flops_c) + 3 * flops_c
         if self.updates % cfg.actor_update_frequency == 0:
             self._want_dense(self.actor_dst, self.actor.net)
+            # The next critic step is a topology update: keep this actor loss's gradient at the critic's weights.
+            keep_critic = self.critic_grow_includes_actor_grad and self.critic_dst is not None
+            self.critic.net.dense_grads = [] if keep_critic and self.critic_dst.wants_dense_grad() else None
             loss_pi, log_prob = actor_loss(self.actor, self.critic, batch.obs[:, 0], alpha, self.generator)
+            critic_ws, self.critic.net.dense_grads = self.critic.net.dense_grads or [], None
             self.actor_opt.zero_grad(set_to_none=True)
-            loss_pi.backward(inputs=list(self.actor.parameters()))
+            loss_pi.backward(inputs=[*self.actor.parameters(), *critic_ws])
+            if critic_ws:
+                self._critic_grads_from_actor = [w.grad for w in critic_ws]
             self._step(self.actor_opt, self.actor_dst, self.actor.net)
             alpha_loss = (self.alpha * (-log_prob - self.target_entropy).detach()).mean()
             self.alpha_opt.zero_grad(set_to_none=True)
@@ -110,13 +123,18 @@ class SparseSAC(nn.Module):
     def _want_dense(dst: DSTScheduler | None, net: MaskedMLPStack) -> None:
         net.dense_grads = [] if dst is not None and dst.wants_dense_grad() else None
 
-    def _step(self, opt: torch.optim.Optimizer, dst: DSTScheduler | None, net: MaskedMLPStack) -> None:
+    def _step(
+        self, opt: torch.optim.Optimizer, dst: DSTScheduler | None, net: MaskedMLPStack,
+        extra_grads: list[torch.Tensor] | None = None,
+    ) -> None:  # fmt: skip
         dense = net.dense_grads
         net.dense_grads = None
         if dst is None:
             opt.step()
             return
         grads = [w.grad for w in dense] if dense else None
+        if grads is not None and extra_grads is not None:
+            grads = [g + e for g, e in zip(grads, extra_grads, strict=True)]
         if dst(grads, self.generator):
             opt.step()
         if grads is not None:
@@ -146,6 +164,7 @@ class SparseSAC(nn.Module):
             "critic_dst": self.critic_dst.state_dict() if self.critic_dst else None,
             "updates": self.updates,
             "train_flops": self.train_flops,
+            "critic_grads_from_actor": self._critic_grads_from_actor,
         }
 
     def load_full_state(self, state: dict) -> None:
@@ -162,6 +181,7 @@ class SparseSAC(nn.Module):
             self.actor_dst.load_state_dict(state["actor_dst"])
             self.critic_dst.load_state_dict(state["critic_dst"])
         self.updates, self.train_flops = state["updates"], state["train_flops"]
+        self._critic_grads_from_actor = state.get("critic_grads_from_actor")
 
 
 def critic_loss(actor: SquashedGaussianActor, critic: FusedTwinCritic, critic_target: FusedTwinCritic, batch: Window,

@@ -35,18 +35,25 @@ class MaskedMLPStack(nn.Module):
     Weights are xavier-normal per matrix and biases keep PyTorch's Linear default (U(±1/√fan_in)), as DAPD does.
     """
 
-    def __init__(self, groups: int, sizes: list[int], names: list[str]) -> None:
+    def __init__(self, groups: int, sizes: list[int], names: list[str], init: str = "xavier_normal") -> None:
         super().__init__()
+        if init not in ("xavier_normal", "orthogonal"):
+            raise ValueError(f"unknown init {init!r}; valid: xavier_normal, orthogonal")
         self.groups, self.sizes, self.names = groups, list(sizes), list(names)
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         for fan_in, fan_out in itertools.pairwise(sizes):
             w = torch.empty(groups, fan_out, fan_in)
             for g in range(groups):
-                nn.init.xavier_normal_(w[g])
+                (nn.init.xavier_normal_ if init == "xavier_normal" else nn.init.orthogonal_)(w[g])
             bound = 1.0 / math.sqrt(fan_in)
             self.weights.append(nn.Parameter(w))
-            self.biases.append(nn.Parameter(torch.empty(groups, fan_out).uniform_(-bound, bound)))
+            bias = (
+                torch.empty(groups, fan_out).uniform_(-bound, bound)
+                if init == "xavier_normal"
+                else torch.zeros(groups, fan_out)
+            )
+            self.biases.append(nn.Parameter(bias))
         self.masks: list[torch.Tensor | None] = [None] * len(self.weights)
         self._active_weights = self.n_weights()
         self.dense_grads: list[torch.Tensor] | None = None
@@ -110,9 +117,16 @@ class MaskedMLPStack(nn.Module):
 class SquashedGaussianActor(nn.Module):
     """obs → tanh-squashed Gaussian; log σ = tanh(raw) rescaled into [log_std_min, log_std_max] (pytorch_sac)."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden: list[int], log_std_bounds: tuple[float, float]) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden: list[int],
+        log_std_bounds: tuple[float, float],
+        init: str = "xavier_normal",
+    ) -> None:
         super().__init__()
-        self.net = MaskedMLPStack(1, [obs_dim, *hidden, 2 * action_dim], ["actor"])
+        self.net = MaskedMLPStack(1, [obs_dim, *hidden, 2 * action_dim], ["actor"], init)
         self.log_std_min, self.log_std_max = log_std_bounds
 
     def dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,9 +150,9 @@ class SquashedGaussianActor(nn.Module):
 class FusedTwinCritic(nn.Module):
     """Q1 and Q2 over concat(obs, action), both in one stacked MLP."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden: list[int]) -> None:
+    def __init__(self, obs_dim: int, action_dim: int, hidden: list[int], init: str = "xavier_normal") -> None:
         super().__init__()
-        self.net = MaskedMLPStack(2, [obs_dim + action_dim, *hidden, 1], ["q1", "q2"])
+        self.net = MaskedMLPStack(2, [obs_dim + action_dim, *hidden, 1], ["q1", "q2"], init)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """[2, B] Q-values (row 0 = Q1, row 1 = Q2)."""

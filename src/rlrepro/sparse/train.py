@@ -78,6 +78,10 @@ def train_sparse(
     torch.manual_seed(spec.seed)
     generator = torch.Generator(device=device).manual_seed(spec.seed)
     env = env_factory(spec)
+    eval_env = env  # DAPD's pytorch_sac evaluates on the training env; RLx2's loop on a second one seeded seed + 100
+    if cfg.separate_eval_env:
+        eval_env = env_factory(spec)
+        eval_env.reset(seed=spec.seed + 100)
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
     max_action = float(env.action_space.high.max())
     agent = SparseSAC(obs_dim, action_dim, cfg, device, generator)
@@ -88,6 +92,7 @@ def train_sparse(
             dst.actor_sparsity if dst.actor_sparsity is not None else 1 - dst.keep_ratio,
             dst.critic_sparsity if dst.critic_sparsity is not None else 1 - dst.keep_ratio,
             delta=dst.delta, zeta=dst.zeta, t_end=cfg.total_steps - cfg.seed_steps, random_grow=dst.random_grow,
+            critic_grow_includes_actor_grad=dst.critic_grow_includes_actor_grad,
         )  # fmt: skip
     capacity = min(dst.buffer_max_size if dst and dst.dynamic_buffer else cfg.buffer_size, cfg.total_steps)
     replay = TransitionReplay(max(capacity, 1), obs_dim, action_dim, device)
@@ -105,14 +110,14 @@ def train_sparse(
     resumed_from: int | None = None
     saved = store.load(map_location=device)
     if saved is not None:
-        _restore(saved, agent, replay, recent, pathways, generator, env, state)
+        _restore(saved, agent, replay, recent, pathways, generator, env, state, eval_env)
         resumed_from = state.step
         log.info("resuming %s from step %d (%s)", spec.method, state.step, store.path)
     if resumed_from is None:
         env.reset(seed=spec.seed)
         env.action_space.seed(spec.seed)
         if dapd is not None:
-            _initial_pathways(agent, env, replay, pathways, dapd, as_tensor, max_action)
+            _initial_pathways(agent, env, replay, pathways, dapd, as_tensor, max_action, episode_cap)
             replay = TransitionReplay(max(capacity, 1), obs_dim, action_dim, device)  # the random-policy data is dropped
 
     def save_checkpoint() -> None:
@@ -122,6 +127,7 @@ def train_sparse(
                 "replay": replay.state_dict(), "recent": recent.state_dict() if recent else None,
                 "pathways": [p.state_dict() for p in pathways] if pathways else None,
                 "generator": generator.get_state(), "rng": capture_rng(device), "env_rng": rng_state(env),
+                "eval_env_rng": rng_state(eval_env) if eval_env is not env else None,
             }
         )  # fmt: skip
 
@@ -137,7 +143,7 @@ def train_sparse(
                 ]
                 state.episode += 1
                 if state.eval_pending:
-                    eval_return = _evaluate(agent, env, spec, state, max_action, as_tensor, start, replay, pathways)
+                    eval_return = _evaluate(agent, eval_env, spec, state, max_action, as_tensor, start, replay, pathways)
                     state.eval_pending = False
                     if dapd and not dapd.continual_pruning and state.warmup and eval_return > dapd.ips_threshold:
                         state.warmup = False  # freeze: the pathway never changes again
@@ -158,8 +164,8 @@ def train_sparse(
         if state.step < cfg.seed_steps:
             action = as_tensor(env.action_space.sample())
             action_mean = action
-        else:
-            action, action_mean = agent.act(obs, deterministic=False)
+        else:  # RLx2's own loop acts with the mean action (audit R2): no draw from the generator then
+            action, action_mean = agent.act(obs, deterministic=bool(dst and dst.mean_action_collection))
         if state.step >= cfg.seed_steps and len(replay) > 0:
             n = dst.nstep if dst is not None and agent.updates >= dst.delay_nstep else 1
             agent.update(replay.sample(cfg.batch_size, generator, n))
@@ -181,8 +187,10 @@ def train_sparse(
     if done and state.step > 0:
         state.rows += [(state.step, "episode_return", None, ep_return), (state.step, "episode_length", None, float(ep_len))]
     if state.eval_pending:  # the flagged last evaluation (pytorch_sac would skip it: the loop ends first)
-        _evaluate(agent, env, spec, state, max_action, as_tensor, start, replay, pathways)
+        _evaluate(agent, eval_env, spec, state, max_action, as_tensor, start, replay, pathways)
     env.close()
+    if eval_env is not env:
+        eval_env.close()
     model = {
         "actor": agent.actor.state_dict(), "critic": agent.critic.state_dict(), "masks": agent.masks_state(),
         "log_alpha": agent.log_alpha.detach().cpu(), "obs_dim": obs_dim, "action_dim": action_dim,
@@ -190,23 +198,31 @@ def train_sparse(
     return SparseResult(state.rows, model, resumed_from, time.monotonic() - start)
 
 
-def _initial_pathways(agent, env, replay, pathways, dapd: DAPDConfig, as_tensor, max_action) -> None:
-    """Whole episodes of the random-init stochastic policy until initial_mask_steps, then the first masks."""
-    t = 0
+def _initial_pathways(agent, env, replay, pathways, dapd: DAPDConfig, as_tensor, max_action, episode_cap: int) -> None:
+    """Whole episodes of the random-init stochastic policy until initial_mask_steps, then the first masks.
+
+    As the original's collection loop (fidelity audit S2): an episode also ends when its step counter + 1 reaches
+    the time limit, and the first episode's counter starts at 1, so on a 1000-step env the first episode has 999
+    steps and 5000 requested steps become 999 + 5 × 1000 = 5999."""
+    t, step_counter = 0, 1
     while t < dapd.initial_mask_steps:
         obs, done = as_tensor(env.reset()[0]), False
         while not done:
             action, mean = agent.act(obs, deterministic=False)
             next_obs, reward, terminated, truncated, _ = env.step((action * max_action).cpu().numpy())
-            next_obs, done = as_tensor(next_obs), bool(terminated or truncated)
+            cut = step_counter + 1 == episode_cap
+            next_obs, done = as_tensor(next_obs), bool(terminated or truncated or cut)
             replay.add(obs, action, float(reward), next_obs, 0.0 if terminated else 1.0, float(done), mean)
-            obs, t = next_obs, t + 1
+            obs, t, step_counter = next_obs, t + 1, step_counter + 1
+        step_counter = 0
     _update_pathways(agent, replay, pathways, dapd)
 
 
 def _update_pathways(agent: SparseSAC, source: TransitionReplay, pathways, dapd: DAPDConfig) -> tuple[float, float]:
     """Rescore and install new DAPD masks; returns the fraction of each network's kept connections that are new."""
     batch = source.sample(dapd.score_batch_size, agent.generator)
+    if dapd.score_time_limit_as_terminal:  # the original scores with `not_done`: time-limit ends are terminal (S1)
+        batch = dataclasses.replace(batch, not_done=1.0 - batch.ended)
     actor_scores, critic_scores = snip_scores(
         agent,
         batch,
@@ -293,7 +309,7 @@ def _density_rows(step: int, name: str, net: MaskedMLPStack) -> list[Row]:
     return rows
 
 
-def _restore(saved, agent, replay, recent, pathways, generator, env, state: LoopState) -> None:
+def _restore(saved, agent, replay, recent, pathways, generator, env, state: LoopState, eval_env=None) -> None:
     agent.load_full_state(saved["agent"])
     replay.load_state_dict(saved["replay"])
     if recent is not None:
@@ -304,6 +320,8 @@ def _restore(saved, agent, replay, recent, pathways, generator, env, state: Loop
     generator.set_state(saved["generator"])
     restore_rng(saved["rng"])
     set_rng_state(env, saved["env_rng"])
+    if saved.get("eval_env_rng") is not None:
+        set_rng_state(eval_env, saved["eval_env_rng"])
     loop = saved["loop"]
     loop["rows"] = [tuple(r) for r in loop["rows"]]
     for key, value in loop.items():
