@@ -211,19 +211,22 @@ def test_d7_policy_step_draws_its_own_alpha():
     assert torch.equal(prepared.policy_obs[:8, :3], batch.obs) and torch.equal(prepared.policy_obs[8:, :3], batch.next_obs)
 
 
-def test_d8_alpha_is_redrawn_at_episode_ends_one_step_later_and_every_repeat_steps():
+def test_d8_alpha_is_redrawn_at_episode_ends_and_on_the_originals_step_counter():
+    """The original's counter (RewireNeuron agents/brax_agents.py) is incremented in place after it is written to
+    the workspace (which keeps the reference): it reads t + 1 in a task's first episode, then 1, 2, ... after each
+    auto-reset. So no second draw one step after an end (the audit expected one), and the first episode's redraws
+    come one transition earlier than later episodes'."""
     m, _, _ = csp_at_second_task(n_envs=4, repeat_alpha=5)  # envs 0, 1 in the new subspace (2, 3: old, one anchor)
     done_at = {3}  # env 0's episode ends at transition 3; env 1 never ends
     changed = []
-    for t in range(12):
+    for t in range(14):
         before = m.env_alpha.clone()
         m.on_env_step(torch.tensor([1.0 if t in done_at else 0.0, 0.0, 0.0, 0.0]))
         changed.append(tuple(bool(c) for c in (m.env_alpha != before).any(-1)))
     env0 = [t for t, c in enumerate(changed) if c[0]]
     env1 = [t for t, c in enumerate(changed) if c[1]]
-    # env 0: the end (3), the step after (its counter reads 0 at 4), then every 5 steps of the new counter (9)
-    assert env0 == [3, 4, 9]
-    assert env1 == [4, 9]  # counter 5 at transition 4, 10 at transition 9
+    assert env0 == [3, 8, 13]  # its end (counter 5 too), then counter 5 and 10 of the new episode (transitions 8, 13)
+    assert env1 == [3, 8, 13]  # counter 5, 10, 15 of the first episode: transitions 3, 8, 13
 
 
 def test_d9_alpha_search_critic_estimate_averages_both_window_steps():
@@ -363,3 +366,18 @@ def test_s2_dapd_initial_collection_has_the_originals_off_by_one():
     assert len(replay) == 99 + 5 * 100  # the first episode is one step short, and whole episodes until ≥ 500
     ends = [i for i in range(len(replay)) if replay.ended[i] > 0]
     assert ends[:3] == [98, 198, 298]
+
+
+def test_f1_rewire_selection_rollouts_are_seeded_like_the_stage_evaluation(fake_scenario, monkeypatch):
+    """Found beyond the audit: the original's mode selection calls its stage evaluation during training, before the
+    stage counter moves, so every candidate of task k is rolled out with seed·13 + k·100."""
+    from rlrepro import continual
+
+    seeds = []
+    real = continual.run_episodes
+    monkeypatch.setattr(continual, "run_episodes", lambda p, env, n, seed: seeds.append((n, seed)) or real(p, env, n, seed))
+    spec = TrainSpec("rewire", fake_scenario, seed=2, sac=SACConfig(batch_size=16, initial_buffer_size=32), network=NET,
+                     method_hp={"selection_rollouts": 2})  # fmt: skip
+    train(spec, env_factory=fake_env_factory)
+    assert seeds and set(seeds) == {(2, 2 * 13 + 1 * 100)}  # r0 and each of the k modes at task 1
+    assert len(seeds) == 1 + 3

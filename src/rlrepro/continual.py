@@ -242,8 +242,9 @@ def train_task(
 
 
 class TrainEnvEvaluator:
-    """Deterministic mean return on the training env, `evaluation.n_rollouts`-free: one seed per task, as the
-    original's selection rollouts used one seed for every candidate. Counts the env steps it spends."""
+    """Deterministic mean return on the task's env (Rewire's mode selection): `selection_rollouts` rollouts seeded
+    `seed·13 + task·100` for every candidate, as the original's selection reuses its stage evaluation (stage counter
+    not yet incremented during training; found beyond the audit, README "Fidelity"). Counts the env steps it spends."""
 
     def __init__(self, env: VecEnv, spec: TrainSpec, task_index: int, steps: int = 0) -> None:
         self.env, self.task_index, self.seed = env, task_index, spec.seed
@@ -254,7 +255,9 @@ class TrainEnvEvaluator:
         was_training = actor.training
         actor.eval()
         try:
-            episodes = run_episodes(actor, self.env, self.rollouts, self.seed * 7919 + self.task_index)
+            eval_cfg = EvalConfig()
+            seed = self.seed * eval_cfg.seed_stride_run + self.task_index * eval_cfg.seed_stride_stage
+            episodes = run_episodes(actor, self.env, self.rollouts, seed)
         finally:
             actor.train(was_training)
         self.steps += int(episodes["env_steps"].sum())

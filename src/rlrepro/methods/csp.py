@@ -2,8 +2,8 @@
 
 The policy is a subspace: every layer holds n anchors and computes Σ_i α_i (W_i x + b_i) for a point α of the
 simplex. Each new task freezes the anchors, adds one at their midpoint and a new α-conditioned critic; SAC
-trains with α drawn per environment (half from the new subspace, half from the old one), redrawn at episode ends,
-one step after them (the original's step counter restarts then) and every `repeat_alpha` steps. After SAC,
+trains with α drawn per environment (half from the new subspace, half from the old one), redrawn at episode ends
+and every `repeat_alpha` steps of the original's step counter. After SAC,
 AlphaSearch ranks α candidates by the critic, rolls the best out on a separate instance of the task's env with
 `n_rollouts` envs, one episode each (steps taken from the task's budget), and keeps the new anchor only if it beats
 the old subspace by `improvement_threshold`.
@@ -113,7 +113,9 @@ class CSP(Method):
                 layer.add_anchor()
         n_envs = context.env.n_envs if context.env is not None else 1
         self.env_alpha = torch.zeros(n_envs, self.n_anchors)
-        self.env_t = torch.zeros(n_envs)
+        # The original's step counter (agents/brax_agents.py) is incremented in place after being written, so in the
+        # first episode it reads one step ahead: it starts here at 1, and at 0 after each episode end.
+        self.env_t = torch.ones(n_envs)
         self.env_prev_done = torch.zeros(n_envs, dtype=torch.bool)
         self._draw_env_alpha(torch.ones(n_envs, dtype=torch.bool))
 
@@ -128,11 +130,14 @@ class CSP(Method):
         return TwinCritic(self.obs_dim + self.n_anchors, self.action_dim, critic.cfg)
 
     def on_env_step(self, done: torch.Tensor) -> None:
-        """Redraw α where the episode ended, or where the original's step counter — which restarts at 0 on the step
-        after an auto-reset — is a multiple of `repeat_alpha` (so also one step after each episode end, audit D8)."""
+        """Redraw α where the episode ended, or where the original's step counter is a multiple of `repeat_alpha`.
+
+        The counter counts the transitions of the current episode (the first after an auto-reset reads 1), plus one
+        in the first episode of a task. The audit's D8 expected it to read 0 right after a reset (a second draw one
+        step after each end); it does not: the original increments the tensor it has just written in place."""
         repeat = int(self.hp.get("repeat_alpha", 100))
         ended = done.cpu() > 0
-        self.env_t = torch.where(self.env_prev_done, torch.zeros_like(self.env_t), self.env_t + 1)
+        self.env_t = torch.where(self.env_prev_done, torch.zeros_like(self.env_t), self.env_t) + 1
         self.env_prev_done = ended
         redraw = ended | (self.env_t % repeat == 0)
         if bool(redraw.any()):
