@@ -159,3 +159,26 @@ def test_a_method_with_no_run_at_all_is_listed_as_missing():
     text = paper.render_markdown(cells[cells["section"] == "halfcheetah/forgetting"], paper.BRAX_COLUMNS, "t", "c")
     assert "| ewc | n/a | n/a | n/a | n/a | n/a | n/a | 0 |" in text
     assert "not averaged in): ft_1: 1, ewc: 3." in text
+
+
+def test_per_task_table_puts_each_method_next_to_the_random_reference(fake_scenario):
+    from conftest import fake_env_factory
+
+    from rlrepro.continual import EvalSpec, evaluate_random
+    from rlrepro.tables import continual_task_table, render_task_markdown
+
+    rows = evaluate_random(EvalSpec(fake_scenario, seed=1), env_factory=fake_env_factory)
+    assert [(r["task"], r["metric"]) for r in rows] == [(0, "avg_return"), (1, "avg_return")]
+    again = evaluate_random(EvalSpec(fake_scenario, seed=1), env_factory=fake_env_factory)
+    assert rows == again and rows != evaluate_random(EvalSpec(fake_scenario, seed=2), env_factory=fake_env_factory)
+    results = synthetic_results()
+    random_ref = pd.DataFrame({"scenario": "halfcheetah/forgetting", "seed": [0, 1, 0, 1], "task": [0, 0, 1, 1],
+                               "metric": "avg_return", "value": [-10.0, -20.0, -5.0, -5.0]})  # fmt: skip
+    table = continual_task_table(results, random_ref).set_index(["scenario", "method", "task"])
+    ft1 = table.loc[("halfcheetah/forgetting", "ft_1", 0)]
+    # ft_1's seeds 0 and 1: p[0][0] = 0.5·(1 + 0.1·seed)·100, p[1][0] = 0.5·(2 + 0.1·seed)·100
+    assert ft1["just_trained"] == pytest.approx(52.5) and ft1["final"] == pytest.approx(102.5)
+    assert ft1["random"] == -15.0 and table.loc[("halfcheetah/forgetting", "sac_n", 1), "random"] == -5.0
+    assert np.isnan(table.loc[("continual_world/t1", "ft_1", 0), "random"])  # no reference given for it
+    text = render_task_markdown(continual_task_table(results, random_ref), "caption")
+    assert "| task | random | ft_1 | sac_n |" in text and "| 0: t | -15 | 52.5 → 102 | 110 → 210 |" in text

@@ -187,15 +187,46 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_random_reference(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from rlrepro.continual import EvalSpec, evaluate_random
+    from rlrepro.io import atomic_write_parquet
+
+    spec = EvalSpec.from_dict(_spec(args.spec))
+    spec = _on_device(spec, check_jax=spec.scenario.backend != "metaworld")
+    _setup_runtime()
+    rows = pd.DataFrame(evaluate_random(spec))
+    names = [t.name for t in spec.scenario.tasks]
+    rows = rows.assign(scenario=spec.scenario.name, seed=spec.seed, task_name=rows["task"].map(lambda j: names[j]))
+    atomic_write_parquet(rows[["scenario", "seed", "task", "task_name", "metric", "value"]], Path(args.out))
+    return 0
+
+
 def cmd_aggregate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from rlrepro.io import atomic_write_parquet, atomic_write_text
     from rlrepro.metrics.stats import BootstrapConfig
     from rlrepro.results import read_results
-    from rlrepro.tables import continual_run_metrics, continual_summary, paper, render_markdown
+    from rlrepro.tables import (
+        continual_run_metrics,
+        continual_summary,
+        continual_task_table,
+        paper,
+        render_markdown,
+        render_task_markdown,
+    )
 
     spec = _spec(args.spec)
     results = read_results(args.inputs)
     out = Path(args.out_dir)
+    random_ref = pd.concat([pd.read_parquet(p) for p in args.random]) if args.random else None
+    tasks = continual_task_table(results, random_ref)
+    atomic_write_parquet(tasks, out / "continual_tasks.parquet")
+    atomic_write_text(out / "continual_tasks.md", render_task_markdown(tasks, (
+        "# Per task: performance right after training the task → after the last task (mean over seeds), and a "
+        "uniform-random policy's on the same task (same envs, rollouts and seeds)")))  # fmt: skip
     run_metrics = continual_run_metrics(results, spec["reference_method"])
     summary = continual_summary(run_metrics, spec.get("expected_seeds"))
     atomic_write_parquet(results, out / "results.parquet")
@@ -213,8 +244,9 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     caption = (
         f"Mean [{boot.confidence:.0%} CI] over seeds (rliable stratified bootstrap, {boot.reps} resamples, "
         f"random state {boot.random_state}). Final (÷ {spec['reference_method']}) and forward transfer use "
-        f"{spec['reference_method']}'s per-task performance; model size = inference parameters relative to one "
-        "policy, stored size = everything kept. Continual World: performance = success rate."
+        f"{spec['reference_method']}'s per-task performance; model size = the method's whole state dict as the "
+        "original logged it, inference size = what inference needs, both relative to one policy. Continual World: "
+        "performance = success rate."
     )
     by_domain = [(d, cells[cells["section"].str.split("/").str[0] == d]) for d in dict.fromkeys(
         cells["section"].str.split("/").str[0])]  # fmt: skip
@@ -395,10 +427,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("random-reference", help="a uniform-random policy evaluated on every task (tables' reference)")
+    p.add_argument("--spec", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_random_reference)
+
     p = sub.add_parser("aggregate", help="tables from run Parquets")
     p.add_argument("--spec", required=True)
     p.add_argument("--out-dir", required=True)
     p.add_argument("--reference", help="CSV of reference values (scenario, method, metric, value)")
+    p.add_argument("--random", nargs="*", default=[], help="random-reference Parquets (rlrepro random-reference)")
     p.add_argument("inputs", nargs="+")
     p.set_defaults(func=cmd_aggregate)
 
@@ -447,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from rlrepro.errors import ConfigError
 
-    if args.stage in ("train", "evaluate"):
+    if args.stage in ("train", "evaluate", "random-reference"):
         _set_runtime_env()
     try:
         return args.func(args)

@@ -466,6 +466,35 @@ def evaluate(
     return rows
 
 
+class UniformRandomPolicy:
+    """The random reference: uniform actions in [−1, 1] from its own generator (the `deterministic` interface of
+    `run_episodes`, so it is evaluated exactly like a trained policy)."""
+
+    def __init__(self, action_dim: int, generator: torch.Generator) -> None:
+        self.action_dim, self.generator = action_dim, generator
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.rand(obs.shape[0], self.action_dim, generator=self.generator, device=obs.device) * 2 - 1
+
+
+def evaluate_random(spec: EvalSpec, *, env_factory: EnvFactory = make_env) -> list[dict[str, Any]]:
+    """A uniform-random policy on every task of the scenario, with the evaluation's envs, rollouts and seeds (stage 0's):
+    the per-task reference that shows whether a method learned anything."""
+    device = torch.device(spec.device)
+    scenario, ev = spec.scenario, spec.evaluation
+    rows = []
+    for j, task in enumerate(scenario.tasks):
+        env = env_factory(scenario, task, n_envs=scenario.n_eval_envs, env_cfg=spec.env, device=device)
+        seed = spec.seed * ev.seed_stride_run + ev.seed_stride_stage
+        policy = UniformRandomPolicy(env.action_dim, torch.Generator(device=device).manual_seed(seed))
+        episodes = run_episodes(policy, env, ev.n_rollouts, seed)
+        rows.append({"task": j, "metric": "avg_return", "value": float(episodes["return"].mean())})
+        for name in ("success_last", "success_any"):
+            if name in episodes:
+                rows.append({"task": j, "metric": name, "value": float(episodes[name].mean())})
+    return rows
+
+
 def configure_threads() -> None:
     """One intra-op thread per job (two threads on two busy cores collapse throughput, platform.md §6.2)."""
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1") or 1))

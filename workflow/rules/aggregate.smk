@@ -1,9 +1,12 @@
 rule continual_tables:
     input:
         runs=continual_run_results,
+        random=random_reference_results,
         reference=reference_csv("continual"),
     output:
         results="results/tables/results.parquet",
+        tasks="results/tables/continual_tasks.parquet",
+        tasks_md="results/tables/continual_tasks.md",
         runs="results/tables/continual_runs.parquet",
         summary="results/tables/continual_summary.parquet",
         summary_md="results/tables/continual_summary.md",
@@ -34,7 +37,7 @@ rule continual_tables:
     threads: 1
     shell:
         "python -m rlrepro aggregate --spec {params.spec:q} --out-dir {params.out_dir} {params.reference}"
-        " {input.runs} 2> {log}"
+        " --random {input.random} -- {input.runs} 2> {log}"
 
 
 rule sparse_tables:

@@ -131,6 +131,12 @@ def reference_option(wildcards, input):
     return f"--reference {input.reference[0]}" if input.reference else ""
 
 
+def random_reference_results(wildcards):
+    """A uniform-random policy on every task of each (scenario, seed) of the grid: the tables' learning reference."""
+    pairs = sorted({(r.scenario, r.seed) for r in RESOLVED.runs})
+    return [f"results/references/{s}/seed{seed}/random.parquet" for s, seed in pairs]
+
+
 def continual_run_results(wildcards):
     return present(run_paths(f"{RUN_DIR}/results.parquet"))
 

@@ -18,3 +18,18 @@ rule evaluate_run:
         runtime=720,
     shell:
         "python -m rlrepro evaluate --spec {params.spec:q} --run-dir {params.run_dir} --out {output.results} 2> {log}"
+
+
+rule random_reference:
+    output:
+        "results/references/{scenario}/seed{seed}/random.parquet",
+    params:
+        spec=eval_spec,
+    log:
+        "results/logs/random_reference/{scenario}/seed{seed}.log",
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=120,
+    shell:
+        "python -m rlrepro random-reference --spec {params.spec:q} --out {output} 2> {log}"

@@ -121,3 +121,50 @@ def render_markdown(summary: pd.DataFrame) -> str:
             lines += ["", f"Missing seeds (failed or absent runs): {short}."]
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
+
+
+def continual_task_table(results: pd.DataFrame, random_reference: pd.DataFrame | None) -> pd.DataFrame:
+    """Per (scenario, task, method): performance on the task right after training it (p[j][j]) and after the last
+    task (p[T−1][j]), mean over seeds, next to a uniform-random policy's on the same task (mean over seeds): whether a
+    method learned each task, and what it kept of it."""
+    rows = []
+    for (scenario, method), group in results.groupby(["scenario", "method"], observed=True):
+        perf = performance_metric(scenario)
+        matrices = [metrics.performance_matrix(run, perf) for _, run in group.groupby("seed", observed=True)]
+        names = group.drop_duplicates("task").dropna(subset=["task"]).set_index("task")["task_name"].to_dict()
+        for j in range(min(m.shape[1] for m in matrices)):
+            trained = [m[j, j] for m in matrices if m.shape[0] > j]
+            rows.append({"scenario": scenario, "task": j, "task_name": str(names.get(j, j)), "method": method,
+                         "metric": perf, "just_trained": float(np.mean(trained)) if trained else np.nan,
+                         "final": float(np.mean([m[-1, j] for m in matrices])), "n_seeds": len(matrices)})  # fmt: skip
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    if random_reference is not None and not random_reference.empty:
+        ref = random_reference.groupby(["scenario", "task", "metric"], observed=True)["value"].mean().rename("random")
+        table = table.join(ref, on=["scenario", "task", "metric"])
+    else:
+        table["random"] = np.nan
+    return table
+
+
+def render_task_markdown(table: pd.DataFrame, caption: str) -> str:
+    """One Markdown table per scenario: rows = tasks, a `random` column, then per method `just trained → final`."""
+    parts = []
+    for scenario, group in table.groupby("scenario", observed=True):
+        methods = list(dict.fromkeys(group["method"]))
+        header = ["task", "random", *methods]
+        lines = [f"### {scenario}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for (task, name), rows in group.groupby(["task", "task_name"], observed=True, sort=True):
+            by_method = rows.set_index("method")
+            cells = [f"{task}: {name}", _fmt(rows["random"].iloc[0])]
+            for m in methods:
+                cells.append(f"{_fmt(by_method.loc[m, 'just_trained'])} → {_fmt(by_method.loc[m, 'final'])}"
+                             if m in by_method.index else "n/a")  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines))
+    return caption + "\n\n" + "\n\n".join(parts) + "\n"
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if pd.isna(value) else f"{value:.3g}"
