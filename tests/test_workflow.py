@@ -88,6 +88,11 @@ def test_smoke_pipeline_end_to_end_then_precise_rerun(workflow_copy):
         assert not list(run.glob(".*.tmp")), "temporary files left behind"
     for ext in ("png", "pdf"):
         assert (res / "figures/stage_performance/halfcheetah/forgetting").with_suffix(f".{ext}").stat().st_size > 0
+        assert (res / "figures/continual_curves/halfcheetah/forgetting").with_suffix(f".{ext}").stat().st_size > 0
+    # The per-task table: every method's return right after training each task, next to a random policy's.
+    tasks = pd.read_parquet(res / "tables/continual_tasks.parquet")
+    assert len(tasks) == 2 * len(method_names()) and tasks["random"].notna().all()
+    assert "| 0: hugefoot |" in (res / "tables/continual_tasks.md").read_text()
     summary = pd.read_parquet(res / "tables/continual_summary.parquet")
     assert sorted(summary["method"]) == sorted(method_names())
     assert "| ft_n |" in (res / "tables/continual_summary.md").read_text()
@@ -128,6 +133,7 @@ def test_smoke_pipeline_end_to_end_then_precise_rerun(workflow_copy):
         "evaluate_run": 1,
         "transfer_matrix": 1,
         "stage_performance": 1,
+        "continual_curves": 1,
         "continual_tables": 1,
         "tradeoff": 1,
         "aggregate_figure": 1,
@@ -161,7 +167,8 @@ def test_report_lists_every_table_and_figure(workflow_copy):
     names += ["forgetting.png", "normalised_performance.png"]
     for name in names:
         assert name in report, name
-    for caption in ("Performance vs model size", "Sparse suite learning curves", "Mask density of every layer"):
+    for caption in ("Performance vs model size", "Sparse suite learning curves", "Mask density of every layer",
+                    "Training episode return over the run's env steps"):
         assert caption in report, caption
 
 

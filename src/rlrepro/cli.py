@@ -338,6 +338,8 @@ def cmd_figure(args: argparse.Namespace) -> int:
         figures.aggregate(pd.read_parquet(args.inputs[0]), args.out, boot)
     elif args.kind == "transfer-matrix":
         figures.transfer_matrix(read_results(args.inputs), args.out)
+    elif args.kind == "continual-curves":
+        figures.continual_curves(read_results(args.inputs), args.out, boot)
     else:
         figures.stage_performance(read_results(args.inputs), args.out)
     return 0
@@ -450,7 +452,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("figure", help="one figure (PNG + PDF) from run Parquets")
     p.add_argument(
         "kind",
-        choices=["transfer-matrix", "stage-performance", "tradeoff", "aggregate", "sparse-curves", "sparse-layer-density"],
+        choices=[
+            "transfer-matrix",
+            "stage-performance",
+            "continual-curves",
+            "tradeoff",
+            "aggregate",
+            "sparse-curves",
+            "sparse-layer-density",
+        ],
     )
     p.add_argument("--out", required=True, help="output path without extension")
     p.add_argument("--spec", help="bootstrap settings as JSON (reps, confidence, random_state)")

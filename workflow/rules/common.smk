@@ -160,6 +160,7 @@ def figure_targets():
     """Every figure of the preset's grid (continual and sparse)."""
     targets = run_paths("results/figures/transfer_matrix/{scenario}/{method}/seed{seed}.png")
     targets += [f"results/figures/stage_performance/{s}.png" for s in RESOLVED.scenarios]
+    targets += [f"results/figures/continual_curves/{s}.png" for s in RESOLVED.scenarios]
     if RESOLVED.runs:
         targets += [f"results/figures/tradeoff/{d}.png" for d in DOMAINS]
         targets.append("results/figures/aggregate/normalised_performance.png")

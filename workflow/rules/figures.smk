@@ -40,6 +40,28 @@ rule stage_performance:
         "python -m rlrepro figure stage-performance --out {params.stem} {input} 2> {log}"
 
 
+rule continual_curves:
+    input:
+        scenario_results,
+    output:
+        png=report(
+            "results/figures/continual_curves/{scenario}.png",
+            caption="../report/continual_curves.rst",
+            category="2. Figures",
+            subcategory="learning curves",
+            labels={"scenario": "{scenario}"},
+        ),
+        pdf="results/figures/continual_curves/{scenario}.pdf",
+    params:
+        stem=output_stem,
+        spec=bootstrap_spec,
+    log:
+        "results/logs/figures/continual_curves/{scenario}.log",
+    threads: 1
+    shell:
+        "python -m rlrepro figure continual-curves --spec {params.spec:q} --out {params.stem} {input} 2> {log}"
+
+
 rule tradeoff:
     input:
         rules.continual_tables.output.runs,

@@ -85,6 +85,36 @@ def stage_performance(results: pd.DataFrame, stem: Path | str) -> list[Path]:
         return save(fig, stem)
 
 
+def continual_curves(results: pd.DataFrame, stem: Path | str, boot: BootstrapConfig | None = None) -> list[Path]:
+    """Training return over the run's env steps (task k spans [k·budget, (k+1)·budget)), per method, mean and
+    bootstrap band over seeds on the common grid of curve points; dotted lines mark task switches. A point exists
+    where episodes ended since the previous one (runs whose episodes never end within the budget have none)."""
+    rows = results[results["metric"] == "train_return"].dropna(subset=["step"])
+    budget = results[results["metric"] == "train_env_steps"].groupby("task", observed=True)["value"].max()
+    offsets = budget.sort_index().cumsum().shift(fill_value=0).to_dict()
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(6.0, 3.0))
+        for i, (method, group) in enumerate(rows.groupby("method", observed=True)):
+            steps = group["step"].astype(float) + group["task"].map(offsets).astype(float)
+            curve = group.assign(x=steps).pivot_table(index="x", columns="seed", values="value")
+            mean, low, high = _ci_band(curve, boot)
+            style = method_style(i)
+            ax.plot(curve.index, mean, color=style["color"], linestyle=style["linestyle"], label=str(method))
+            if curve.shape[1] > 1:
+                ax.fill_between(curve.index, low, high, color=style["color"], alpha=0.2)
+        names = results.dropna(subset=["task"]).drop_duplicates("task").set_index("task")["task_name"].astype(str)
+        for task, start in offsets.items():
+            if start > 0:
+                ax.axvline(start, color="grey", linestyle=":", linewidth=0.8)
+            ax.text(start, 1.0, f" {task}: {names.get(task, task)}", transform=ax.get_xaxis_transform(), fontsize=7,
+                    va="top")  # fmt: skip
+        ax.set_xlabel("env steps (all tasks)")
+        ax.set_ylabel("training episode return")
+        ax.set_title(str(results["scenario"].iloc[0]), pad=14)
+        ax.legend(frameon=False, fontsize=7)
+        return save(fig, stem)
+
+
 def _ci_band(curve: pd.DataFrame, boot: BootstrapConfig | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean and 95% bootstrap band over seeds (columns) at each step (rows)."""
     if boot is None or curve.shape[1] < 2:
