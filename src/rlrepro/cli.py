@@ -221,18 +221,22 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     spec = _spec(args.spec)
     results = read_results(args.inputs)
     out = Path(args.out_dir)
+    demo = spec.get("demo_overrides")
+    # A preset with demo-only settings says so in every table it produces.
+    demo_note = (f" DEMO-ONLY settings over the faithful ones (every method, policy and critic): {json.dumps(demo)}."
+                 if demo else "")  # fmt: skip
     random_ref = pd.concat([pd.read_parquet(p) for p in args.random]) if args.random else None
     tasks = continual_task_table(results, random_ref)
     atomic_write_parquet(tasks, out / "continual_tasks.parquet")
     atomic_write_text(out / "continual_tasks.md", render_task_markdown(tasks, (
         "# Per task: performance right after training the task → after the last task (mean over seeds), and a "
-        "uniform-random policy's on the same task (same envs, rollouts and seeds)")))  # fmt: skip
+        f"uniform-random policy's on the same task (same envs, rollouts and seeds).{demo_note}")))  # fmt: skip
     run_metrics = continual_run_metrics(results, spec["reference_method"])
     summary = continual_summary(run_metrics, spec.get("expected_seeds"))
     atomic_write_parquet(results, out / "results.parquet")
     atomic_write_parquet(run_metrics, out / "continual_runs.parquet")
     atomic_write_parquet(summary, out / "continual_summary.parquet")
-    title = "# Continual RL summary (mean ± std over seeds)\n\n"
+    title = f"# Continual RL summary (mean ± std over seeds){demo_note}\n\n"
     atomic_write_text(out / "continual_summary.md", title + render_markdown(summary))
 
     boot = BootstrapConfig(**spec["bootstrap"])
@@ -246,7 +250,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
         f"random state {boot.random_state}). Final (÷ {spec['reference_method']}) and forward transfer use "
         f"{spec['reference_method']}'s per-task performance; model size = the method's whole state dict as the "
         "original logged it, inference size = what inference needs, both relative to one policy. Continual World: "
-        "performance = success rate."
+        f"performance = success rate.{demo_note}"
     )
     by_domain = [(d, cells[cells["section"].str.split("/").str[0] == d]) for d in dict.fromkeys(
         cells["section"].str.split("/").str[0])]  # fmt: skip
@@ -265,6 +269,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     agg_caption = (
         f"Final performance normalised by {spec['reference_method']}, aggregated over all scenarios of each method: "
         f"point estimate [{boot.confidence:.0%} CI], stratified bootstrap over seeds (seeds present in every scenario)."
+        f"{demo_note}"
     )
     atomic_write_text(out / "continual_aggregate.md", paper.render_markdown(agg, agg_cols, "Aggregate", agg_caption))
     atomic_write_text(out / "continual_aggregate.tex", paper.render_latex(agg, agg_cols, agg_caption))

@@ -17,6 +17,7 @@ import yaml
 from rlrepro import ENGINE_VERSION
 from rlrepro.errors import ConfigError, unknown_name
 from rlrepro.methods.registry import HYPERPARAMETERS, method_names
+from rlrepro.sac.config import NetworkConfig, SACConfig
 from rlrepro.scenarios import get_scenario, scale_scenario, scenario_names
 
 RESERVED_METHOD_KEYS = {"sac", "network", "scenario_overrides"}
@@ -92,6 +93,12 @@ class Resolved:
         self._scenario_json: dict[str, str] = {}
         self.preset = presets[name]
         self.budget = dict(self.preset.get("budget") or {})
+        self.demo_overrides = dict(self.preset.get("demo_overrides") or {})
+        for block, cls in (("sac", SACConfig), ("network", NetworkConfig)):
+            unknown = sorted(set(self.demo_overrides.get(block, {})) - set(cls.__dataclass_fields__))
+            if unknown:
+                raise ConfigError(f"unknown key(s) {unknown} in presets.{name}.demo_overrides.{block}; valid keys: "
+                                  f"{', '.join(cls.__dataclass_fields__)}")  # fmt: skip
         self.methods = self._names("method", self.preset.get("methods", []), method_names())
         self.scenarios = self._names("scenario", self.preset.get("scenarios", []), scenario_names())
         self.seeds = list(range(int(self.preset.get("seeds", 0))))
@@ -141,6 +148,7 @@ class Resolved:
     def sac(self, method: str, scenario: str) -> dict[str, Any]:
         sac = {**self.config["sac"], **self.config.get("sac_overrides", {}).get(scenario, {})}
         sac.update(self.config["methods"][method].get("sac", {}))
+        sac.update(self.demo_overrides.get("sac", {}))
         if self.budget.get("initial_buffer_size") is not None:
             sac["initial_buffer_size"] = int(self.budget["initial_buffer_size"])
         return sac
@@ -163,9 +171,9 @@ class Resolved:
             "scenario": self.scenario_spec(scenario),
             "seed": seed,
             "sac": self.sac(method, scenario),
-            "network": {**self.config["network"], **block.get("network", {})},
+            "network": {**self.config["network"], **block.get("network", {}), **self.demo_overrides.get("network", {})},
             # A method's `network` block is its policy's: the critic keeps the shared block (fidelity audit D2).
-            "critic_network": dict(self.config["network"]),
+            "critic_network": {**self.config["network"], **self.demo_overrides.get("network", {})},
             "quirks": self.config["quirks"],
             "env": self.config["env"],
             "device": self.config["device"],
@@ -187,7 +195,8 @@ class Resolved:
 
     def aggregate_spec(self) -> dict[str, Any]:
         keys = ("reference_method", "bootstrap")
-        return {"engine_version": ENGINE_VERSION, **{k: self.config["aggregate"][k] for k in keys}}
+        spec = {"engine_version": ENGINE_VERSION, **{k: self.config["aggregate"][k] for k in keys}}
+        return {**spec, "demo_overrides": self.demo_overrides} if self.demo_overrides else spec
 
 
 def format_keep(keep_ratio: float) -> str:
