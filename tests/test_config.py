@@ -126,3 +126,15 @@ def test_sparse_grid_and_specs_follow_the_preset():
     assert smoke.spec("rigl", "halfcheetah", 0.05, 0)["method_hp"]["delta"] == 100  # budget override
     assert smoke.spec("dense", "halfcheetah", 1.0, 0)["method_hp"] == {}
     assert resolved(preset="demo").sparse.runs == [] and resolved(preset="demo_sparse").runs == []
+
+
+def test_citation_and_license_match_the_package():
+    import yaml
+
+    from rlrepro import ENGINE_VERSION
+
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert citation["version"] == ENGINE_VERSION and citation["license"] == "MIT"
+    assert {r["year"] for r in citation["references"]} == {2023, 2024}
+    assert 'license = "MIT"' in (ROOT / "pyproject.toml").read_text()
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
