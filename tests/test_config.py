@@ -138,3 +138,19 @@ def test_citation_and_license_match_the_package():
     assert {r["year"] for r in citation["references"]} == {2023, 2024}
     assert 'license = "MIT"' in (ROOT / "pyproject.toml").read_text()
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+
+
+def test_cli_lists_and_counts_both_suites():
+    import subprocess
+    import sys
+
+    def cli(*args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "rlrepro", *args], capture_output=True, text=True, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    assert "sparse 4 methods × 1 envs × 1 keep ratios × 1 seeds = 4 runs" in cli("check-config", "--set", "preset=demo_sparse")
+    assert "continual 3 methods × 1 scenarios × 1 seeds = 3 runs; sparse 0" in cli("check-config")
+    methods = cli("methods")
+    assert "  rewire: " in methods and "  dapd: keys " in methods and "mean_action_collection" in methods
+    assert "  halfcheetah: HalfCheetah-v5" in cli("scenarios")

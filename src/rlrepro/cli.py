@@ -361,23 +361,35 @@ def cmd_provenance(args: argparse.Namespace) -> int:
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
+    import yaml
+
     from rlrepro.scenarios import get_scenario, scenario_names
 
+    print("continual suite (Rewire):")
     for name in scenario_names():
         sc = get_scenario(name)
         tasks = ", ".join(t.name for t in sc.tasks)
         print(
-            f"{name}: {sc.n_tasks} tasks × {sc.steps_per_task:,} steps, {sc.n_train_envs} train / "
-            f"{sc.n_eval_envs} eval envs, episodes of {sc.episode_length}\n    {tasks}"
+            f"  {name}: {sc.n_tasks} tasks × {sc.steps_per_task:,} steps, {sc.n_train_envs} train / "
+            f"{sc.n_eval_envs} eval envs, episodes of {sc.episode_length}\n      {tasks}"
         )
+    envs = (yaml.safe_load(Path(args.config).read_text()).get("sparse") or {}).get("envs", {})
+    print(f"sparse suite (DAPD), envs of {args.config}:")
+    for name, block in envs.items():
+        print(f"  {name}: {block['id']}" + (f" {block['kwargs']}" if block.get("kwargs") else ""))
     return 0
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
     from rlrepro.methods.registry import METHODS
+    from rlrepro.sparse.config import SPARSE_METHODS, method_hyperparameters
 
+    print("continual suite (Rewire):")
     for name, target in METHODS.items():
-        print(f"{name}: {target}")
+        print(f"  {name}: {target}")
+    print("sparse suite (DAPD):")
+    for name in SPARSE_METHODS:
+        print(f"  {name}: keys {', '.join(method_hyperparameters(name))}")
     return 0
 
 
@@ -404,9 +416,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
     overrides = dict(kv.split("=", 1) for kv in args.set)
     resolved = load_config(args.config, overrides)
+    sparse = resolved.sparse
     print(
-        f"preset {resolved.preset_name}: {len(resolved.methods)} methods × {len(resolved.scenarios)} scenarios × "
-        f"{len(resolved.seeds)} seeds = {len(resolved.runs)} runs"
+        f"preset {resolved.preset_name}: continual {len(resolved.methods)} methods × {len(resolved.scenarios)} "
+        f"scenarios × {len(resolved.seeds)} seeds = {len(resolved.runs)} runs; sparse {len(sparse.methods)} methods × "
+        f"{len(sparse.envs)} envs × {len(sparse.keep_ratios)} keep ratios × {len(sparse.seeds)} seeds = "
+        f"{len(sparse.runs)} runs (dense once per env and seed)"
     )
     return 0
 
@@ -479,8 +494,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="*")
     p.set_defaults(func=cmd_provenance)
 
-    sub.add_parser("scenarios", help="list scenarios with their tasks and budgets").set_defaults(func=cmd_scenarios)
-    sub.add_parser("methods", help="list registered methods").set_defaults(func=cmd_methods)
+    p = sub.add_parser("scenarios", help="list both suites' scenarios / envs with their tasks and budgets")
+    p.add_argument("--config", default="config.yaml", help="where the sparse suite's envs are configured")
+    p.set_defaults(func=cmd_scenarios)
+    sub.add_parser("methods", help="list both suites' methods").set_defaults(func=cmd_methods)
     sub.add_parser("sysinfo", help="torch threads, BLAS path and devices this machine gives a job").set_defaults(
         func=cmd_sysinfo
     )
