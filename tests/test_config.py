@@ -154,3 +154,38 @@ def test_cli_lists_and_counts_both_suites():
     methods = cli("methods")
     assert "  rewire: " in methods and "  dapd: keys " in methods and "mean_action_collection" in methods
     assert "  halfcheetah: HalfCheetah-v5" in cli("scenarios")
+
+
+def test_one_job_spec_printed_saved_as_yaml_and_read_back(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    from rlrepro.cli import _spec
+    from rlrepro.config import load_config
+
+    proc = subprocess.run([sys.executable, "-m", "rlrepro", "spec", "train", "--method", "ewc", "--scenario",
+                           "halfcheetah/robustness", "--seed", "2", "--preset", "smoke"], capture_output=True, text=True,
+                          cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    printed = json.loads(proc.stdout)
+    assert printed == load_config(ROOT / "config.yaml", {"preset": "smoke"}).train_spec("ewc", "halfcheetah/robustness", 2)
+    saved = tmp_path / "config.resolved.yaml"  # what `rlrepro train` saves next to a run's results
+    saved.write_text(yaml.safe_dump(printed, sort_keys=False))
+    assert _spec(f"@{saved}") == printed
+
+
+def test_yaml_exponent_without_a_dot_is_rejected_with_the_fix(tmp_path):
+    from rlrepro.cli import _spec
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["methods"]["ft_n"] = {"sac": yaml.safe_load("lr_policy: 3e-4")}
+    assert config["methods"]["ft_n"]["sac"]["lr_policy"] == "3e-4"  # YAML 1.1: a string
+    with pytest.raises(ConfigError, match=r"config.methods.ft_n.sac.lr_policy: '3e-4' is read as a string.*write 3.0e-4"):
+        Resolved(validate(config))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("sac:\n  lr_q: 1E-3\n")
+    with pytest.raises(ConfigError, match="write 1.0e-3"):
+        _spec(f"@{spec}")

@@ -39,7 +39,33 @@ def _setup_runtime() -> None:
 
 
 def _spec(text: str) -> dict[str, Any]:
-    return json.loads(Path(text[1:]).read_text()) if text.startswith("@") else json.loads(text)
+    """A job spec: inline JSON, or @file with JSON or YAML (a run's saved `config.resolved.yaml` is a spec)."""
+    if not text.startswith("@"):
+        return json.loads(text)
+    import yaml
+
+    from rlrepro.config import reject_exponent_strings
+
+    path = Path(text[1:])
+    data = yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
+    reject_exponent_strings(data, str(path))
+    return data
+
+
+def cmd_spec(args: argparse.Namespace) -> int:
+    """Print the job spec Snakemake would pass to one job of the preset (train, evaluate or train-sparse)."""
+    from rlrepro.config import load_config
+
+    overrides = {"preset": args.preset} if args.preset else {}
+    resolved = load_config(args.config, overrides)
+    if args.job == "train":
+        spec = resolved.train_spec(args.method, args.scenario, args.seed)
+    elif args.job == "evaluate":
+        spec = resolved.eval_spec(args.scenario, args.seed)
+    else:
+        spec = resolved.sparse.spec(args.method, args.env, args.keep, args.seed)
+    print(json.dumps(spec, indent=2, sort_keys=True))
+    return 0
 
 
 def _on_device(spec, *, check_jax: bool):
@@ -432,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="stage", required=True)
 
     p = sub.add_parser("train", help="train one (method, scenario, seed) run task by task")
-    p.add_argument("--spec", required=True, help="job spec as JSON, or @file")
+    p.add_argument("--spec", required=True, help="job spec as JSON, or @file (JSON or YAML: a run's config.resolved.yaml)")
     p.add_argument("--run-dir", required=True, help="run directory for policies.pt, train.parquet, meta.json")
     p.add_argument("--checkpoint-dir", help="resume checkpoints (kept outside the declared outputs)")
     p.set_defaults(func=cmd_train)
@@ -448,6 +474,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("spec", help="print the job spec of one (method, scenario, seed) of a preset, to run it by hand")
+    p.add_argument("job", choices=["train", "evaluate", "train-sparse"])
+    p.add_argument("--config", default="config.yaml")
+    p.add_argument("--preset", help="default: the config's preset (the scenario budget depends on it)")
+    p.add_argument("--method")
+    p.add_argument("--scenario")
+    p.add_argument("--env", help="train-sparse: env name of sparse.envs")
+    p.add_argument("--keep", type=float, default=0.05, help="train-sparse: keep ratio")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_spec)
 
     p = sub.add_parser("random-reference", help="a uniform-random policy evaluated on every task (tables' reference)")
     p.add_argument("--spec", required=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,29 @@ def _deref(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+_YAML11_EXPONENT = re.compile(r"^[+-]?(\d+|\d*\.\d+|\d+\.)[eE][+-]?\d+$")
+
+
+def reject_exponent_strings(data: Any, where: str = "config") -> None:
+    """YAML 1.1 (PyYAML, Snakemake's loader) reads `3e-4` as a string: name the key and say how to write it, instead
+    of a type error at job time."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            reject_exponent_strings(value, f"{where}.{key}")
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            reject_exponent_strings(value, f"{where}[{i}]")
+    elif isinstance(data, str) and _YAML11_EXPONENT.match(data.strip()):
+        mantissa, exponent = data.strip().lower().split("e")
+        fixed = f"{mantissa if '.' in mantissa else mantissa + '.0'}e{exponent}"
+        raise ConfigError(f"{where}: {data!r} is read as a string, not a number (YAML 1.1 needs a dot in the "
+                          f"mantissa): write {fixed}")  # fmt: skip
+
+
 def check_keys(data: Any, schema: dict[str, Any], where: str = "config", root: dict[str, Any] | None = None) -> None:
     """Reject keys the schema does not allow, naming the key and listing the valid ones (before jsonschema runs)."""
+    if root is None:
+        reject_exponent_strings(data, where)
     root = root or schema
     schema = _deref(schema, root)
     if not isinstance(data, dict) or schema.get("type") != "object":
