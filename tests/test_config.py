@@ -187,5 +187,5 @@ def test_yaml_exponent_without_a_dot_is_rejected_with_the_fix(tmp_path):
         Resolved(validate(config))
     spec = tmp_path / "spec.yaml"
     spec.write_text("sac:\n  lr_q: 1E-3\n")
-    with pytest.raises(ConfigError, match="write 1.0e-3"):
+    with pytest.raises(ConfigError, match=r"write 1\.0e-3"):
         _spec(f"@{spec}")

@@ -167,8 +167,12 @@ def test_report_lists_every_table_and_figure(workflow_copy):
     names += ["forgetting.png", "normalised_performance.png"]
     for name in names:
         assert name in report, name
-    for caption in ("Performance vs model size", "Sparse suite learning curves", "Mask density of every layer",
-                    "Training episode return over the run's env steps"):
+    for caption in (
+        "Performance vs model size",
+        "Sparse suite learning curves",
+        "Mask density of every layer",
+        "Training episode return over the run's env steps",
+    ):
         assert caption in report, caption
 
 
