@@ -23,6 +23,26 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/sparse.smk"
 
 
+# Short table and figure jobs run where Snakemake runs (on a cluster: the submit host), never as scheduler jobs: on
+# the paper grid about 1,650 sub-minute jobs would otherwise each become an sbatch job at training resources.
+localrules:
+    all,
+    train,
+    tables,
+    figures,
+    sparse,
+    continual_tables,
+    sparse_tables,
+    provenance,
+    transfer_matrix,
+    stage_performance,
+    continual_curves,
+    tradeoff,
+    aggregate_figure,
+    sparse_curves,
+    sparse_layer_density,
+
+
 rule all:
     default_target: True
     input:
