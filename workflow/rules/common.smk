@@ -23,8 +23,13 @@ except ConfigError as err:
 # checkpoints at config's interval. Environment, not params: neither changes what a job computes, so neither reruns.
 from rlrepro.identity import checkout_environment  # noqa: E402
 
-os.environ.update(checkout_environment(Path(workflow.basedir) / "src"))
+CHECKOUT = checkout_environment(Path(workflow.basedir) / "src")
+os.environ.update(CHECKOUT)
 os.environ.setdefault("RLREPRO_CHECKPOINT_INTERVAL_S", str(config["checkpoint_interval_s"]))
+# Apptainer/Singularity inject APPTAINERENV_X / SINGULARITYENV_X as X even with --cleanenv (sites that set it).
+for _name in [*CHECKOUT, "RLREPRO_CHECKPOINT_INTERVAL_S"]:
+    for _prefix in ("APPTAINERENV_", "SINGULARITYENV_"):
+        os.environ.setdefault(_prefix + _name, os.environ[_name])
 
 RUN_DIR = "results/runs/{scenario}/{method}/seed{seed}"
 CKPT_DIR = "results/_ckpt/{scenario}/{method}/seed{seed}"
