@@ -93,6 +93,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rlrepro.io import atomic_torch_save, atomic_write_json, atomic_write_parquet, atomic_write_text
     from rlrepro.progress import Progress
     from rlrepro.results import provenance
+    from rlrepro.runlog import RunLog
 
     raw = _spec(args.spec)
     spec = TrainSpec.from_dict(raw)
@@ -105,7 +106,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     start = time.monotonic()
     checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else None
-    result = train(spec, progress=progress, checkpoint_dir=checkpoint_dir)
+    run_log = RunLog(f"{sc.name}/{spec.method}/seed{spec.seed}")
+    result = train(spec, progress=progress, checkpoint_dir=checkpoint_dir, run_log=run_log)
+    run_log.close()
     progress.close()
     wall = time.monotonic() - start
     meta = provenance(stable_hash(raw), spec.device)
@@ -135,6 +138,7 @@ def cmd_train_sparse(args: argparse.Namespace) -> int:
     from rlrepro.io import atomic_torch_save, atomic_write_json, atomic_write_parquet, atomic_write_text
     from rlrepro.progress import Progress
     from rlrepro.results import provenance, sparse_run_frame
+    from rlrepro.runlog import RunLog
     from rlrepro.sparse.config import SparseSpec
     from rlrepro.sparse.train import train_sparse
 
@@ -145,7 +149,9 @@ def cmd_train_sparse(args: argparse.Namespace) -> int:
     desc = f"train {spec.method} {spec.env_id} keep {spec.keep_ratio:g} seed{spec.seed}"
     progress = Progress(spec.sac.total_steps, desc)
     checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else None
-    result = train_sparse(spec, progress=progress, checkpoint_dir=checkpoint_dir)
+    run_log = RunLog(f"sparse/{spec.env}/{spec.method}/keep{spec.keep_ratio:g}/seed{spec.seed}")
+    result = train_sparse(spec, progress=progress, checkpoint_dir=checkpoint_dir, run_log=run_log)
+    run_log.close()
     progress.close()
     meta = provenance(stable_hash(raw), spec.device)
     meta.update(
@@ -184,6 +190,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rlrepro.io import atomic_write_parquet
     from rlrepro.progress import Progress
     from rlrepro.results import run_frame
+    from rlrepro.runlog import RunLog
 
     spec = EvalSpec.from_dict(_spec(args.spec))
     spec = _on_device(spec, check_jax=spec.scenario.backend != "metaworld")
@@ -198,6 +205,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     start = time.monotonic()
     rows = evaluate(spec, policies, progress=progress)
     progress.close()
+    run_log = RunLog(f"{sc.name}/{meta['method']}/seed{spec.seed}")
+    for row in rows:  # x = the stage after which the policy was evaluated
+        if row["metric"] in ("avg_return", "success_last"):
+            run_log.scalars(row["stage"], {f"eval/{row['metric']}/task{row['task']}": row["value"]})
+    run_log.close()
     frame = run_frame(
         train_rows.astype({"task": "object", "step": "object"}).to_dict("records") + rows,
         suite="continual",

@@ -24,6 +24,7 @@ from rlrepro.envs import VecEnv, make_env
 from rlrepro.methods.base import Method, TaskContext
 from rlrepro.methods.registry import method_class
 from rlrepro.progress import Progress
+from rlrepro.runlog import RunLog
 from rlrepro.sac.config import EvalConfig, NetworkConfig, Quirks, SACConfig, TrainLogConfig, from_dict
 from rlrepro.sac.learner import SACLearner
 from rlrepro.sac.networks import GaussianActor, TwinCritic
@@ -143,6 +144,7 @@ class TaskTrainer:
         self.interactions = 0
         self.updates = 0
         self.stats = None
+        self.last_actor_loss = None
         self.warmed_up = False
         self.done = False
         self.elapsed_s = 0.0
@@ -179,9 +181,13 @@ class TaskTrainer:
             self.episode_return = torch.where(ended, torch.zeros_like(self.episode_return), self.episode_return)
             self.obs = res.obs
 
-    def run(self, progress: Progress | None = None, after_epoch: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+    def run(
+        self, progress: Progress | None = None, after_epoch: Callable[[], None] | None = None,
+        run_log: RunLog | None = None,
+    ) -> list[dict[str, Any]]:  # fmt: skip
         """Train to the end of the budget (from wherever a resumed trainer stood); `after_epoch` is called between
-        collection epochs (the checkpoint point). Returns the task's training rows."""
+        collection epochs (the checkpoint point); `run_log` gets the curve points (steps counted over the run).
+        Returns the task's training rows."""
         cfg, n_envs, k = self.spec.sac, self.env.n_envs, self.task_index
         start = time.monotonic() - self.elapsed_s
         if not self.warmed_up:
@@ -200,6 +206,8 @@ class TaskTrainer:
                 for _ in range(self.updates_per_epoch):
                     batch = self.method.prepare_batch(self.replay.sample(cfg.batch_size, self.generator), self.generator)
                     self.stats = self.learner.update(batch, self.method.extra_loss)
+                    if self.stats.actor_loss is not None:
+                        self.last_actor_loss = self.stats.actor_loss
             self.updates += self.updates_per_epoch
             info = {}
             if self.interactions >= self.next_curve:  # the loop's only host syncs, once per curve point
@@ -210,6 +218,14 @@ class TaskTrainer:
                     self.rows.append(_row(k, k, "train_return", returns.mean(), self.interactions))
                 self.finished.clear()
                 info = {"alpha": float(self.stats.alpha)} if self.stats is not None else {}
+                if run_log is not None:
+                    stats = self.stats
+                    run_log.scalars(k * self.spec.scenario.steps_per_task + self.interactions, {
+                        "train/return": returns.mean() if returns.numel() > 0 else None,
+                        "train/alpha": info.get("alpha"),
+                        "train/critic_loss": stats.critic_loss if stats is not None else None,
+                        "train/actor_loss": self.last_actor_loss,
+                    })  # fmt: skip
             if progress is not None:
                 progress.update(self.new_steps * n_envs, task=k, **info)
             self.elapsed_s = time.monotonic() - start
@@ -299,6 +315,7 @@ def train(
     progress: Progress | None = None,
     checkpoint_dir: Path | None = None,
     checkpoint_interval_s: float | None = None,
+    run_log: RunLog | None = None,
 ) -> TrainResult:
     """Train `spec.method` on every task of the scenario in order.
 
@@ -339,6 +356,8 @@ def train(
         log.info("resuming %s at task %d, phase %s, %d env steps into the task", spec.method, first, phase, done_steps)
         if progress is not None:
             progress.update(first * scenario.steps_per_task + done_steps)
+        if run_log is not None:
+            run_log.resumed_at(first * scenario.steps_per_task + done_steps)
 
     def save(task: int, phase: str, context: TaskContext | None = None) -> None:
         if not store.enabled:
@@ -373,7 +392,8 @@ def train(
             env.set_state(saved["env"])
             trainer.env = env
         if phase == "train":
-            rows = trainer.run(progress, after_epoch=lambda: save(k, "train", context) if store.due() else None)  # noqa: B023
+            checkpoint_if_due = lambda: save(k, "train", context) if store.due() else None  # noqa: B023, E731
+            rows = trainer.run(progress, after_epoch=checkpoint_if_due, run_log=run_log)
             phase = "end"
             save(k, "end", context)  # the end phases can be long (PackNet's fine-tune): resume at their start
         rows = list(trainer.rows)

@@ -26,10 +26,13 @@ from rlrepro.identity import checkout_environment  # noqa: E402
 CHECKOUT = checkout_environment(Path(workflow.basedir) / "src")
 os.environ.update(CHECKOUT)
 os.environ.setdefault("RLREPRO_CHECKPOINT_INTERVAL_S", str(config["checkpoint_interval_s"]))
+if config.get("tensorboard"):
+    os.environ.setdefault("RLREPRO_TENSORBOARD_DIR", "results/tensorboard")
 # Apptainer/Singularity inject APPTAINERENV_X / SINGULARITYENV_X as X even with --cleanenv (sites that set it).
-for _name in [*CHECKOUT, "RLREPRO_CHECKPOINT_INTERVAL_S"]:
+for _name in [*CHECKOUT, "RLREPRO_CHECKPOINT_INTERVAL_S", "RLREPRO_TENSORBOARD_DIR"]:
     for _prefix in ("APPTAINERENV_", "SINGULARITYENV_"):
-        os.environ.setdefault(_prefix + _name, os.environ[_name])
+        if _name in os.environ:
+            os.environ.setdefault(_prefix + _name, os.environ[_name])
 
 RUN_DIR = "results/runs/{scenario}/{method}/seed{seed}"
 CKPT_DIR = "results/_ckpt/{scenario}/{method}/seed{seed}"

@@ -24,6 +24,7 @@ from rlrepro import faults
 from rlrepro.checkpoint import CheckpointStore, capture_rng, restore_rng
 from rlrepro.envs.gym_backend import make_gym_env, rng_state, set_rng_state
 from rlrepro.progress import Progress
+from rlrepro.runlog import RunLog
 from rlrepro.sparse.agent import SparseSAC, snip_scores
 from rlrepro.sparse.config import DAPDConfig, DSTConfig, SparseSpec
 from rlrepro.sparse.masks import PathwayMasks
@@ -66,6 +67,7 @@ def train_sparse(
     progress: Progress | None = None,
     checkpoint_dir: Path | None = None,
     checkpoint_interval_s: float | None = None,
+    run_log: RunLog | None = None,
 ) -> SparseResult:
     """Train one run; with `checkpoint_dir`, resume from its checkpoint and save one every
     `checkpoint_interval_s` (default: $RLREPRO_CHECKPOINT_INTERVAL_S or 300 s) at an episode boundary."""
@@ -113,6 +115,8 @@ def train_sparse(
         _restore(saved, agent, replay, recent, pathways, generator, env, state, eval_env)
         resumed_from = state.step
         log.info("resuming %s from step %d (%s)", spec.method, state.step, store.path)
+        if run_log is not None:
+            run_log.resumed_at(state.step)
     if resumed_from is None:
         env.reset(seed=spec.seed)
         env.action_space.seed(spec.seed)
@@ -131,6 +135,16 @@ def train_sparse(
             }
         )  # fmt: skip
 
+    logged = len(state.rows)
+
+    def log_new_rows() -> None:  # at evaluations: the values are host floats already
+        nonlocal logged
+        if run_log is not None:
+            for step, metric, layer, value in state.rows[logged:]:
+                if layer is None:
+                    run_log.scalars(step, {f"sparse/{metric}": value})
+        logged = len(state.rows)
+
     start = time.monotonic() - state.wall_time_s
     done, obs, ep_return, ep_len = True, None, 0.0, 0
     fresh_episode_start = resumed_from is not None
@@ -145,6 +159,7 @@ def train_sparse(
                 if state.eval_pending:
                     eval_return = _evaluate(agent, eval_env, spec, state, max_action, as_tensor, start, replay, pathways)
                     state.eval_pending = False
+                    log_new_rows()
                     if dapd and not dapd.continual_pruning and state.warmup and eval_return > dapd.ips_threshold:
                         state.warmup = False  # freeze: the pathway never changes again
                         state.rows.append((state.step, "mask_frozen_at", None, float(state.step)))
@@ -188,6 +203,7 @@ def train_sparse(
         state.rows += [(state.step, "episode_return", None, ep_return), (state.step, "episode_length", None, float(ep_len))]
     if state.eval_pending:  # the flagged last evaluation (pytorch_sac would skip it: the loop ends first)
         _evaluate(agent, eval_env, spec, state, max_action, as_tensor, start, replay, pathways)
+    log_new_rows()
     env.close()
     if eval_env is not env:
         eval_env.close()
