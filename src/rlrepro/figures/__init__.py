@@ -15,6 +15,7 @@ import pandas as pd
 from rlrepro import metrics
 from rlrepro.io import atomic_write
 from rlrepro.metrics.stats import BootstrapConfig, mean_ci
+from rlrepro.naming import METHOD_ORDER, display_name
 
 # Okabe–Ito colour-blind-safe palette.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -28,9 +29,12 @@ STYLE = {
 }
 
 
-def method_style(i: int) -> dict[str, str]:
-    """Colour, marker and line style of the i-th method: the 8 palette colours, then again with other marks."""
-    return {"color": PALETTE[i % len(PALETTE)], "marker": "os^D"[i // len(PALETTE) % 4],
+def method_style(method: str) -> dict[str, str]:
+    """Colour, marker and line style of a method, the same in every figure: its position in METHOD_ORDER (methods
+    added later follow, in order of name), the 8 palette colours, then again with other marks."""
+    method = str(method)
+    i = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER) + sum(map(ord, method)) % 19
+    return {"color": PALETTE[i % len(PALETTE)], "marker": "os^Dv<>p"[i // len(PALETTE) % 8],
             "linestyle": ["-", "--", ":", "-."][i // len(PALETTE) % 4]}  # fmt: skip
 
 
@@ -75,9 +79,11 @@ def stage_performance(results: pd.DataFrame, stem: Path | str) -> list[Path]:
             curves = np.array([metrics.mean_seen_per_stage(metrics.performance_matrix(run)) for _, run in runs])
             stages = np.arange(curves.shape[1])
             mean, std = curves.mean(axis=0), curves.std(axis=0)
-            ax.plot(stages, mean, marker="o", label=str(method))
+            style = method_style(method)
+            ax.plot(stages, mean, marker=style["marker"], color=style["color"], linestyle=style["linestyle"],
+                    label=display_name(method))  # fmt: skip
             if len(curves) > 1:
-                ax.fill_between(stages, mean - std, mean + std, alpha=0.2)
+                ax.fill_between(stages, mean - std, mean + std, color=style["color"], alpha=0.2)
         ax.set_xlabel("training stage (task index)")
         ax.set_ylabel("avg return on tasks seen so far")
         ax.set_title(str(results["scenario"].iloc[0]))
@@ -94,12 +100,12 @@ def continual_curves(results: pd.DataFrame, stem: Path | str, boot: BootstrapCon
     offsets = budget.sort_index().cumsum().shift(fill_value=0).to_dict()
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(6.0, 3.0))
-        for i, (method, group) in enumerate(rows.groupby("method", observed=True)):
+        for method, group in rows.groupby("method", observed=True):
             steps = group["step"].astype(float) + group["task"].map(offsets).astype(float)
             curve = group.assign(x=steps).pivot_table(index="x", columns="seed", values="value")
             mean, low, high = _ci_band(curve, boot)
-            style = method_style(i)
-            ax.plot(curve.index, mean, color=style["color"], linestyle=style["linestyle"], label=str(method))
+            style = method_style(method)
+            ax.plot(curve.index, mean, color=style["color"], linestyle=style["linestyle"], label=display_name(method))
             if curve.shape[1] > 1:
                 ax.fill_between(curve.index, low, high, color=style["color"], alpha=0.2)
         names = results.dropna(subset=["task"]).drop_duplicates("task").set_index("task")["task_name"].astype(str)
@@ -124,6 +130,16 @@ def _ci_band(curve: pd.DataFrame, boot: BootstrapConfig | None) -> tuple[np.ndar
     return est[:, 0], est[:, 1], est[:, 2]
 
 
+def _common_eval_grid(evals: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Evaluations of several seeds on one grid: the k-th evaluation of every seed is one point (its step, flagged
+    every `every_steps` but run at the next episode end, differs between seeds where episodes end early), at the
+    seeds' mean step. Returns (evaluation index × seed) values and the x of each index."""
+    ranked = evals.sort_values("step").assign(k=lambda d: d.groupby("seed", observed=True).cumcount())
+    curve = ranked.pivot_table(index="k", columns="seed", values="value")
+    x = ranked.groupby("k")["step"].mean().reindex(curve.index).to_numpy(dtype=float)
+    return curve, x
+
+
 def sparse_curves(results: pd.DataFrame, stem: Path | str, boot: BootstrapConfig | None = None) -> list[Path]:
     """One env of the sparse suite: evaluation return vs env steps per (method, keep ratio), mean and bootstrap
     band over seeds; the networks' density over time; and DAPD's mask turnover (share of kept connections that
@@ -133,13 +149,14 @@ def sparse_curves(results: pd.DataFrame, stem: Path | str, boot: BootstrapConfig
     turnover = results[results["metric"].isin(["actor_mask_change", "critic_mask_change"])]
     with plt.rc_context(STYLE):
         fig, (ax, ax_d, ax_t) = plt.subplots(1, 3, figsize=(11, 3.0), gridspec_kw={"width_ratios": [3, 2, 2]})
-        for i, ((method, keep), group) in enumerate(evals.groupby(["method", "keep_ratio"], observed=True)):
-            color = PALETTE[i % len(PALETTE)]
-            curve = group.pivot_table(index="step", columns="seed", values="value")
+        for (method, keep), group in evals.groupby(["method", "keep_ratio"], observed=True):
+            style = method_style(method)
+            color = style["color"]
+            curve, x = _common_eval_grid(group)
             mean, low, high = _ci_band(curve, boot)
-            ax.plot(curve.index, mean, color=color, label=f"{method} (keep {keep:g})")
+            ax.plot(x, mean, color=color, linestyle=style["linestyle"], label=f"{display_name(method)} (keep {keep:g})")
             if curve.shape[1] > 1:
-                ax.fill_between(curve.index, low, high, color=color, alpha=0.2)
+                ax.fill_between(x, low, high, color=color, alpha=0.2)
             for frame, axis in ((density, ax_d), (turnover, ax_t)):
                 mine = frame[(frame["method"] == method) & (frame["keep_ratio"] == keep)]
                 for prefix, style in (("actor", "-"), ("critic", ":")):
@@ -183,19 +200,19 @@ def tradeoff(runs: pd.DataFrame, domain: str, stem: Path | str, boot: BootstrapC
     mine = runs[runs["domain"] == domain]
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(4.5, 3.2))
-        for i, (method, group) in enumerate(mine.groupby("method", observed=True)):
+        for method, group in mine.groupby("method", observed=True):
             per_seed = group.groupby("seed")[["final_normalised", "model_size_rel"]].mean()
             y, low, high = mean_ci(per_seed["final_normalised"].to_numpy(), boot)
             x = float(per_seed["model_size_rel"].mean())
             if np.isnan(y):
                 continue
-            style = method_style(i)
+            style = method_style(method)
             ax.errorbar([x], [y], yerr=[[y - low], [high - y]], fmt=style["marker"], color=style["color"], capsize=3)
-            ax.annotate(str(method), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+            ax.annotate(display_name(method), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.xaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
-        ax.set_xlabel("model size (inference parameters, × one policy)")
+        ax.set_xlabel("model size (whole state dict, × one policy)")
         ax.set_ylabel("final performance (÷ reference)")
         ax.set_title(domain)
         return save(fig, stem)
@@ -208,23 +225,24 @@ def aggregate(runs: pd.DataFrame, stem: Path | str, boot: BootstrapConfig, metri
 
     _, scores = aggregate_table(runs, metric, boot)
     stats = aggregate_metrics(scores, boot)
-    methods = sorted(stats)
+    methods = sorted(stats, key=lambda m: (m not in METHOD_ORDER, METHOD_ORDER.index(m) if m in METHOD_ORDER else 0, m))
     with plt.rc_context(STYLE):
         fig, (ax_iqm, ax_mean, ax_p) = plt.subplots(1, 3, figsize=(11, 0.6 + 0.35 * max(len(methods), 2)),
                                                     gridspec_kw={"width_ratios": [2, 2, 3]})  # fmt: skip
         for ax, name in ((ax_iqm, "iqm"), (ax_mean, "mean")):
             for i, method in enumerate(methods):
                 point, low, high = stats[method][name]
-                ax.barh(i, high - low, left=low, height=0.6, color=method_style(i)["color"], alpha=0.6)
+                ax.barh(i, high - low, left=low, height=0.6, color=method_style(method)["color"], alpha=0.6)
                 ax.plot([point, point], [i - 0.3, i + 0.3], color="black")
-            ax.set_yticks(range(len(methods)), methods if ax is ax_iqm else [""] * len(methods))
+            labels = [display_name(m) for m in methods]
+            ax.set_yticks(range(len(methods)), labels if ax is ax_iqm else [""] * len(methods))
             ax.set_xlabel(f"{name.upper() if name == 'iqm' else name} ({metric})")
         finite = np.concatenate([m.ravel() for m in scores.values()]) if scores else np.array([0.0, 1.0])
         finite = finite[np.isfinite(finite)]
         taus = np.linspace(min(0.0, finite.min(initial=0.0)), max(1.5, finite.max(initial=1.5)), 61)
         for method, band in sorted(performance_profiles(scores, taus, boot).items()):
-            style = method_style(methods.index(method))
-            ax_p.plot(taus, band[0], color=style["color"], linestyle=style["linestyle"], label=method)
+            style = method_style(method)
+            ax_p.plot(taus, band[0], color=style["color"], linestyle=style["linestyle"], label=display_name(method))
             ax_p.fill_between(taus, band[1], band[2], color=style["color"], alpha=0.15)
         ax_p.set_xlabel(f"τ ({metric})")
         ax_p.set_ylabel("fraction of runs > τ")

@@ -14,9 +14,7 @@ import numpy as np
 import pandas as pd
 
 from rlrepro.metrics.stats import BootstrapConfig, aggregate_metrics, mean_ci
-
-# Paper order of the methods (rows), unknown ones after these.
-METHOD_ORDER = ["ft_1", "ft_l2", "ewc", "pnn", "packnet", "sac_n", "ft_n", "csp", "rewire", "dense", "rigl", "rlx2", "dapd"]
+from rlrepro.naming import METHOD_ORDER
 
 BRAX_COLUMNS = {
     "final_avg_return": "final return",
