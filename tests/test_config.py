@@ -189,3 +189,28 @@ def test_yaml_exponent_without_a_dot_is_rejected_with_the_fix(tmp_path):
     spec.write_text("sac:\n  lr_q: 1E-3\n")
     with pytest.raises(ConfigError, match=r"write 1\.0e-3"):
         _spec(f"@{spec}")
+
+
+def test_check_config_works_from_a_non_editable_install(tmp_path):
+    """As in the image: the package installed from a wheel, no checkout around it (the schema is package data)."""
+    import os
+    import subprocess
+    import sys
+
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                            str(tmp_path / "wheel"), str(ROOT)], capture_output=True, text=True)  # fmt: skip
+    assert build.returncode == 0, build.stderr[-2000:]
+    wheel = next((tmp_path / "wheel").glob("rlrepro-*.whl"))
+    target = tmp_path / "site"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+                              str(wheel)], capture_output=True, text=True)  # fmt: skip
+    assert install.returncode == 0, install.stderr[-2000:]
+    assert (target / "rlrepro/config.schema.yaml").is_file()
+    config = tmp_path / "config.yaml"
+    config.write_text((ROOT / "config.yaml").read_text())
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    proc = subprocess.run([sys.executable, "-c", "import rlrepro.cli as c, sys; print(c.__file__); sys.exit(c.main())",
+                           "check-config", "--config", str(config), "--set", "preset=smoke"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith(str(target)) and "= 9 runs" in proc.stdout

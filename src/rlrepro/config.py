@@ -23,7 +23,9 @@ from rlrepro.scenarios import get_scenario, scale_scenario, scenario_names
 
 RESERVED_METHOD_KEYS = {"sac", "network", "scenario_overrides"}
 BUDGET_SCENARIO_KEYS = ("max_tasks", "steps_per_task", "n_train_envs", "n_eval_envs", "episode_length")
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parent / "config.schema.yaml"
+"""Shipped with the package (check-config works in a non-editable install, e.g. the image); the workflow's
+`workflow/schemas/config.schema.yaml` is a link to it."""
 
 
 def _deref(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
