@@ -182,3 +182,17 @@ def test_per_task_table_puts_each_method_next_to_the_random_reference(fake_scena
     assert np.isnan(table.loc[("continual_world/t1", "ft_1", 0), "random"])  # no reference given for it
     text = render_task_markdown(continual_task_table(results, random_ref), "caption")
     assert "| task | random | ft_1 | sac_n |" in text and "| 0: t | -15 | 52.5 → 102 | 110 → 210 |" in text
+
+
+def test_probability_of_improvement_over_the_reference_method():
+    from rlrepro.metrics.stats import probability_of_improvement
+    from rlrepro.tables import paper
+
+    better, worse = np.array([[2.0, 3.0], [2.5, 3.5], [2.2, 3.1]]), np.array([[1.0, 1.0], [1.5, 2.0], [0.5, 0.1]])
+    est = probability_of_improvement({"b>w": (better, worse), "w>b": (worse, better), "b=b": (better, better)}, BOOT)
+    assert est["b>w"][0] == 1.0 and est["w>b"][0] == 0.0 and est["b=b"][0] == 0.5
+    assert est["b>w"][1] <= 1.0 and est["b=b"][1] <= 0.5 <= est["b=b"][2]
+    runs = continual_run_metrics(synthetic_results(), "sac_n")
+    cells, _ = paper.aggregate_table(runs, "final_normalised", BOOT, reference="sac_n")
+    p = cells[cells["metric"] == "p_improvement"].set_index("row")["mean"]
+    assert list(p.index) == ["ft_1"] and 0.0 <= p["ft_1"] < 0.5  # ft_1 (half sac_n's returns) rarely beats it

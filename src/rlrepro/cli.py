@@ -301,13 +301,16 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     atomic_write_text(out / "continual_tables.html", _join_html(
         [paper.render_html(c, columns[d], f"Continual RL — {d}", caption) for d, c in by_domain]))  # fmt: skip
 
-    agg, _ = paper.aggregate_table(run_metrics, "final_normalised", boot)
+    ref = spec["reference_method"]
+    agg, _ = paper.aggregate_table(run_metrics, "final_normalised", boot, reference=ref)
     atomic_write_parquet(agg, out / "continual_aggregate.parquet")
-    agg_cols = {"iqm": "IQM", "mean": "mean", "median": "median", "optimality_gap": "optimality gap"}
+    agg_cols = {"iqm": "IQM", "mean": "mean", "median": "median", "optimality_gap": "optimality gap",
+                "p_improvement": f"P(X > {ref})"}  # fmt: skip
     agg_caption = (
         f"Final performance normalised by {spec['reference_method']}, aggregated over all scenarios of each method: "
-        f"point estimate [{boot.confidence:.0%} CI], stratified bootstrap over seeds (seeds present in every scenario)."
-        f"{demo_note}"
+        f"point estimate [{boot.confidence:.0%} CI], stratified bootstrap over seeds (seeds present in every scenario). "
+        f"P(X > {ref}): rliable's probability that a run of the method beats a run of {ref} on a scenario, averaged "
+        f"over the scenarios both ran.{demo_note}"
     )
     atomic_write_text(out / "continual_aggregate.md", paper.render_markdown(agg, agg_cols, "Aggregate", agg_caption))
     atomic_write_text(out / "continual_aggregate.tex", paper.render_latex(agg, agg_cols, agg_caption))

@@ -84,6 +84,32 @@ def aggregate_metrics(scores: Mapping[str, np.ndarray], cfg: BootstrapConfig) ->
     return {key: {n: tuple(float(x) for x in est[:, i]) for i, n in enumerate(names)} for key, est in estimates.items()}
 
 
+def probability_of_improvement(
+    pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], cfg: BootstrapConfig
+) -> dict[str, tuple[float, float, float]]:
+    """P(X > Y) per key (rliable: the Mann-Whitney probability that a run of X beats a run of Y on a task, averaged
+    over tasks), with a stratified-bootstrap CI; each value is (X, Y), (runs × tasks) over the same tasks."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    out = {}
+    for key, (x, y) in pairs.items():
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        point = float(metrics.probability_of_improvement(x, y))
+        if min(x.shape[0], y.shape[0]) < 2:
+            out[key] = (point, point, point)
+            continue
+        with _seeded(cfg) as rng, warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            _, cis = rly.get_interval_estimates(
+                {key: [x, y]}, lambda a, b: np.array([metrics.probability_of_improvement(a, b)]), reps=cfg.reps,
+                confidence_interval_size=cfg.confidence, random_state=rng,
+            )  # fmt: skip
+        low, high = np.asarray(cis[key]).ravel()[:2]
+        out[key] = (point, float(low), float(high))
+    return out
+
+
 def performance_profiles(scores: Mapping[str, np.ndarray], taus: np.ndarray, cfg: BootstrapConfig) -> dict[str, np.ndarray]:
     """Fraction of runs with normalised score > τ, per τ, with bootstrap CIs: key -> (3, len(taus))."""
     from rliable import library as rly

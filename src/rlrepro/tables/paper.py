@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from rlrepro.metrics.stats import BootstrapConfig, aggregate_metrics, mean_ci
+from rlrepro.metrics.stats import BootstrapConfig, aggregate_metrics, mean_ci, probability_of_improvement
 from rlrepro.naming import METHOD_ORDER
 
 BRAX_COLUMNS = {
@@ -196,18 +196,31 @@ def render_html(cells: pd.DataFrame, columns: dict[str, str], title: str, captio
     return f"<!DOCTYPE html><html><head><meta charset='utf-8'>{style}</head><body>{''.join(parts)}</body></html>\n"
 
 
-def aggregate_table(runs: pd.DataFrame, metric: str, cfg: BootstrapConfig) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+def aggregate_table(
+    runs: pd.DataFrame, metric: str, cfg: BootstrapConfig, reference: str | None = None
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """IQM, mean, median and optimality gap of `metric` across scenarios, per method, with stratified-bootstrap
-    CIs over seeds (rliable). Only seeds present in every scenario of the method enter its (seeds × scenarios)
+    CIs over seeds (rliable), and with `reference` rliable's probability of improvement P(method > reference) over
+    the scenarios both ran. Only seeds present in every scenario of the method enter its (seeds × scenarios)
     matrix; returns the cells and the matrices (for performance profiles)."""
     scores: dict[str, np.ndarray] = {}
+    wides: dict[str, pd.DataFrame] = {}
     for method, group in runs.groupby("method", observed=True):
         wide = group.pivot_table(index="seed", columns="scenario", values=metric, observed=True).dropna(axis=1, how="all")
         wide = wide.dropna(axis=0, how="any")
         if wide.size:
-            scores[str(method)] = wide.to_numpy(dtype=float)
+            scores[str(method)], wides[str(method)] = wide.to_numpy(dtype=float), wide
+    pairs = {}
+    if reference in wides:
+        for method, wide in wides.items():
+            common = [c for c in wide.columns if c in wides[reference].columns]
+            if method != reference and common:
+                pairs[method] = (wide[common].to_numpy(dtype=float), wides[reference][common].to_numpy(dtype=float))
+    improvement = probability_of_improvement(pairs, cfg)
     rows = []
     for method, stats in aggregate_metrics(scores, cfg).items():
+        if method in improvement:
+            stats = {**stats, "p_improvement": improvement[method]}
         for name, (point, low, high) in stats.items():
             rows.append(
                 {"table": "aggregate", "section": f"across scenarios ({metric})", "row": method, "metric": name,
