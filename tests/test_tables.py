@@ -196,3 +196,5 @@ def test_probability_of_improvement_over_the_reference_method():
     cells, _ = paper.aggregate_table(runs, "final_normalised", BOOT, reference="sac_n")
     p = cells[cells["metric"] == "p_improvement"].set_index("row")["mean"]
     assert list(p.index) == ["ft_1"] and 0.0 <= p["ft_1"] < 0.5  # ft_1 (half sac_n's returns) rarely beats it
+    text = paper.render_markdown(cells, {"iqm": "IQM", "p_improvement": "P(X > sac_n)"}, "Aggregate", "caption")
+    assert "| sac_n |" in text and "| — |" in text  # the reference has no P(X > itself): a dash, not a crash

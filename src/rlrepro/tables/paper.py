@@ -141,6 +141,7 @@ def wide_sections(cells: pd.DataFrame, columns: dict[str, str]) -> list[tuple[st
             index="row", columns="metric", values="text"
         )
         table = table.reindex(columns=[c for c in columns if c in table.columns]).rename(columns=columns)
+        table = table.fillna("—")  # a cell a row does not have (e.g. the reference method's P(X > reference))
         order = [r for r in METHOD_ORDER if any(str(x).split(" @ ")[0] == r for x in table.index)]
         rows = sorted(table.index, key=lambda x: (order.index(x.split(" @ ")[0]) if x.split(" @ ")[0] in order else 99, x))
         table = table.loc[rows]
