@@ -381,3 +381,17 @@ def test_f1_rewire_selection_rollouts_are_seeded_like_the_stage_evaluation(fake_
     train(spec, env_factory=fake_env_factory)
     assert seeds and set(seeds) == {(2, 2 * 13 + 1 * 100)}  # r0 and each of the k modes at task 1
     assert len(seeds) == 1 + 3
+
+
+def test_r3_a_budget_may_override_a_methods_own_sac_too():
+    """`sac` is a valid key of `budget.method_overrides.<m>` (validated like the method block): it must reach the spec."""
+    import yaml
+
+    from rlrepro.config import Resolved, validate
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["presets"]["demo_sparse"]["sparse"]["budget"]["method_overrides"]["rlx2"]["sac"] = {"lr": 5.0e-4}
+    config["preset"] = "demo_sparse"
+    sparse = Resolved(validate(config)).sparse
+    assert sparse.spec("rlx2", "halfcheetah", 0.05, 0)["sac"]["lr"] == 5.0e-4
+    assert sparse.spec("rigl", "halfcheetah", 0.05, 0)["sac"]["lr"] == 1.0e-3

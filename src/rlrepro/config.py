@@ -287,9 +287,13 @@ class SparseGrid:
                 runs += [SparseRun(method, env, keep, seed) for keep in keeps for seed in self.seeds]
         return runs
 
+    def _method_block(self, method: str) -> dict[str, Any]:
+        """The method's block of the config with the preset budget's overrides over it."""
+        return {**self.block["methods"].get(method, {}), **self.budget.get("method_overrides", {}).get(method, {})}
+
     def method_hp(self, method: str, env: str) -> dict[str, Any]:
         """The method's block with budget overrides; a mapping value (env -> value) resolves to this env's."""
-        hp = {**self.block["methods"].get(method, {}), **self.budget.get("method_overrides", {}).get(method, {})}
+        hp = self._method_block(method)
         hp.pop("sac", None)  # the method's SAC settings go into the spec's `sac` (see `spec`)
         for key, value in list(hp.items()):
             if isinstance(value, dict):
@@ -300,7 +304,7 @@ class SparseGrid:
 
     def spec(self, method: str, env: str, keep_ratio: float, seed: int) -> dict[str, Any]:
         # The shared SAC block, the method's own `sac` over it (e.g. RLx2's own SAC, README), then the budget.
-        sac = {**self.block["sac"], **self.block["methods"].get(method, {}).get("sac", {})}
+        sac = {**self.block["sac"], **self._method_block(method).get("sac", {})}
         evaluation = dict(self.block["evaluation"])
         for key, target, where in (("total_steps", "total_steps", sac), ("seed_steps", "seed_steps", sac),
                                    ("eval_every_steps", "every_steps", evaluation),

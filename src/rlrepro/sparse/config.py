@@ -31,12 +31,12 @@ class SparseSACConfig:
     log_std_min: float = -10.0
     log_std_max: float = 2.0
     buffer_size: int = 1_000_000
+    """Replay capacity (capped at the run's step budget: a smaller run never needs more)."""
     init: str = "xavier_normal"
     """Weight init of every layer: xavier_normal (pytorch_sac, DAPD; biases U(±1/√fan_in)) or orthogonal (RLx2's own
     SAC; zero biases)."""
     separate_eval_env: bool = False
     """Evaluate on a second env instance seeded seed + 100 (RLx2's own loop) instead of the training env (DAPD's)."""
-    """Replay capacity (capped at the run's step budget: a smaller run never needs more)."""
     seed_steps: int = 5000
     """Uniform-random actions (and no updates) for the first steps."""
     total_steps: int = 1_000_000
@@ -74,9 +74,9 @@ class DAPDConfig:
     snip_fixed_alpha: bool = True
     """Quirk: the scoring copy never receives log α, so scores use α = init_temperature (faithful: true)."""
     critic_scores_include_actor_loss: bool = True
+    """Quirk: the actor loss's backward also accumulates into the critic's scores (faithful: true)."""
     score_time_limit_as_terminal: bool = True
     """The scoring loss treats time-limit ends as terminal (the original scores with `not_done`, fidelity audit S1)."""
-    """Quirk: the actor loss's backward also accumulates into the critic's scores (faithful: true)."""
 
 
 @dataclass(frozen=True)
@@ -104,13 +104,13 @@ class DSTConfig:
     buffer_threshold: float = 0.2
     buffer_adjustment_interval: int = 10_000
     buffer_check_batches: int = 8
+    """The distance is measured on the oldest buffer_check_batches × batch_size states."""
     critic_grow_includes_actor_grad: bool = True
     """The critic's grow score is |∇L_critic(t) + ∇L_actor(t−1)|: the actor loss's backward passes through the
     critic's gradient hooks one step before a topology update in RLx2's code (fidelity audit R1); false: ∇L_critic."""
     mean_action_collection: bool = True
     """After the random phase, act with the policy's mean action, as RLx2's `select_action` does by default (audit R2);
     false: sample."""
-    """The distance is measured on the oldest buffer_check_batches × batch_size states."""
 
 
 @dataclass(frozen=True)
