@@ -11,6 +11,7 @@ behind, so a later job with another spec can never pick it up.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from pathlib import Path
@@ -27,6 +28,12 @@ log = logging.getLogger("rlrepro")
 FILE_NAME = "state.pt"
 LEGACY_PATTERNS = ("stage*.pt",)
 """Stage checkpoints of engine versions before the tagged format (no spec hash: never resumable)."""
+
+
+def checkpoint_interval(default: float = 300.0) -> float:
+    """Seconds between checkpoints: $RLREPRO_CHECKPOINT_INTERVAL_S (the Snakefile sets it from config.yaml
+    `checkpoint_interval_s`; it never enters a job's params, so changing it reruns nothing)."""
+    return float(os.environ.get("RLREPRO_CHECKPOINT_INTERVAL_S", default))
 
 
 def capture_rng(device: torch.device | None = None) -> dict[str, Any]:
@@ -48,12 +55,12 @@ def restore_rng(state: dict[str, Any]) -> None:
 class CheckpointStore:
     """Save, validate and load the resume state of one job; `None` directory = checkpointing off."""
 
-    def __init__(self, directory: Path | None, spec: dict[str, Any], *, interval_s: float = 300.0) -> None:
+    def __init__(self, directory: Path | None, spec: dict[str, Any], *, interval_s: float | None = None) -> None:
         self.directory = Path(directory) if directory is not None else None
         if isinstance(spec.get("device"), str):  # which GPU a job claims is not part of what it computes
             spec = {**spec, "device": spec["device"].split(":")[0]}
         self.tag = {"spec_hash": stable_hash(spec), "engine_version": ENGINE_VERSION}
-        self.interval_s = float(interval_s)
+        self.interval_s = checkpoint_interval() if interval_s is None else float(interval_s)
         self._last_save = time.monotonic()
         self.last_size_bytes = 0
         self.last_write_s = 0.0
@@ -70,12 +77,15 @@ class CheckpointStore:
         """True when `interval_s` has passed since the last save (or the job start)."""
         return self.enabled and time.monotonic() - self._last_save >= self.interval_s
 
+    def _debris(self) -> list[Path]:
+        """Temporary files of killed writes and untagged stage files of older engines."""
+        return sorted(p for pattern in (f".{FILE_NAME}.*.tmp", *LEGACY_PATTERNS) for p in self.directory.glob(pattern))
+
     def _remove_debris(self) -> None:
-        for pattern in (f".{FILE_NAME}.*.tmp", *LEGACY_PATTERNS):
-            for stale in sorted(self.directory.glob(pattern)):
-                log.warning("checkpoint: removing %s (%s)", stale, "left by a killed write" if stale.name.startswith(".")
-                            else "a stage checkpoint of an older engine, without a spec hash")  # fmt: skip
-                stale.unlink(missing_ok=True)
+        for stale in self._debris():
+            log.warning("checkpoint: removing %s (%s)", stale, "left by a killed write" if stale.name.startswith(".")
+                        else "a stage checkpoint of an older engine, without a spec hash")  # fmt: skip
+            stale.unlink(missing_ok=True)
 
     def load(self, map_location: torch.device | str = "cpu") -> dict[str, Any] | None:
         """The saved payload if it was written by this exact job spec and engine, else None (and the file removed)."""
@@ -115,9 +125,8 @@ class CheckpointStore:
         if not self.enabled or not self.directory.exists():
             return
         self.path.unlink(missing_ok=True)
-        for pattern in (f".{FILE_NAME}.*.tmp", *LEGACY_PATTERNS):
-            for stale in self.directory.glob(pattern):
-                stale.unlink(missing_ok=True)
+        for stale in self._debris():
+            stale.unlink(missing_ok=True)
         try:
             self.directory.rmdir()
         except OSError:

@@ -214,14 +214,15 @@ class TaskTrainer:
                 self.next_curve += self.curve_every
                 returns = torch.cat(self.finished) if self.finished else torch.empty(0)
                 returns = returns[~returns.isnan()]
-                if returns.numel() > 0:
-                    self.rows.append(_row(k, k, "train_return", returns.mean(), self.interactions))
+                mean_return = returns.mean() if returns.numel() > 0 else None
+                if mean_return is not None:
+                    self.rows.append(_row(k, k, "train_return", mean_return, self.interactions))
                 self.finished.clear()
                 info = {"alpha": float(self.stats.alpha)} if self.stats is not None else {}
                 if run_log is not None:
                     stats = self.stats
                     run_log.scalars(k * self.spec.scenario.steps_per_task + self.interactions, {
-                        "train/return": returns.mean() if returns.numel() > 0 else None,
+                        "train/return": mean_return,
                         "train/alpha": info.get("alpha"),
                         "train/critic_loss": stats.critic_loss if stats is not None else None,
                         "train/actor_loss": self.last_actor_loss,
@@ -242,28 +243,14 @@ class TaskTrainer:
         return self.rows
 
 
-def train_task(
-    method: Method,
-    critic: TwinCritic,
-    env: VecEnv,
-    spec: TrainSpec,
-    task_index: int,
-    generator: torch.Generator,
-    progress: Progress | None = None,
-) -> tuple[ReplayBuffer, list[dict[str, Any]]]:
-    """SAC on one task, start to end (no checkpoints): the replay and the task's training rows."""
-    trainer = TaskTrainer(method, critic, env, spec, task_index, generator)
-    rows = trainer.run(progress)
-    return trainer.replay, rows
-
-
 class TrainEnvEvaluator:
     """Deterministic mean return on the task's env (Rewire's mode selection): `selection_rollouts` rollouts seeded
     `seed·13 + task·100` for every candidate, as the original's selection reuses its stage evaluation (stage counter
     not yet incremented during training; found beyond the audit, README "Fidelity"). Counts the env steps it spends."""
 
     def __init__(self, env: VecEnv, spec: TrainSpec, task_index: int, steps: int = 0) -> None:
-        self.env, self.task_index, self.seed = env, task_index, spec.seed
+        eval_cfg = EvalConfig()
+        self.env, self.seed = env, spec.seed * eval_cfg.seed_stride_run + task_index * eval_cfg.seed_stride_stage
         self.rollouts = int(spec.method_hp.get("selection_rollouts", 10))
         self.steps = steps
 
@@ -271,9 +258,7 @@ class TrainEnvEvaluator:
         was_training = actor.training
         actor.eval()
         try:
-            eval_cfg = EvalConfig()
-            seed = self.seed * eval_cfg.seed_stride_run + self.task_index * eval_cfg.seed_stride_stage
-            episodes = run_episodes(actor, self.env, self.rollouts, seed)
+            episodes = run_episodes(actor, self.env, self.rollouts, self.seed)
         finally:
             actor.train(was_training)
         self.steps += int(episodes["env_steps"].sum())
@@ -302,12 +287,6 @@ class TrainResult:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("rows", "resumed_from")}
 
 
-def checkpoint_interval(default: float = 300.0) -> float:
-    """Seconds between mid-task checkpoints: $RLREPRO_CHECKPOINT_INTERVAL_S (the Snakefile sets it from
-    config.yaml `checkpoint_interval_s`; it never enters a job's params, so changing it reruns nothing)."""
-    return float(os.environ.get("RLREPRO_CHECKPOINT_INTERVAL_S", default))
-
-
 def train(
     spec: TrainSpec,
     *,
@@ -320,17 +299,16 @@ def train(
     """Train `spec.method` on every task of the scenario in order.
 
     With `checkpoint_dir`, the whole training state is saved between collection epochs every
-    `checkpoint_interval_s` (default `checkpoint_interval()`), before each task's end phase (selection, pruning and
-    fine-tuning, Fisher, AlphaSearch) and after each stage; a rerun of the same job spec continues from the last
-    one bit for bit, and a checkpoint of any other spec is ignored (rlrepro.checkpoint).
+    `checkpoint_interval_s` (default `rlrepro.checkpoint.checkpoint_interval()`), before each task's end phase
+    (selection, pruning and fine-tuning, Fisher, AlphaSearch) and after each stage; a rerun of the same job spec
+    continues from the last one bit for bit, and a checkpoint of any other spec is ignored (rlrepro.checkpoint).
     """
     device = torch.device(spec.device)
     seed_everything(spec.seed)
     generator = torch.Generator(device=device)
     generator.manual_seed(spec.seed)
     scenario = spec.scenario
-    interval = checkpoint_interval() if checkpoint_interval_s is None else checkpoint_interval_s
-    store = CheckpointStore(checkpoint_dir, dataclasses.asdict(spec), interval_s=interval)
+    store = CheckpointStore(checkpoint_dir, dataclasses.asdict(spec), interval_s=checkpoint_interval_s)
 
     env_cfg = {**spec.env, "cw_spurious_reset_transition": spec.quirks.cw_spurious_reset_transition}
 
@@ -375,20 +353,19 @@ def train(
         task = scenario.tasks[k]
         if k > 0 or saved is not None:
             env = env_for(task)
-        if phase == "start":
-            if k > 0 and not spec.quirks.keep_critic_across_tasks:
-                critic = TwinCritic(env.obs_dim, env.action_dim, critic_network).to(device)
-            evaluator = TrainEnvEvaluator(env, spec, k)
-            context = TaskContext(None, generator, critic, spec.sac, evaluate=evaluator, env=env, quirks=spec.quirks,
-                                  make_env=env_maker(task), seed=spec.seed)  # fmt: skip
+        fresh = phase == "start"
+        if fresh and k > 0 and not spec.quirks.keep_critic_across_tasks:
+            critic = TwinCritic(env.obs_dim, env.action_dim, critic_network).to(device)
+        # Resumed inside this task: its trainer, env position and spent env steps come from the checkpoint.
+        evaluator = TrainEnvEvaluator(env, spec, k, steps=0 if fresh else saved["evaluator_steps"])
+        context = TaskContext(None, generator, critic, spec.sac, evaluate=evaluator, env=env, quirks=spec.quirks,
+                              make_env=env_maker(task), seed=spec.seed,
+                              extra_env_steps=0 if fresh else saved["extra_env_steps"])  # fmt: skip
+        if fresh:
             method.on_task_start(k, context)
             critic = context.critic = method.critic_for_task(critic).to(device)
             trainer, phase = TaskTrainer(method, critic, env, spec, k, generator), "train"
-        else:  # resumed inside this task: its trainer, env position and spent env steps come from the checkpoint
-            evaluator = TrainEnvEvaluator(env, spec, k, steps=saved["evaluator_steps"])
-            context = TaskContext(None, generator, critic, spec.sac, evaluate=evaluator, env=env, quirks=spec.quirks,
-                                  make_env=env_maker(task), seed=spec.seed)  # fmt: skip
-            context.extra_env_steps = saved["extra_env_steps"]
+        else:
             env.set_state(saved["env"])
             trainer.env = env
         if phase == "train":

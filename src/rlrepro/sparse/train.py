@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import random
 import time
 from collections.abc import Callable
@@ -71,8 +70,6 @@ def train_sparse(
 ) -> SparseResult:
     """Train one run; with `checkpoint_dir`, resume from its checkpoint and save one every
     `checkpoint_interval_s` (default: $RLREPRO_CHECKPOINT_INTERVAL_S or 300 s) at an episode boundary."""
-    if checkpoint_interval_s is None:
-        checkpoint_interval_s = float(os.environ.get("RLREPRO_CHECKPOINT_INTERVAL_S", "300"))
     cfg = spec.sac
     device = torch.device(spec.device)
     random.seed(spec.seed)
