@@ -41,11 +41,14 @@ def git_state(source_dir: Path = SOURCE_DIR) -> tuple[str, bool | None]:
     return commit, bool(_git(source_dir, "status", "--porcelain", "--untracked-files=no"))
 
 
+def _tree(source_dir: Path) -> str:
+    """git's tree hash of `source_dir` at HEAD."""
+    return _git(source_dir, "rev-parse", "HEAD:./") or UNKNOWN
+
+
 def source_tree(source_dir: Path = SOURCE_DIR) -> str:
     """git's tree hash of `src/` at HEAD (RLREPRO_SOURCE_TREE wins: an image records the tree it was built from)."""
-    if os.environ.get("RLREPRO_SOURCE_TREE"):
-        return os.environ["RLREPRO_SOURCE_TREE"]
-    return _git(source_dir, "rev-parse", "HEAD:./") or UNKNOWN
+    return os.environ.get("RLREPRO_SOURCE_TREE") or _tree(source_dir)
 
 
 def source_dirty(source_dir: Path = SOURCE_DIR) -> bool:
@@ -57,17 +60,18 @@ def checkout_environment(source_dir: Path) -> dict[str, str]:
     return {
         "RLREPRO_EXPECT_ENGINE": ENGINE_VERSION,
         "RLREPRO_EXPECT_COMMIT": _git(source_dir, "rev-parse", "HEAD") or UNKNOWN,
-        "RLREPRO_EXPECT_SOURCE_TREE": _git(source_dir, "rev-parse", "HEAD:./") or UNKNOWN,
+        "RLREPRO_EXPECT_SOURCE_TREE": _tree(source_dir),  # the checkout's own, never an image's override
         "RLREPRO_EXPECT_SOURCE_DIRTY": "1" if source_dirty(source_dir) else "0",
     }
 
 
-def job_identity() -> dict[str, str | None]:
-    """This job's code and the checkout's, as meta.json records them."""
-    commit, _ = git_state()
+def job_identity() -> dict[str, str | bool | None]:
+    """This job's code (engine, commit, dirty tree, source tree) and the checkout's, as meta.json records them."""
+    commit, dirty = git_state()
     return {
         "engine_version": ENGINE_VERSION,
         "git_commit": commit,
+        "git_dirty": dirty,
         "source_tree": source_tree(),
         "checkout_engine_version": os.environ.get("RLREPRO_EXPECT_ENGINE"),
         "checkout_git_commit": os.environ.get("RLREPRO_EXPECT_COMMIT"),

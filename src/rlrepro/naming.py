@@ -14,3 +14,8 @@ DISPLAY_NAMES = {"ft_1": "FT-1", "ft_l2": "FT-L2", "ewc": "EWC", "pnn": "PNN", "
 def display_name(method: str) -> str:
     """The papers' name of a method (unknown ones, e.g. a user's new method, keep their config name)."""
     return DISPLAY_NAMES.get(str(method), str(method))
+
+
+def method_rank(method: str) -> int:
+    """A method's position in the papers' order; methods unknown to it come after every known one."""
+    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)

@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from rlrepro import ENGINE_VERSION, blas
-from rlrepro.identity import git_state, job_identity
+from rlrepro import blas
+from rlrepro.identity import job_identity
 
 # Provenance columns both suites repeat on every row (from the run's meta.json).
 PROVENANCE_SCHEMA: dict[str, str] = {
@@ -76,12 +76,8 @@ def package_versions() -> dict[str, str]:
 
 def provenance(config_hash: str, device: str) -> dict[str, Any]:
     """Facts about the code, machine and software a job ran with (meta.json; key fields also go in every row)."""
-    commit, dirty = git_state()
     return {
         **job_identity(),  # the engine, commit and source tree that ran, and the checkout's the DAG was built from
-        "engine_version": ENGINE_VERSION,
-        "git_commit": commit,
-        "git_dirty": dirty,
         "config_hash": config_hash,
         "device": device,
         "blas": blas.status(),

@@ -15,7 +15,7 @@ import pandas as pd
 from rlrepro import metrics
 from rlrepro.io import atomic_write
 from rlrepro.metrics.stats import BootstrapConfig, mean_ci
-from rlrepro.naming import METHOD_ORDER, display_name
+from rlrepro.naming import METHOD_ORDER, display_name, method_rank
 
 # Okabe–Ito colour-blind-safe palette.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -33,7 +33,7 @@ def method_style(method: str) -> dict[str, str]:
     """Colour, marker and line style of a method, the same in every figure: its position in METHOD_ORDER (methods
     added later follow, in order of name), the 8 palette colours, then again with other marks."""
     method = str(method)
-    i = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER) + sum(map(ord, method)) % 19
+    i = method_rank(method) + (sum(map(ord, method)) % 19 if method not in METHOD_ORDER else 0)
     return {"color": PALETTE[i % len(PALETTE)], "marker": "os^Dv<>p"[i // len(PALETTE) % 8],
             "linestyle": ["-", "--", ":", "-."][i // len(PALETTE) % 4]}  # fmt: skip
 
@@ -225,7 +225,7 @@ def aggregate(runs: pd.DataFrame, stem: Path | str, boot: BootstrapConfig, metri
 
     _, scores = aggregate_table(runs, metric, boot)
     stats = aggregate_metrics(scores, boot)
-    methods = sorted(stats, key=lambda m: (m not in METHOD_ORDER, METHOD_ORDER.index(m) if m in METHOD_ORDER else 0, m))
+    methods = sorted(stats, key=lambda m: (method_rank(m), m))
     with plt.rc_context(STYLE):
         fig, (ax_iqm, ax_mean, ax_p) = plt.subplots(1, 3, figsize=(11, 0.6 + 0.35 * max(len(methods), 2)),
                                                     gridspec_kw={"width_ratios": [2, 2, 3]})  # fmt: skip

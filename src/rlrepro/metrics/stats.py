@@ -36,24 +36,26 @@ def _seeded(cfg: BootstrapConfig) -> Iterator[np.random.RandomState]:
 
 
 def interval_estimates(
-    scores: Mapping[str, np.ndarray], func: Callable[[np.ndarray], np.ndarray], cfg: BootstrapConfig
+    scores: Mapping[str, np.ndarray | tuple[np.ndarray, ...]], func: Callable[..., np.ndarray], cfg: BootstrapConfig
 ) -> dict[str, np.ndarray]:
-    """For each key, [point..., low..., high...] of func over a (runs × tasks) score matrix: rliable's stratified
-    bootstrap (runs resampled within each task). Returns key -> array of shape (3, k) for k statistics."""
+    """For each key, [point..., low..., high...] of func over a (runs × tasks) score matrix — or over a tuple of them
+    (func(*matrices), e.g. two methods compared) — by rliable's stratified bootstrap (runs resampled within each
+    task). Returns key -> array of shape (3, k) for k statistics."""
     from rliable import library as rly
 
     out: dict[str, np.ndarray] = {}
-    for key, matrix in scores.items():
-        matrix = np.asarray(matrix, dtype=float)
-        point = np.atleast_1d(func(matrix))
-        if matrix.shape[0] < 2:
+    for key, value in scores.items():
+        matrices = [np.asarray(m, dtype=float) for m in (value if isinstance(value, tuple) else (value,))]
+        point = np.atleast_1d(func(*matrices))
+        if min(m.shape[0] for m in matrices) < 2:
             out[key] = np.stack([point, point, point])
             continue
         with _seeded(cfg) as rng, warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # arch's random_state deprecation, raised per call
             _, cis = rly.get_interval_estimates(
-                {key: matrix}, func, reps=cfg.reps, confidence_interval_size=cfg.confidence, random_state=rng
-            )
+                {key: matrices if len(matrices) > 1 else matrices[0]}, func, reps=cfg.reps,
+                confidence_interval_size=cfg.confidence, random_state=rng,
+            )  # fmt: skip
         ci = np.atleast_2d(cis[key]).reshape(2, -1)
         out[key] = np.stack([point, ci[0], ci[1]])
     return out
@@ -89,25 +91,12 @@ def probability_of_improvement(
 ) -> dict[str, tuple[float, float, float]]:
     """P(X > Y) per key (rliable: the Mann-Whitney probability that a run of X beats a run of Y on a task, averaged
     over tasks), with a stratified-bootstrap CI; each value is (X, Y), (runs × tasks) over the same tasks."""
-    from rliable import library as rly
     from rliable import metrics
 
-    out = {}
-    for key, (x, y) in pairs.items():
-        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-        point = float(metrics.probability_of_improvement(x, y))
-        if min(x.shape[0], y.shape[0]) < 2:
-            out[key] = (point, point, point)
-            continue
-        with _seeded(cfg) as rng, warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            _, cis = rly.get_interval_estimates(
-                {key: [x, y]}, lambda a, b: np.array([metrics.probability_of_improvement(a, b)]), reps=cfg.reps,
-                confidence_interval_size=cfg.confidence, random_state=rng,
-            )  # fmt: skip
-        low, high = np.asarray(cis[key]).ravel()[:2]
-        out[key] = (point, float(low), float(high))
-    return out
+    def p_improvement(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.array([metrics.probability_of_improvement(x, y)])
+
+    return {key: tuple(float(v) for v in est[:, 0]) for key, est in interval_estimates(pairs, p_improvement, cfg).items()}
 
 
 def performance_profiles(scores: Mapping[str, np.ndarray], taus: np.ndarray, cfg: BootstrapConfig) -> dict[str, np.ndarray]:

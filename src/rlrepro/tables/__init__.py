@@ -150,6 +150,8 @@ def continual_task_table(results: pd.DataFrame, random_reference: pd.DataFrame |
 
 def render_task_markdown(table: pd.DataFrame, caption: str) -> str:
     """One Markdown table per scenario: rows = tasks, a `random` column, then per method `just trained → final`."""
+    from rlrepro.tables.paper import format_number
+
     parts = []
     for scenario, group in table.groupby("scenario", observed=True):
         methods = list(dict.fromkeys(group["method"]))
@@ -157,14 +159,10 @@ def render_task_markdown(table: pd.DataFrame, caption: str) -> str:
         lines = [f"### {scenario}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for (task, name), rows in group.groupby(["task", "task_name"], observed=True, sort=True):
             by_method = rows.set_index("method")
-            cells = [f"{task}: {name}", _fmt(rows["random"].iloc[0])]
+            cells = [f"{task}: {name}", format_number(rows["random"].iloc[0])]
             for m in methods:
-                cells.append(f"{_fmt(by_method.loc[m, 'just_trained'])} → {_fmt(by_method.loc[m, 'final'])}"
+                cells.append(f"{format_number(by_method.loc[m, 'just_trained'])} → {format_number(by_method.loc[m, 'final'])}"
                              if m in by_method.index else "n/a")  # fmt: skip
             lines.append("| " + " | ".join(cells) + " |")
         parts.append("\n".join(lines))
     return caption + "\n\n" + "\n\n".join(parts) + "\n"
-
-
-def _fmt(value: float) -> str:
-    return "n/a" if pd.isna(value) else f"{value:.3g}"

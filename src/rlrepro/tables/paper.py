@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from rlrepro.metrics.stats import BootstrapConfig, aggregate_metrics, mean_ci, probability_of_improvement
-from rlrepro.naming import METHOD_ORDER
+from rlrepro.naming import method_rank
 
 BRAX_COLUMNS = {
     "final_avg_return": "final return",
@@ -142,8 +142,7 @@ def wide_sections(cells: pd.DataFrame, columns: dict[str, str]) -> list[tuple[st
         )
         table = table.reindex(columns=[c for c in columns if c in table.columns]).rename(columns=columns)
         table = table.fillna("—")  # a cell a row does not have (e.g. the reference method's P(X > reference))
-        order = [r for r in METHOD_ORDER if any(str(x).split(" @ ")[0] == r for x in table.index)]
-        rows = sorted(table.index, key=lambda x: (order.index(x.split(" @ ")[0]) if x.split(" @ ")[0] in order else 99, x))
+        rows = sorted(table.index, key=lambda x: (method_rank(x.split(" @ ")[0]), x))
         table = table.loc[rows]
         seeds = group.groupby("row")["n_seeds"].max()
         missing = group.groupby("row")["missing_seeds"].max()
@@ -204,13 +203,13 @@ def aggregate_table(
     CIs over seeds (rliable), and with `reference` rliable's probability of improvement P(method > reference) over
     the scenarios both ran. Only seeds present in every scenario of the method enter its (seeds × scenarios)
     matrix; returns the cells and the matrices (for performance profiles)."""
-    scores: dict[str, np.ndarray] = {}
     wides: dict[str, pd.DataFrame] = {}
     for method, group in runs.groupby("method", observed=True):
         wide = group.pivot_table(index="seed", columns="scenario", values=metric, observed=True).dropna(axis=1, how="all")
         wide = wide.dropna(axis=0, how="any")
         if wide.size:
-            scores[str(method)], wides[str(method)] = wide.to_numpy(dtype=float), wide
+            wides[str(method)] = wide
+    scores = {method: wide.to_numpy(dtype=float) for method, wide in wides.items()}
     pairs = {}
     if reference in wides:
         for method, wide in wides.items():
