@@ -80,6 +80,7 @@ def test_interrupted_anywhere_resumes_bit_identically(method, fake_scenario, tmp
         resumed.append(torch.load(tmp_path / "state.pt", weights_only=False)["payload"]["phase"])
     final = train(spec, env_factory=fake_env_factory, checkpoint_dir=tmp_path, checkpoint_interval_s=0)
     assert final.resumed_from is not None
+    assert resumed[0] == "train"  # the first interruption came mid-task: a mid-task checkpoint was resumed
     assert_identical(reference, final)
 
 
