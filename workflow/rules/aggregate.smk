@@ -35,6 +35,8 @@ rule continual_tables:
     log:
         "results/logs/aggregate/continual_tables.log",
     threads: 1
+    conda:
+        CONDA_ENV
     shell:
         "python -m rlrepro aggregate --spec {params.spec:q} --out-dir {params.out_dir} {params.reference}"
         " --random {input.random} -- {input.runs} 2> {log}"
@@ -65,6 +67,8 @@ rule sparse_tables:
     log:
         "results/logs/aggregate/sparse_tables.log",
     threads: 1
+    conda:
+        CONDA_ENV
     shell:
         "python -m rlrepro aggregate-sparse --spec {params.spec:q} --out-dir {params.out_dir} {params.reference}"
         " {input.runs} 2> {log}"
@@ -84,6 +88,8 @@ rule provenance:
     log:
         "results/logs/aggregate/provenance.log",
     threads: 1
+    conda:
+        CONDA_ENV
     shell:
         "python -m rlrepro provenance --out {output.markdown} --html {output.html} {input} 2> {log}"
 

@@ -25,6 +25,8 @@ from rlrepro.identity import checkout_environment  # noqa: E402
 
 CHECKOUT = checkout_environment(Path(workflow.basedir) / "src")
 os.environ.update(CHECKOUT)
+# Where envs/*.post-deploy.sh find the lock and the engine (Snakemake runs them from copies under .snakemake/conda/).
+os.environ.setdefault("RLREPRO_CHECKOUT", str(Path(workflow.basedir).resolve()))
 os.environ.setdefault("RLREPRO_CHECKPOINT_INTERVAL_S", str(config["checkpoint_interval_s"]))
 if config.get("tensorboard"):
     os.environ.setdefault("RLREPRO_TENSORBOARD_DIR", "results/tensorboard")
@@ -33,6 +35,9 @@ for _name in [*CHECKOUT, "RLREPRO_CHECKPOINT_INTERVAL_S", "RLREPRO_TENSORBOARD_D
     for _prefix in ("APPTAINERENV_", "SINGULARITYENV_"):
         if _name in os.environ:
             os.environ.setdefault(_prefix + _name, os.environ[_name])
+
+# Env of every shell rule under --sdm conda (absolute: rule paths are relative to their .smk file).
+CONDA_ENV = str(Path(workflow.basedir) / config["conda_env"])
 
 RUN_DIR = "results/runs/{scenario}/{method}/seed{seed}"
 CKPT_DIR = "results/_ckpt/{scenario}/{method}/seed{seed}"

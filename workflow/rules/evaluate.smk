@@ -16,6 +16,8 @@ rule evaluate_run:
     resources:
         mem_mb=6000,
         runtime=720,
+    conda:
+        CONDA_ENV
     shell:
         "python -m rlrepro evaluate --spec {params.spec:q} --run-dir {params.run_dir} --out {output.results} 2> {log}"
 
@@ -31,5 +33,7 @@ rule random_reference:
     resources:
         mem_mb=6000,
         runtime=120,
+    conda:
+        CONDA_ENV
     shell:
         "python -m rlrepro random-reference --spec {params.spec:q} --out {output} 2> {log}"

@@ -15,6 +15,8 @@ rule transfer_matrix:
     log:
         "results/logs/figures/transfer_matrix/{scenario}/{method}/seed{seed}.log",
     threads: 1
+    conda:
+        CONDA_ENV
     shell:
         "python -m rlrepro figure transfer-matrix --out {params.stem} {input} 2> {log}"
 
@@ -36,6 +38,8 @@ rule stage_performance:
     log:
         "results/logs/figures/stage_performance/{scenario}.log",
     threads: 1
+    conda:
+        CONDA_ENV
     shell:
         "python -m rlrepro figure stage-performance --out {params.stem} {input} 2> {log}"
 
@@ -58,6 +62,8 @@ rule continual_curves:
     log:
         "results/logs/figures/continual_curves/{scenario}.log",
     threads: 1
+    conda:
+        CONDA_ENV
     shell:
         "python -m rlrepro figure continual-curves --spec {params.spec:q} --out {params.stem} {input} 2> {log}"
 
@@ -80,6 +86,8 @@ rule tradeoff:
     log:
         "results/logs/figures/tradeoff/{domain}.log",
     threads: 1
+    conda:
+        CONDA_ENV
     shell:
         "python -m rlrepro figure tradeoff --domain {wildcards.domain} --spec {params.spec:q}"
         " --out {params.stem} {input} 2> {log}"
@@ -103,6 +111,8 @@ rule aggregate_figure:
     log:
         "results/logs/figures/aggregate.log",
     threads: 1
+    conda:
+        CONDA_ENV
     shell:
         "python -m rlrepro figure aggregate --spec {params.spec:q} --out {params.stem} {input} 2> {log}"
 
@@ -125,6 +135,8 @@ rule sparse_curves:
     log:
         "results/logs/figures/sparse_curves/{env}.log",
     threads: 1
+    conda:
+        CONDA_ENV
     shell:
         "python -m rlrepro figure sparse-curves --spec {params.spec:q} --out {params.stem} {input} 2> {log}"
 
@@ -146,6 +158,8 @@ rule sparse_layer_density:
     log:
         "results/logs/figures/sparse_layer_density/{env}.log",
     threads: 1
+    conda:
+        CONDA_ENV
     shell:
         "python -m rlrepro figure sparse-layer-density --out {params.stem} {input} 2> {log}"
 

@@ -20,6 +20,8 @@ rule train_sparse:
     resources:
         mem_mb=4000,
         runtime=1440,
+    conda:
+        CONDA_ENV
     shell:
         "python -m rlrepro train-sparse --spec {params.spec:q} --run-dir {params.run_dir}"
         " --checkpoint-dir {params.checkpoint_dir} 2> {log}"

@@ -16,6 +16,8 @@ rule train_run:
     resources:
         mem_mb=6000,
         runtime=1440,
+    conda:
+        CONDA_ENV
     shell:
         "python -m rlrepro train --spec {params.spec:q} --run-dir {params.run_dir}"
         " --checkpoint-dir {params.checkpoint_dir} 2> {log}"
