@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CORES ?= all
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run report run-sparse bench test test-fast test-scenarios test-containers test-slurm lint dry-run paper-dry-run clean-results
+.PHONY: run report run-sparse validate bench test test-fast test-scenarios test-containers test-slurm lint dry-run paper-dry-run clean-results
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ report: $(STAMP)
 # The sparse suite at demo scale (HalfCheetah, 5% of the weights vs dense; about 15 min on 2 cores).
 run-sparse: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) sparse --config preset=demo_sparse
+
+# The reduced-budget validation study of both papers (config.yaml's `validate` preset; README, "What this pipeline
+# reproduces"): 27 continual + 12 sparse jobs, about 16 core-hours; outputs under results/validation/. Interrupt it
+# any time: jobs resume from their checkpoints and a rerun only adds what is missing.
+validate: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --keep-going --config preset=validate
 
 # Every benchmark of benchmarks/ (ratios measured in the same run; about 75 min on 2 cores, SB3 installed here).
 bench: $(STAMP)

@@ -4,9 +4,11 @@ and short real runs of every method on gymnasium HalfCheetah-v5."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from rlrepro.sparse.agent import SparseSAC, snip_scores
 from rlrepro.sparse.config import SparseSACConfig, SparseSpec
@@ -15,6 +17,7 @@ from rlrepro.sparse.networks import MaskedMLPStack
 from rlrepro.sparse.replay import TransitionReplay, nstep_soft_target
 from rlrepro.sparse.train import train_sparse
 
+ROOT = Path(__file__).resolve().parents[1]
 OBS, ACT = 17, 6  # HalfCheetah's shapes
 
 
@@ -225,3 +228,50 @@ def test_same_seed_same_numbers_and_a_killed_run_resumes_to_them(tmp_path):
     resumed = train_sparse(spec, checkpoint_dir=tmp_path, checkpoint_interval_s=0)
     assert resumed.resumed_from_step == 150
     assert numbers(resumed) == reference
+
+
+def dense_results(env: str, seed: int, returns: list[float]):
+    import pandas as pd
+
+    rows = [{"suite": "sparse", "env": env, "method": "dense", "keep_ratio": 1.0, "seed": seed, "step": 1000 * (i + 1),
+             "metric": "eval_return", "layer": None, "value": r, "train_wall_time_s": 1.0} for i, r in enumerate(returns)]
+    return pd.DataFrame(rows)
+
+
+def test_dapd_threshold_from_dense_is_the_fraction_of_that_seeds_final_return(tmp_path):
+    """Budget `ips_threshold_from_dense`: a dapd job's freeze threshold is fraction × the mean of the same env and
+    seed's last k dense evaluations (the sparse table's final return), and the spec records both numbers."""
+    from rlrepro.config import load_config
+    from rlrepro.errors import ConfigError
+    from rlrepro.sparse.config import resolve_threshold_from_dense
+
+    overrides = {"preset": "validate"}
+    grid = load_config(ROOT / "config.yaml", overrides).sparse
+    assert grid.threshold_from_dense and grid.threshold_rule("dense") is None
+    raw = grid.spec("dapd", "halfcheetah", 0.05, 1)
+    fraction, last_k = raw["ips_threshold_from_dense"]["fraction"], raw["ips_threshold_from_dense"]["last_k"]
+    assert grid.dense_reference("dapd", "halfcheetah", 1).seed == 1 and grid.dense_reference("rigl", "halfcheetah", 1) is None
+
+    returns = [float(x) for x in range(-5, 40, 3)]
+    path = tmp_path / "dense.parquet"
+    dense_results("halfcheetah", 1, returns).to_parquet(path)
+    resolved = resolve_threshold_from_dense(raw, str(path))
+    expected = fraction * sum(returns[-last_k:]) / last_k
+    assert math.isclose(resolved["method_hp"]["ips_threshold"], expected)
+    assert math.isclose(resolved["ips_threshold_from_dense"]["dense_final_return"], expected / fraction)
+    assert math.isclose(SparseSpec.from_dict(resolved).dapd().ips_threshold, expected)
+    assert resolve_threshold_from_dense(grid.spec("rigl", "halfcheetah", 0.05, 1), None)["method_hp"] == grid.method_hp("rigl", "halfcheetah")
+
+    with pytest.raises(ConfigError, match="pass its results.parquet with --dense-results"):
+        resolve_threshold_from_dense(raw, None)
+    dense_results("halfcheetah", 0, returns).to_parquet(path)  # another seed's run
+    with pytest.raises(ConfigError, match="no evaluated dense run of env 'halfcheetah', seed 1"):
+        resolve_threshold_from_dense(raw, str(path))
+
+    validate = yaml.safe_load((ROOT / "config.yaml").read_text())["presets"]["validate"]
+    validate["sparse"]["methods"] = ["dapd", "rigl"]
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["presets"]["validate"] = validate
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match="add `dense` to the preset's sparse methods"):
+        load_config(tmp_path / "c.yaml", overrides)

@@ -58,7 +58,7 @@ def test_dry_run_of_the_paper_grid_lists_every_run(workflow_copy):
     [
         (
             "preset=nope",
-            "unknown preset 'nope'; valid presets: demo, demo_methods, demo_sparse, paper, smoke, smoke_scenarios",
+            "unknown preset 'nope'; valid presets: demo, demo_methods, demo_sparse, paper, smoke, smoke_scenarios, validate",
         ),
         ("bogus=1", "unknown key(s) ['bogus'] in config"),
     ],

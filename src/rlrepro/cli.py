@@ -139,10 +139,10 @@ def cmd_train_sparse(args: argparse.Namespace) -> int:
     from rlrepro.progress import Progress
     from rlrepro.results import provenance, sparse_run_frame
     from rlrepro.runlog import RunLog
-    from rlrepro.sparse.config import SparseSpec
+    from rlrepro.sparse.config import SparseSpec, resolve_threshold_from_dense
     from rlrepro.sparse.train import train_sparse
 
-    raw = _spec(args.spec)
+    raw = resolve_threshold_from_dense(_spec(args.spec), args.dense_results)
     spec = _on_device(SparseSpec.from_dict(raw), check_jax=False)
     configure_threads()
     out = Path(args.run_dir)
@@ -164,6 +164,8 @@ def cmd_train_sparse(args: argparse.Namespace) -> int:
         train_wall_time_s=result.train_wall_time_s,
         resumed_from_step=result.resumed_from_step,
     )
+    if spec.method == "dapd":
+        meta.update(ips_threshold=spec.dapd().ips_threshold, ips_threshold_from_dense=spec.ips_threshold_from_dense)
     frame = sparse_run_frame(
         result.rows,
         method=spec.method,
@@ -343,7 +345,7 @@ def cmd_aggregate_sparse(args: argparse.Namespace) -> int:
         f"# Sparse suite (mean ± std over seeds; return = mean of the last {spec['last_k']} evaluations; "
         "× dense = ratio to the env's dense runs)\n\n"
     )
-    markdown = render_sparse_markdown(summary, spec.get("ips_threshold_fraction"))
+    markdown = render_sparse_markdown(summary, spec.get("ips_threshold_fraction"), spec.get("ips_threshold_from_dense", False))
     atomic_write_text(out / "sparse_summary.md", title + markdown)
 
     boot = BootstrapConfig(**spec["bootstrap"])
@@ -482,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", required=True, help="job spec as JSON, or @file")
     p.add_argument("--run-dir", required=True, help="run directory for model.pt, results.parquet, meta.json")
     p.add_argument("--checkpoint-dir", help="resume checkpoints (kept outside the declared outputs)")
+    p.add_argument("--dense-results", help="the dense run's results.parquet a spec with ips_threshold_from_dense reads")
     p.set_defaults(func=cmd_train_sparse)
 
     p = sub.add_parser("evaluate", help="evaluate every stage's policy on every task into results.parquet")

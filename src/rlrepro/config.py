@@ -118,6 +118,7 @@ class Resolved:
         self.preset = presets[name]
         self.budget = dict(self.preset.get("budget") or {})
         self.demo_overrides = dict(self.preset.get("demo_overrides") or {})
+        self.results_dir = str(self.preset.get("results_dir", "results")).rstrip("/")
         for block, cls in (("sac", SACConfig), ("network", NetworkConfig)):
             unknown = sorted(set(self.demo_overrides.get(block, {})) - set(cls.__dataclass_fields__))
             if unknown:
@@ -272,6 +273,12 @@ class SparseGrid:
             unknown = sorted(set(block) - set(valid))
             if unknown:
                 raise ConfigError(f"unknown key(s) {unknown} in {where}; valid keys: {', '.join(valid) or '(none)'}")
+        self.threshold_from_dense = bool(self.budget.get("ips_threshold_from_dense"))
+        if self.threshold_from_dense and "dapd" in self.methods and "dense" not in self.methods:
+            raise ConfigError(
+                "the sparse budget's ips_threshold_from_dense scales DAPD's freeze threshold to the same seed's dense "
+                "run: add `dense` to the preset's sparse methods"
+            )
         for method in self.methods:
             if method not in self.block.get("methods", {}):
                 raise ConfigError(f"sparse method {method!r} has no block under `sparse.methods:` in the config")
@@ -325,13 +332,26 @@ class SparseGrid:
             "method_hp": self.method_hp(method, env),
             "max_episode_steps": self.budget.get("max_episode_steps"),
             "device": self.device,
+            "ips_threshold_from_dense": self.threshold_rule(method),
         }
+
+    def threshold_rule(self, method: str) -> dict[str, Any] | None:
+        """DAPD's threshold rule under `ips_threshold_from_dense` (filled in by the job from the dense run)."""
+        if method != "dapd" or not self.threshold_from_dense:
+            return None
+        return {"fraction": float(self.block.get("ips_threshold_fraction", 0.75)),
+                "last_k": int(self.block["evaluation"]["last_k"])}  # fmt: skip
+
+    def dense_reference(self, method: str, env: str, seed: int) -> SparseRun | None:
+        """The dense run a job's threshold is read from (None when the job has a fixed threshold)."""
+        return SparseRun("dense", env, 1.0, seed) if self.threshold_rule(method) else None
 
     def aggregate_spec(self) -> dict[str, Any]:
         return {
             "engine_version": ENGINE_VERSION,
             "last_k": int(self.block["evaluation"]["last_k"]),
             "ips_threshold_fraction": float(self.block.get("ips_threshold_fraction", 0.75)),
+            "ips_threshold_from_dense": self.threshold_from_dense,
             "bootstrap": self.bootstrap,
             "expected_seeds": len(self.seeds),
             "expected_rows": sorted({(r.env, f"{r.method} @ {r.keep_ratio:g}") for r in self.runs}),

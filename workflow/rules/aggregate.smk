@@ -4,26 +4,26 @@ rule continual_tables:
         random=random_reference_results,
         reference=reference_csv("continual"),
     output:
-        results="results/tables/results.parquet",
-        tasks="results/tables/continual_tasks.parquet",
-        tasks_md="results/tables/continual_tasks.md",
-        runs="results/tables/continual_runs.parquet",
-        summary="results/tables/continual_summary.parquet",
-        summary_md="results/tables/continual_summary.md",
-        cells="results/tables/continual_tables.parquet",
-        markdown="results/tables/continual_tables.md",
-        latex="results/tables/continual_tables.tex",
+        results=res("tables/results.parquet"),
+        tasks=res("tables/continual_tasks.parquet"),
+        tasks_md=res("tables/continual_tasks.md"),
+        runs=res("tables/continual_runs.parquet"),
+        summary=res("tables/continual_summary.parquet"),
+        summary_md=res("tables/continual_summary.md"),
+        cells=res("tables/continual_tables.parquet"),
+        markdown=res("tables/continual_tables.md"),
+        latex=res("tables/continual_tables.tex"),
         html=report(
-            "results/tables/continual_tables.html",
+            res("tables/continual_tables.html"),
             caption="../report/continual_tables.rst",
             category="1. Tables",
             labels={"table": "continual, per scenario"},
         ),
-        aggregate="results/tables/continual_aggregate.parquet",
-        aggregate_md="results/tables/continual_aggregate.md",
-        aggregate_tex="results/tables/continual_aggregate.tex",
+        aggregate=res("tables/continual_aggregate.parquet"),
+        aggregate_md=res("tables/continual_aggregate.md"),
+        aggregate_tex=res("tables/continual_aggregate.tex"),
         aggregate_html=report(
-            "results/tables/continual_aggregate.html",
+            res("tables/continual_aggregate.html"),
             caption="../report/continual_aggregate.rst",
             category="1. Tables",
             labels={"table": "continual, across scenarios"},
@@ -33,7 +33,7 @@ rule continual_tables:
         out_dir=parent_dir,
         reference=reference_option,
     log:
-        "results/logs/aggregate/continual_tables.log",
+        res("logs/aggregate/continual_tables.log"),
     threads: 1
     conda:
         CONDA_ENV
@@ -47,15 +47,15 @@ rule sparse_tables:
         runs=sparse_run_results,
         reference=reference_csv("sparse"),
     output:
-        results="results/tables/sparse_results.parquet",
-        runs="results/tables/sparse_runs.parquet",
-        summary="results/tables/sparse_summary.parquet",
-        summary_md="results/tables/sparse_summary.md",
-        cells="results/tables/sparse_tables.parquet",
-        markdown="results/tables/sparse_tables.md",
-        latex="results/tables/sparse_tables.tex",
+        results=res("tables/sparse_results.parquet"),
+        runs=res("tables/sparse_runs.parquet"),
+        summary=res("tables/sparse_summary.parquet"),
+        summary_md=res("tables/sparse_summary.md"),
+        cells=res("tables/sparse_tables.parquet"),
+        markdown=res("tables/sparse_tables.md"),
+        latex=res("tables/sparse_tables.tex"),
         html=report(
-            "results/tables/sparse_tables.html",
+            res("tables/sparse_tables.html"),
             caption="../report/sparse_tables.rst",
             category="1. Tables",
             labels={"table": "sparse suite"},
@@ -65,7 +65,7 @@ rule sparse_tables:
         out_dir=parent_dir,
         reference=reference_option,
     log:
-        "results/logs/aggregate/sparse_tables.log",
+        res("logs/aggregate/sparse_tables.log"),
     threads: 1
     conda:
         CONDA_ENV
@@ -79,14 +79,14 @@ rule provenance:
         all_meta,
     output:
         html=report(
-            "results/tables/provenance.html",
+            res("tables/provenance.html"),
             caption="../report/provenance.rst",
             category="3. Provenance",
             labels={"table": "runs and software"},
         ),
-        markdown="results/tables/provenance.md",
+        markdown=res("tables/provenance.md"),
     log:
-        "results/logs/aggregate/provenance.log",
+        res("logs/aggregate/provenance.log"),
     threads: 1
     conda:
         CONDA_ENV
@@ -98,4 +98,4 @@ rule tables:
     input:
         continual_table_targets(),
         sparse_table_targets(),
-        "results/tables/provenance.md",
+        res("tables/provenance.md"),

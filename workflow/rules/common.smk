@@ -19,6 +19,16 @@ try:
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
 
+# Where the preset's runs, tables and figures go (`results_dir` of the preset; "results" unless it says otherwise), so
+# that a study (e.g. `validate`) and the demo never overwrite each other's runs.
+RESULTS = RESOLVED.results_dir
+
+
+def res(path):
+    """A path under the preset's results directory (wildcards kept)."""
+    return f"{RESULTS}/{path}"
+
+
 # Every job compares its engine with this checkout's before work (rlrepro.identity: a stale image fails loudly), and
 # checkpoints at config's interval. Environment, not params: neither changes what a job computes, so neither reruns.
 from rlrepro.identity import checkout_environment  # noqa: E402
@@ -29,7 +39,7 @@ os.environ.update(CHECKOUT)
 os.environ.setdefault("RLREPRO_CHECKOUT", str(Path(workflow.basedir).resolve()))
 os.environ.setdefault("RLREPRO_CHECKPOINT_INTERVAL_S", str(config["checkpoint_interval_s"]))
 if config.get("tensorboard"):
-    os.environ.setdefault("RLREPRO_TENSORBOARD_DIR", "results/tensorboard")
+    os.environ.setdefault("RLREPRO_TENSORBOARD_DIR", res("tensorboard"))
 # Apptainer/Singularity inject APPTAINERENV_X / SINGULARITYENV_X as X even with --cleanenv (sites that set it).
 for _name in [*CHECKOUT, "RLREPRO_CHECKPOINT_INTERVAL_S", "RLREPRO_TENSORBOARD_DIR"]:
     for _prefix in ("APPTAINERENV_", "SINGULARITYENV_"):
@@ -39,10 +49,10 @@ for _name in [*CHECKOUT, "RLREPRO_CHECKPOINT_INTERVAL_S", "RLREPRO_TENSORBOARD_D
 # Env of every shell rule under --sdm conda (absolute: rule paths are relative to their .smk file).
 CONDA_ENV = str(Path(workflow.basedir) / config["conda_env"])
 
-RUN_DIR = "results/runs/{scenario}/{method}/seed{seed}"
-CKPT_DIR = "results/_ckpt/{scenario}/{method}/seed{seed}"
-SPARSE_DIR = "results/sparse/{env}/{method}/keep{keep}/seed{seed}"
-SPARSE_CKPT_DIR = "results/_ckpt/sparse/{env}/{method}/keep{keep}/seed{seed}"
+RUN_DIR = res("runs/{scenario}/{method}/seed{seed}")
+CKPT_DIR = res("_ckpt/{scenario}/{method}/seed{seed}")
+SPARSE_DIR = res("sparse/{env}/{method}/keep{keep}/seed{seed}")
+SPARSE_CKPT_DIR = res("_ckpt/sparse/{env}/{method}/keep{keep}/seed{seed}")
 
 
 wildcard_constraints:
@@ -103,6 +113,18 @@ def sparse_spec(wildcards):
     return json.dumps(spec, sort_keys=True)
 
 
+def sparse_dense_reference(wildcards):
+    """A dapd job under the budget's ips_threshold_from_dense reads the same env and seed's dense results."""
+    ref = RESOLVED.sparse.dense_reference(wildcards.method, wildcards.env, int(wildcards.seed))
+    if ref is None:
+        return {}
+    return {"dense": f"{SPARSE_DIR}/results.parquet".format(method=ref.method, env=ref.env, keep=ref.keep, seed=ref.seed)}
+
+
+def sparse_dense_flag(wildcards, input):
+    return f"--dense-results {input.dense}" if "dense" in input.keys() else ""
+
+
 def sparse_aggregate_spec(wildcards):
     return json.dumps(RESOLVED.sparse.aggregate_spec(), sort_keys=True)
 
@@ -119,11 +141,11 @@ def sparse_env_results(wildcards):
 
 def continual_table_targets():
     """The continual tables when the preset has a continual grid (a sparse-only preset has none)."""
-    return ["results/tables/continual_tables.md", "results/tables/continual_aggregate.md"] if RESOLVED.runs else []
+    return [res("tables/continual_tables.md"), res("tables/continual_aggregate.md")] if RESOLVED.runs else []
 
 
 def sparse_table_targets():
-    return ["results/tables/sparse_tables.md"] if RESOLVED.sparse.runs else []
+    return [res("tables/sparse_tables.md")] if RESOLVED.sparse.runs else []
 
 
 def present(paths):
@@ -147,7 +169,7 @@ def reference_option(wildcards, input):
 def random_reference_results(wildcards):
     """A uniform-random policy on every task of each (scenario, seed) of the grid: the tables' learning reference."""
     pairs = sorted({(r.scenario, r.seed) for r in RESOLVED.runs})
-    return [f"results/references/{s}/seed{seed}/random.parquet" for s, seed in pairs]
+    return [res(f"references/{s}/seed{seed}/random.parquet") for s, seed in pairs]
 
 
 def continual_run_results(wildcards):
@@ -171,12 +193,12 @@ DOMAINS = list(dict.fromkeys(s.split("/")[0] for s in RESOLVED.scenarios))
 
 def figure_targets():
     """Every figure of the preset's grid (continual and sparse)."""
-    targets = run_paths("results/figures/transfer_matrix/{scenario}/{method}/seed{seed}.png")
-    targets += [f"results/figures/stage_performance/{s}.png" for s in RESOLVED.scenarios]
-    targets += [f"results/figures/continual_curves/{s}.png" for s in RESOLVED.scenarios]
+    targets = run_paths(res("figures/transfer_matrix/{scenario}/{method}/seed{seed}.png"))
+    targets += [res(f"figures/stage_performance/{s}.png") for s in RESOLVED.scenarios]
+    targets += [res(f"figures/continual_curves/{s}.png") for s in RESOLVED.scenarios]
     if RESOLVED.runs:
-        targets += [f"results/figures/tradeoff/{d}.png" for d in DOMAINS]
-        targets.append("results/figures/aggregate/normalised_performance.png")
+        targets += [res(f"figures/tradeoff/{d}.png") for d in DOMAINS]
+        targets.append(res("figures/aggregate/normalised_performance.png"))
     for env in RESOLVED.sparse.envs:
-        targets += [f"results/figures/sparse_curves/{env}.png", f"results/figures/sparse_layer_density/{env}.png"]
+        targets += [res(f"figures/sparse_curves/{env}.png"), res(f"figures/sparse_layer_density/{env}.png")]
     return targets

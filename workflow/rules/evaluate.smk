@@ -9,9 +9,9 @@ rule evaluate_run:
         spec=eval_spec,
         run_dir=input_run_dir,
     log:
-        "results/logs/evaluate/{scenario}/{method}/seed{seed}.log",
+        res("logs/evaluate/{scenario}/{method}/seed{seed}.log"),
     benchmark:
-        "results/benchmarks/evaluate/{scenario}/{method}/seed{seed}.tsv"
+        res("benchmarks/evaluate/{scenario}/{method}/seed{seed}.tsv")
     threads: 1
     resources:
         mem_mb=6000,
@@ -24,11 +24,11 @@ rule evaluate_run:
 
 rule random_reference:
     output:
-        "results/references/{scenario}/seed{seed}/random.parquet",
+        res("references/{scenario}/seed{seed}/random.parquet"),
     params:
         spec=eval_spec,
     log:
-        "results/logs/random_reference/{scenario}/seed{seed}.log",
+        res("logs/random_reference/{scenario}/seed{seed}.log"),
     threads: 1
     resources:
         mem_mb=6000,

@@ -3,17 +3,17 @@ rule transfer_matrix:
         rules.evaluate_run.output.results,
     output:
         png=report(
-            "results/figures/transfer_matrix/{scenario}/{method}/seed{seed}.png",
+            res("figures/transfer_matrix/{scenario}/{method}/seed{seed}.png"),
             caption="../report/transfer_matrix.rst",
             category="2. Figures",
             subcategory="transfer matrices",
             labels={"scenario": "{scenario}", "method": "{method}", "seed": "{seed}"},
         ),
-        pdf="results/figures/transfer_matrix/{scenario}/{method}/seed{seed}.pdf",
+        pdf=res("figures/transfer_matrix/{scenario}/{method}/seed{seed}.pdf"),
     params:
         stem=output_stem,
     log:
-        "results/logs/figures/transfer_matrix/{scenario}/{method}/seed{seed}.log",
+        res("logs/figures/transfer_matrix/{scenario}/{method}/seed{seed}.log"),
     threads: 1
     conda:
         CONDA_ENV
@@ -26,17 +26,17 @@ rule stage_performance:
         scenario_results,
     output:
         png=report(
-            "results/figures/stage_performance/{scenario}.png",
+            res("figures/stage_performance/{scenario}.png"),
             caption="../report/stage_performance.rst",
             category="2. Figures",
             subcategory="performance per stage",
             labels={"scenario": "{scenario}"},
         ),
-        pdf="results/figures/stage_performance/{scenario}.pdf",
+        pdf=res("figures/stage_performance/{scenario}.pdf"),
     params:
         stem=output_stem,
     log:
-        "results/logs/figures/stage_performance/{scenario}.log",
+        res("logs/figures/stage_performance/{scenario}.log"),
     threads: 1
     conda:
         CONDA_ENV
@@ -49,18 +49,18 @@ rule continual_curves:
         scenario_results,
     output:
         png=report(
-            "results/figures/continual_curves/{scenario}.png",
+            res("figures/continual_curves/{scenario}.png"),
             caption="../report/continual_curves.rst",
             category="2. Figures",
             subcategory="learning curves",
             labels={"scenario": "{scenario}"},
         ),
-        pdf="results/figures/continual_curves/{scenario}.pdf",
+        pdf=res("figures/continual_curves/{scenario}.pdf"),
     params:
         stem=output_stem,
         spec=bootstrap_spec,
     log:
-        "results/logs/figures/continual_curves/{scenario}.log",
+        res("logs/figures/continual_curves/{scenario}.log"),
     threads: 1
     conda:
         CONDA_ENV
@@ -73,18 +73,18 @@ rule tradeoff:
         rules.continual_tables.output.runs,
     output:
         png=report(
-            "results/figures/tradeoff/{domain}.png",
+            res("figures/tradeoff/{domain}.png"),
             caption="../report/tradeoff.rst",
             category="2. Figures",
             subcategory="performance vs model size",
             labels={"domain": "{domain}"},
         ),
-        pdf="results/figures/tradeoff/{domain}.pdf",
+        pdf=res("figures/tradeoff/{domain}.pdf"),
     params:
         stem=output_stem,
         spec=bootstrap_spec,
     log:
-        "results/logs/figures/tradeoff/{domain}.log",
+        res("logs/figures/tradeoff/{domain}.log"),
     threads: 1
     conda:
         CONDA_ENV
@@ -98,18 +98,18 @@ rule aggregate_figure:
         rules.continual_tables.output.runs,
     output:
         png=report(
-            "results/figures/aggregate/normalised_performance.png",
+            res("figures/aggregate/normalised_performance.png"),
             caption="../report/aggregate_figure.rst",
             category="2. Figures",
             subcategory="across scenarios",
             labels={"figure": "IQM, mean and performance profiles"},
         ),
-        pdf="results/figures/aggregate/normalised_performance.pdf",
+        pdf=res("figures/aggregate/normalised_performance.pdf"),
     params:
         stem=output_stem,
         spec=bootstrap_spec,
     log:
-        "results/logs/figures/aggregate.log",
+        res("logs/figures/aggregate.log"),
     threads: 1
     conda:
         CONDA_ENV
@@ -122,18 +122,18 @@ rule sparse_curves:
         sparse_env_results,
     output:
         png=report(
-            "results/figures/sparse_curves/{env}.png",
+            res("figures/sparse_curves/{env}.png"),
             caption="../report/sparse_curves.rst",
             category="2. Figures",
             subcategory="sparse suite",
             labels={"env": "{env}", "figure": "learning curves"},
         ),
-        pdf="results/figures/sparse_curves/{env}.pdf",
+        pdf=res("figures/sparse_curves/{env}.pdf"),
     params:
         stem=output_stem,
         spec=bootstrap_spec,
     log:
-        "results/logs/figures/sparse_curves/{env}.log",
+        res("logs/figures/sparse_curves/{env}.log"),
     threads: 1
     conda:
         CONDA_ENV
@@ -146,17 +146,17 @@ rule sparse_layer_density:
         sparse_env_results,
     output:
         png=report(
-            "results/figures/sparse_layer_density/{env}.png",
+            res("figures/sparse_layer_density/{env}.png"),
             caption="../report/sparse_layer_density.rst",
             category="2. Figures",
             subcategory="sparse suite",
             labels={"env": "{env}", "figure": "mask density per layer"},
         ),
-        pdf="results/figures/sparse_layer_density/{env}.pdf",
+        pdf=res("figures/sparse_layer_density/{env}.pdf"),
     params:
         stem=output_stem,
     log:
-        "results/logs/figures/sparse_layer_density/{env}.log",
+        res("logs/figures/sparse_layer_density/{env}.log"),
     threads: 1
     conda:
         CONDA_ENV

@@ -3,6 +3,8 @@
 
 
 rule train_sparse:
+    input:
+        unpack(sparse_dense_reference),
     output:
         model=f"{SPARSE_DIR}/model.pt",
         results=f"{SPARSE_DIR}/results.parquet",
@@ -12,10 +14,11 @@ rule train_sparse:
         spec=sparse_spec,
         run_dir=parent_dir,
         checkpoint_dir=SPARSE_CKPT_DIR,
+        dense=sparse_dense_flag,
     log:
-        "results/logs/train_sparse/{env}/{method}/keep{keep}/seed{seed}.log",
+        res("logs/train_sparse/{env}/{method}/keep{keep}/seed{seed}.log"),
     benchmark:
-        "results/benchmarks/train_sparse/{env}/{method}/keep{keep}/seed{seed}.tsv"
+        res("benchmarks/train_sparse/{env}/{method}/keep{keep}/seed{seed}.tsv")
     threads: 1
     resources:
         mem_mb=4000,
@@ -24,11 +27,11 @@ rule train_sparse:
         CONDA_ENV
     shell:
         "python -m rlrepro train-sparse --spec {params.spec:q} --run-dir {params.run_dir}"
-        " --checkpoint-dir {params.checkpoint_dir} 2> {log}"
+        " --checkpoint-dir {params.checkpoint_dir} {params.dense} 2> {log}"
 
 
 rule sparse:
     input:
         sparse_table_targets(),
-        [f"results/figures/sparse_curves/{env}.png" for env in RESOLVED.sparse.envs],
-        [f"results/figures/sparse_layer_density/{env}.png" for env in RESOLVED.sparse.envs],
+        [res(f"figures/sparse_curves/{env}.png") for env in RESOLVED.sparse.envs],
+        [res(f"figures/sparse_layer_density/{env}.png") for env in RESOLVED.sparse.envs],

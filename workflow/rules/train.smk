@@ -9,9 +9,9 @@ rule train_run:
         run_dir=parent_dir,
         checkpoint_dir=CKPT_DIR,
     log:
-        "results/logs/train/{scenario}/{method}/seed{seed}.log",
+        res("logs/train/{scenario}/{method}/seed{seed}.log"),
     benchmark:
-        "results/benchmarks/train/{scenario}/{method}/seed{seed}.tsv"
+        res("benchmarks/train/{scenario}/{method}/seed{seed}.tsv")
     threads: 1
     resources:
         mem_mb=6000,

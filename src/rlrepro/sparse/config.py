@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from rlrepro.errors import ConfigError, unknown_name
 from rlrepro.sac.config import from_dict
 
@@ -130,6 +132,9 @@ class SparseSpec:
     """Episode cap (None: the env's own 1000); smoke presets shorten it."""
     device: str = "cpu"
     engine_version: str = ""
+    ips_threshold_from_dense: dict[str, Any] | None = None
+    """DAPD's freeze threshold scaled to the budget: {fraction, last_k} of the same env and seed's dense run, which
+    the job reads at start (`train-sparse --dense-results`, `resolve_threshold_from_dense`); None: method_hp's."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SparseSpec:
@@ -156,3 +161,33 @@ def method_hyperparameters(method: str) -> list[str]:
     cls = {"dapd": DAPDConfig, "rigl": DSTConfig, "rlx2": DSTConfig}.get(method)
     own = [f for f in cls.__dataclass_fields__ if f != "keep_ratio"] if cls is not None else []
     return [*own, "sac"]  # `sac`: the method's own SAC settings over the shared block (fidelity audit R3)
+
+
+def resolve_threshold_from_dense(raw: dict[str, Any], dense_results: Any) -> dict[str, Any]:
+    """The job spec with DAPD's ips_threshold = fraction × the dense run's final return (the sparse table's score:
+    the mean of its last k evaluations), both recorded in the spec; specs without `ips_threshold_from_dense` pass
+    through unchanged. `dense_results` is that run's results.parquet (a frame or a path)."""
+    import pandas as pd
+
+    from rlrepro.tables.sparse import sparse_run_metrics
+
+    rule = raw.get("ips_threshold_from_dense")
+    if not rule:
+        return raw
+    if dense_results is None:
+        raise ConfigError(
+            f"this {raw['method']} job's freeze threshold comes from the dense run of env {raw['env']!r}, seed "
+            f"{raw['seed']} (budget ips_threshold_from_dense): pass its results.parquet with --dense-results"
+        )
+    frame = dense_results if isinstance(dense_results, pd.DataFrame) else pd.read_parquet(dense_results)
+    runs = sparse_run_metrics(frame, int(rule["last_k"]))
+    runs = runs[(runs["method"] == "dense") & (runs["env"] == raw["env"]) & (runs["seed"] == raw["seed"])]
+    if len(runs) != 1 or not np.isfinite(runs["final_return"].iloc[0]):
+        raise ConfigError(f"{dense_results} holds no evaluated dense run of env {raw['env']!r}, seed {raw['seed']}")
+    dense_return = float(runs["final_return"].iloc[0])
+    threshold = float(rule["fraction"]) * dense_return
+    return {
+        **raw,
+        "method_hp": {**raw["method_hp"], "ips_threshold": threshold},
+        "ips_threshold_from_dense": {**rule, "dense_final_return": dense_return},
+    }

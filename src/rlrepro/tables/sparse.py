@@ -100,9 +100,12 @@ def _sparse_cells(row: pd.Series) -> list[str]:
     ]
 
 
-def render_sparse_markdown(summary: pd.DataFrame, ips_threshold_fraction: float | None = None) -> str:
+def render_sparse_markdown(
+    summary: pd.DataFrame, ips_threshold_fraction: float | None = None, threshold_from_dense: bool = False
+) -> str:
     """One Markdown table per env: rows = (method, keep ratio), cells = mean ± std over seeds; under it the DAPD
-    freeze threshold our dense runs suggest (ips_threshold_fraction × dense return)."""
+    freeze threshold: the one each dapd run used (threshold_from_dense), or the one our dense runs suggest
+    (ips_threshold_fraction × dense return)."""
     parts = []
     for env, group in summary.groupby("env", observed=True):
         lines = [f"### {env}", "", "| " + " | ".join(SPARSE_HEADER) + " |", "|" + "---|" * len(SPARSE_HEADER)]
@@ -117,7 +120,10 @@ def render_sparse_markdown(summary: pd.DataFrame, ips_threshold_fraction: float 
             )
             lines += ["", f"Missing seeds (failed or absent runs): {short}."]
         dense = group[group["method"] == "dense"]["final_return_mean"]
-        if ips_threshold_fraction is not None and len(dense) and pd.notna(dense.iloc[0]):
+        if threshold_from_dense:
+            lines += ["", f"DAPD freeze threshold: {ips_threshold_fraction:g} × the final return of the dense run of "
+                      "the same seed at this budget (ips_threshold_from_dense; each run's value in its meta.json)."]
+        elif ips_threshold_fraction is not None and len(dense) and pd.notna(dense.iloc[0]):
             dense_return = float(dense.iloc[0])
             suggested = f"{ips_threshold_fraction:g} × {dense_return:.4g} = {ips_threshold_fraction * dense_return:.4g}"
             lines += ["", f"DAPD freeze threshold these dense runs suggest: {suggested} (sparse.methods.dapd.ips_threshold)."]
