@@ -332,7 +332,8 @@ class SparseGrid:
             "method_hp": self.method_hp(method, env),
             "max_episode_steps": self.budget.get("max_episode_steps"),
             "device": self.device,
-            "ips_threshold_from_dense": self.threshold_rule(method),
+            # only when set: every other job keeps the spec (and so the results) it had
+            **({"ips_threshold_from_dense": rule} if (rule := self.threshold_rule(method)) else {}),
         }
 
     def threshold_rule(self, method: str) -> dict[str, Any] | None:
