@@ -3,11 +3,13 @@ podman from a locally bootstrapped Debian base (no registry is reachable here) a
 it; Snakemake's `--use-singularity` path through the podman-backed apptainer stand-in (tests/standins/apptainer).
 
 The podman tests are marked `containers` (CI installs podman, buildah, runc and debootstrap from apt and runs them
-in their own step); without podman they skip with the reason.
+in their own step); without podman they skip with the reason. The CUDA flavour's build (~4 GB of CUDA wheels from
+PyPI, an 8 GB image) is marked `cuda_image` and runs with `make test-cuda-image`, not in CI.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -72,8 +74,8 @@ def podman(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def image(podman, tmp_path_factory) -> dict[str, float]:
-    """Build the base image from debootstrap (once per machine) and the rlrepro CPU image from docker/Dockerfile."""
+def base(podman, tmp_path_factory) -> dict[str, float]:
+    """The Debian base image from debootstrap (once per machine: no registry is reachable here)."""
     timings = {}
     if subprocess.run(["podman", "image", "exists", BASE]).returncode != 0:
         start = time.monotonic()
@@ -84,6 +86,13 @@ def image(podman, tmp_path_factory) -> dict[str, float]:
         run(["podman", "import", "--change", 'CMD ["/bin/bash"]', "-", BASE], stdin=tar.stdout)
         tar.wait()
         timings["base_s"] = time.monotonic() - start
+    return timings
+
+
+@pytest.fixture(scope="module")
+def image(base) -> dict[str, float]:
+    """The rlrepro CPU image from docker/Dockerfile."""
+    timings = dict(base)
     start = time.monotonic()
     cmd = ["podman", "build", "--format", "docker", "-f", "docker/Dockerfile", "-t", IMAGE,
            "--build-arg", f"BASE_IMAGE={BASE}", "--build-arg", "JAX_SPEC=jax[cpu]==0.10.2",
@@ -158,3 +167,48 @@ def test_use_singularity_refuses_an_image_of_another_engine(image, tmp_path):
     logs = "".join(p.read_text() for p in (work / "results/logs").rglob("*.log"))
     assert f"this job runs engine {ENGINE_VERSION}" in logs and "checkout with engine 0.0.0-checkout" in logs
     assert not (work / target).exists()
+
+
+CUDA_IMAGE = f"localhost/rlrepro:{ENGINE_VERSION}-cuda13"
+
+
+@pytest.fixture(scope="module")
+def cuda_image(base) -> dict[str, float]:
+    """The default (CUDA) flavour of docker/Dockerfile: PyPI's torch 2.13.0 (CUDA 13) and jax[cuda13] — about 4 GB of
+    nvidia-* wheels downloaded, so it has its own marker and make target (`make test-cuda-image`)."""
+    start = time.monotonic()
+    run(["podman", "build", "--format", "docker", "-f", "docker/Dockerfile", "-t", CUDA_IMAGE,
+         "--build-arg", f"BASE_IMAGE={BASE}", "--build-arg", "RLREPRO_GIT_COMMIT=test",
+         "-v", "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro", "."],
+        cwd=ROOT, timeout=3600)  # fmt: skip
+    size = run(["podman", "image", "inspect", CUDA_IMAGE, "--format", "{{.Size}}"]).stdout.strip()
+    timings = {"build_s": time.monotonic() - start, "size_mb": int(size) / 1e6}
+    print(f"\nCUDA image {CUDA_IMAGE}: {timings}")
+    return timings
+
+
+@pytest.mark.cuda_image
+def test_cuda_image_has_cuda_torch_and_jax_and_refuses_cuda_without_a_gpu(cuda_image, tmp_path):
+    """No GPU here: the image's torch must be the CUDA 13 build, JAX's CUDA 13 plugin must import, and a job asking
+    for `device: cuda` must stop before any work with the preflight's message (not fall back to the CPU)."""
+    probe = (
+        "import torch, jax, importlib.metadata as md\n"
+        "import jax_plugins.xla_cuda13\n"
+        "print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version())\n"
+        "print('jax', jax.__version__, 'plugin', md.version('jax-cuda13-plugin'), 'pjrt', md.version('jax-cuda13-pjrt'))\n"
+    )
+    proc = run(["podman", "run", "--rm", CUDA_IMAGE, "python", "-c", probe])
+    print(proc.stdout)
+    assert re.search(r"torch 2\.13\.0\S* cuda 13\.", proc.stdout), proc.stdout
+    assert re.search(r"plugin 0\.10\.2 pjrt 0\.10\.2", proc.stdout), proc.stdout
+    spec = json.loads(subprocess.run([sys.executable, "-m", "rlrepro", "spec", "train", "--method", "ft_1", "--scenario",
+                                      "halfcheetah/robustness", "--seed", "0", "--preset", "smoke"],
+                                     cwd=ROOT, capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    spec["device"] = "cuda"
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    proc = subprocess.run(["podman", "run", "--rm", "-v", f"{tmp_path}:/job", CUDA_IMAGE, "python", "-m", "rlrepro",
+                           "train", "--spec", "@/job/spec.json", "--run-dir", "/job/run"],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode != 0
+    assert "device 'cuda' was requested but torch sees no CUDA GPU (torch 2.13.0" in proc.stderr, proc.stderr[-2000:]
+    assert "built for CUDA 13." in proc.stderr and not (tmp_path / "run" / "policies.pt").exists()

@@ -37,9 +37,14 @@ def test_gpu_preflight_fails_loudly_when_no_gpu_is_visible(tmp_path):
     spec = json.loads(sparse_spec(tmp_path).read_text())
     spec["device"] = "cuda"
     cmd = [sys.executable, "-m", "rlrepro", "train-sparse", "--spec", json.dumps(spec), "--run-dir", str(tmp_path / "r")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": "0"})
-    assert proc.returncode == 2 and "torch sees no CUDA GPU" in proc.stderr
-    assert not (tmp_path / "r").exists()  # nothing written before the check
+    # With CUDA_VISIBLE_DEVICES set (a scheduler's choice), and without it (a local job that would claim a GPU): both
+    # get the preflight's reason, never the GPU claim's "all 0 GPUs are held by other rlrepro jobs".
+    local = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID")}
+    for env in ({**os.environ, "CUDA_VISIBLE_DEVICES": "0"}, local):
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        assert proc.returncode == 2 and "torch sees no CUDA GPU" in proc.stderr, proc.stderr[-1000:]
+        assert "GPUs are held" not in proc.stderr
+        assert not (tmp_path / "r").exists()  # nothing written before the check
 
 
 def test_local_gpu_jobs_claim_distinct_devices_with_fake_gpu_count(tmp_path, monkeypatch):

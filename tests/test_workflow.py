@@ -69,6 +69,17 @@ def test_bad_config_fails_before_any_job(workflow_copy, override, message):
     assert message in proc.stdout + proc.stderr
 
 
+def test_use_singularity_with_the_unpublished_default_image_says_how_to_build_one(workflow_copy):
+    """config.yaml's default image is on no registry: --use-singularity stops before any job, saying so."""
+    proc = snakemake(workflow_copy, "-n", "--use-singularity")
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "is not published on any registry: build the image from docker/Dockerfile" in out
+    assert "apptainer or singularity command" not in out  # stopped before Snakemake looked for a runtime
+    plain = snakemake(workflow_copy, "-n", "--quiet", "rules")  # without containers the default is never used
+    assert plain.returncode == 0, plain.stderr
+
+
 @pytest.mark.slow
 def test_smoke_pipeline_end_to_end_then_precise_rerun(workflow_copy):
     proc = snakemake(workflow_copy, "--config", "preset=smoke")

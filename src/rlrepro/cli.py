@@ -78,8 +78,11 @@ def _on_device(spec, *, check_jax: bool):
 
     check_job_matches_checkout()
 
+    # Check before claiming: on a host without a GPU the reason is the preflight's, not "all 0 GPUs are held".
+    preflight(spec.device, check_jax=check_jax)
     device = claim_device(spec.device)
-    preflight(device, check_jax=check_jax)
+    if device != spec.device:
+        preflight(device, check_jax=False)
     return dataclasses.replace(spec, device=device)
 
 

@@ -19,6 +19,19 @@ try:
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
 
+# config.yaml's default `container:` names where the project's image would be published; no registry serves it yet.
+# Under --use-singularity, say so before any pull fails with a registry error, and say how to build and set one.
+UNPUBLISHED_IMAGE = "docker://rlrepro/rlrepro:"
+if config["container"].startswith(UNPUBLISHED_IMAGE) and any(
+    m.name == "APPTAINER" for m in workflow.deployment_settings.deployment_method
+):
+    raise WorkflowError(
+        f"container {config['container']!r} is not published on any registry: build the image from docker/Dockerfile "
+        "(docker/README.md: podman/docker build, then push it to your registry or `apptainer build rlrepro.sif "
+        "docker-daemon://...`) and point `container:` at it in config.yaml or with --config "
+        "container=docker://<registry>/rlrepro:<tag> (a digest or a .sif path are better)."
+    )
+
 # Where the preset's runs, tables and figures go (`results_dir` of the preset; "results" unless it says otherwise), so
 # that a study (e.g. `validate`) and the demo never overwrite each other's runs.
 RESULTS = RESOLVED.results_dir
