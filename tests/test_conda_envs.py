@@ -89,5 +89,5 @@ def test_every_shell_rule_runs_in_the_configured_env():
             if "\n    shell:" in rule:
                 assert "\n    conda:\n        CONDA_ENV\n" in rule, f"{smk.name}: rule {name} has no conda env"
     common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
-    assert 'CONDA_ENV = str(Path(workflow.basedir) / config["conda_env"])' in common
+    assert 'str(Path(workflow.basedir) / config["conda_env"])' in common
     assert 'os.environ.setdefault("RLREPRO_CHECKOUT"' in common

@@ -1,6 +1,7 @@
 """Config validation and per-job spec slicing (pure Python, as the Snakefile uses it)."""
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -214,3 +215,38 @@ def test_check_config_works_from_a_non_editable_install(tmp_path):
                           capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith(str(target)) and "= 9 runs" in proc.stdout
+
+
+def test_sweeps_expand_into_named_variants_and_bad_variants_fail_before_any_job(tmp_path):
+    """A sweep is a grid of variants named base-key=value...; a preset naming the sweep runs them all, each with its
+    values (dotted keys reach the sac block) and the variant's value winning over the base's scenario override."""
+    from rlrepro.config import load_config
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["sweeps"] = {"ewc_grid": {"base": "ewc", "grid": {"fisher_coeff": [0.01, 100], "sac.lr_q": [1.0e-3]}}}
+    config["variants"] = {"rigl-fast": {"base": "rigl", "delta": 50}}
+    config["presets"]["smoke"]["methods"] = ["ft_1", "ewc_grid"]
+    config["presets"]["smoke"]["sparse"]["methods"] = ["rigl", "rigl-fast"]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    resolved = load_config(path, {"preset": "smoke"})
+    assert resolved.methods == ["ft_1", "ewc-fisher_coeff=0.01-sac.lr_q=0.001", "ewc-fisher_coeff=100-sac.lr_q=0.001"]
+    spec = resolved.train_spec("ewc-fisher_coeff=100-sac.lr_q=0.001", "halfcheetah/forgetting", 0)
+    assert (spec["method"], spec["method_hp"]["fisher_coeff"], spec["sac"]["lr_q"]) == ("ewc", 100, 1.0e-3)
+    assert "variant" not in resolved.train_spec("ft_1", "halfcheetah/forgetting", 0)  # base specs unchanged
+    sparse = resolved.sparse.spec("rigl-fast", "halfcheetah", 0.05, 0)
+    assert (sparse["method"], sparse["variant"], sparse["method_hp"]["delta"]) == ("rigl", "rigl-fast", 50)
+    assert [r.method for r in resolved.sparse.runs] == ["rigl", "rigl-fast"]
+
+    for variants, message in [
+        ({"strong": {"base": "ewc"}}, "variant name 'strong' must be its base method, a hyphen"),
+        ({"ewc-x": {"base": "ewc", "fisher": 1}}, "unknown key(s) ['fisher'] in methods.ewc-x"),
+        ({"ewc-x": {"base": "ewc", "sac": {"lr": 1}}}, "unknown key(s) ['lr'] in methods.ewc-x.sac"),
+        ({"rigl-x": {"base": "rigl", "nstep": "three", "bogus": 1}}, "unknown key(s) ['bogus'] in variants.rigl-x"),
+    ]:
+        config["variants"] = variants
+        config["presets"]["smoke"]["methods"] = ["ft_1"]
+        config["presets"]["smoke"]["sparse"]["methods"] = ["rigl"]
+        path.write_text(yaml.safe_dump(config))
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_config(path, {"preset": "smoke"})

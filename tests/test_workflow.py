@@ -259,3 +259,39 @@ def test_plain_snakemake_uses_the_local_profile(tmp_path):
     assert "Using workflow specific profile profiles/default" in proc.stdout + proc.stderr
     profile = yaml.safe_load((tmp_path / "profiles/default/config.v8+.yaml").read_text())
     assert profile["rerun-incomplete"] is True and profile["cores"] == "all"
+
+
+def test_variants_run_side_by_side_and_a_changed_variant_reruns_alone(tmp_path):
+    """Two settings of one method as two method names (config `variants`): both run into their own directories with
+    their own values, their results carry the variant names, and changing one variant's value reruns only its jobs."""
+    for item in ("Snakefile", "config.yaml", "workflow", "src"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / item)
+    overlay = tmp_path / "variants.yaml"
+
+    def write_overlay(strong: float) -> None:
+        overlay.write_text(yaml.safe_dump({
+            "variants": {"ewc-weak": {"base": "ewc", "fisher_coeff": 0.5}, "ewc-strong": {"base": "ewc", "fisher_coeff": strong}},
+            "presets": {"smoke": {"methods": ["ewc-weak", "ewc-strong"], "scenarios": ["halfcheetah/forgetting"]}},
+        }))  # fmt: skip
+
+    runs = {v: tmp_path / "results/runs/halfcheetah/forgetting" / v / "seed0" for v in ("ewc-weak", "ewc-strong")}
+    targets = [str((run / "results.parquet").relative_to(tmp_path)) for run in runs.values()]
+    write_overlay(100.0)
+    proc = snakemake(tmp_path, *targets, "--configfile", str(overlay), "--config", "preset=smoke")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for variant, coeff in (("ewc-weak", 0.5), ("ewc-strong", 100.0)):
+        spec = yaml.safe_load((runs[variant] / "config.resolved.yaml").read_text())
+        # the variant's value wins over ewc's scenario override for halfcheetah/forgetting (0.01)
+        assert (spec["method"], spec["variant"], spec["method_hp"]["fisher_coeff"]) == ("ewc", variant, coeff)
+        meta = json.loads((runs[variant] / "meta.json").read_text())
+        assert (meta["method"], meta["base_method"]) == (variant, "ewc")
+        assert set(pd.read_parquet(runs[variant] / "results.parquet")["method"]) == {variant}
+    weak = {p.name: p.stat().st_mtime_ns for p in runs["ewc-weak"].iterdir()}
+
+    write_overlay(50.0)
+    proc = snakemake(tmp_path, *targets, "--configfile", str(overlay), "--config", "preset=smoke")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert set(re.findall(r"wildcards: .*method=([\w.=-]+)", proc.stdout + proc.stderr)) == {"ewc-strong"}
+    assert {p.name: p.stat().st_mtime_ns for p in runs["ewc-weak"].iterdir()} == weak
+    assert yaml.safe_load((runs["ewc-strong"] / "config.resolved.yaml").read_text())["method_hp"]["fisher_coeff"] == 50.0

@@ -105,18 +105,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.run_dir)
     sc = spec.scenario
     progress = Progress(
-        sc.steps_per_task * sc.n_tasks, f"train {spec.method} {sc.name} seed{spec.seed}", spec.log.log_interval_s
+        sc.steps_per_task * sc.n_tasks, f"train {spec.label} {sc.name} seed{spec.seed}", spec.log.log_interval_s
     )
     start = time.monotonic()
     checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else None
-    run_log = RunLog(f"{sc.name}/{spec.method}/seed{spec.seed}")
+    run_log = RunLog(f"{sc.name}/{spec.label}/seed{spec.seed}")
     result = train(spec, progress=progress, checkpoint_dir=checkpoint_dir, run_log=run_log)
     run_log.close()
     progress.close()
     wall = time.monotonic() - start
     meta = provenance(stable_hash(raw), spec.device)
     meta.update(
-        method=spec.method,
+        method=spec.label,
+        **({"base_method": spec.method} if spec.variant else {}),
         scenario=sc.name,
         seed=spec.seed,
         train_wall_time_s=wall,
@@ -149,17 +150,18 @@ def cmd_train_sparse(args: argparse.Namespace) -> int:
     spec = _on_device(SparseSpec.from_dict(raw), check_jax=False)
     configure_threads()
     out = Path(args.run_dir)
-    desc = f"train {spec.method} {spec.env_id} keep {spec.keep_ratio:g} seed{spec.seed}"
+    desc = f"train {spec.label} {spec.env_id} keep {spec.keep_ratio:g} seed{spec.seed}"
     progress = Progress(spec.sac.total_steps, desc)
     checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else None
-    run_log = RunLog(f"sparse/{spec.env}/{spec.method}/keep{spec.keep_ratio:g}/seed{spec.seed}")
+    run_log = RunLog(f"sparse/{spec.env}/{spec.label}/keep{spec.keep_ratio:g}/seed{spec.seed}")
     result = train_sparse(spec, progress=progress, checkpoint_dir=checkpoint_dir, run_log=run_log)
     run_log.close()
     progress.close()
     meta = provenance(stable_hash(raw), spec.device)
     meta.update(
         suite="sparse",
-        method=spec.method,
+        method=spec.label,
+        **({"base_method": spec.method} if spec.variant else {}),
         env=spec.env,
         env_id=spec.env_id,
         keep_ratio=spec.keep_ratio,
@@ -171,7 +173,7 @@ def cmd_train_sparse(args: argparse.Namespace) -> int:
         meta.update(ips_threshold=spec.dapd().ips_threshold, ips_threshold_from_dense=spec.ips_threshold_from_dense)
     frame = sparse_run_frame(
         result.rows,
-        method=spec.method,
+        method=spec.label,
         env=spec.env,
         env_id=spec.env_id,
         keep_ratio=spec.keep_ratio,

@@ -95,6 +95,76 @@ def stable_hash(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+VARIANT_NAME = re.compile(r"^[a-z0-9_]+-[A-Za-z0-9_.=+-]+$")
+"""A variant's name: its base method, a hyphen, then anything path-safe (a sweep writes key=value pairs there)."""
+
+
+def format_value(value: Any) -> str:
+    """A hyperparameter value as a sweep writes it into a method name: 0.01, 100, 1e-05, true."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def expand_variants(config: dict[str, Any], bases: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
+    """The config's named `variants` and the variants its `sweeps` expand to, for the given base methods:
+    (variant name -> {base, overridden keys}, sweep name -> its variant names in grid order). A sweep's variant is
+    named base-key=value[-key=value...]; a dotted key (sac.lr_q, network.hidden_sizes) overrides that block's key."""
+    import itertools
+
+    variants: dict[str, dict[str, Any]] = {}
+    sweeps: dict[str, list[str]] = {}
+    for name, block in (config.get("variants") or {}).items():
+        if block.get("base") in bases:
+            variants[name] = dict(block)
+    for sweep, block in (config.get("sweeps") or {}).items():
+        if block.get("base") not in bases:
+            continue
+        keys = list(block["grid"])
+        sweeps[sweep] = []
+        for values in itertools.product(*(block["grid"][k] for k in keys)):
+            name = "-".join([block["base"], *(f"{k}={format_value(v)}" for k, v in zip(keys, values, strict=True))])
+            overrides: dict[str, Any] = {"base": block["base"]}
+            for key, value in zip(keys, values, strict=True):
+                outer, _, inner = key.partition(".")
+                if inner:
+                    overrides.setdefault(outer, {})[inner] = value
+                else:
+                    overrides[key] = value
+            if name in variants:
+                raise ConfigError(f"variant {name!r} is defined twice (sweep {sweep!r} and `variants` or another sweep)")
+            variants[name] = overrides
+            sweeps[sweep].append(name)
+    for name, block in variants.items():
+        if not VARIANT_NAME.match(name) or not name.startswith(block["base"] + "-"):
+            raise ConfigError(f"variant name {name!r} must be its base method, a hyphen, then letters, digits or "
+                              f"_.=+- (e.g. {block['base']}-strong)")  # fmt: skip
+    clash = sorted(set(sweeps) & (set(variants) | set(bases)))
+    if clash:
+        raise ConfigError(f"sweep name(s) {clash} are also method or variant names")
+    return variants, sweeps
+
+
+def variant_block(base_block: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A variant's method block: the base method's, with the variant's keys winning everywhere — in the `sac` and
+    `network` blocks, and over the base's per-scenario values of the same key (else a base's scenario override of
+    fisher_coeff would silently undo a variant's fisher_coeff)."""
+    own = {k: v for k, v in overrides.items() if k not in ("base", *RESERVED_METHOD_KEYS)}
+    block = {**base_block, **own}
+    for key in ("sac", "network"):
+        if key in base_block or key in overrides:
+            block[key] = {**base_block.get(key, {}), **overrides.get(key, {})}
+    scenario_overrides = {sc: {k: v for k, v in hp.items() if k not in own}
+                          for sc, hp in base_block.get("scenario_overrides", {}).items()}  # fmt: skip
+    for sc, hp in overrides.get("scenario_overrides", {}).items():
+        scenario_overrides[sc] = {**scenario_overrides.get(sc, {}), **hp}
+    if scenario_overrides:
+        block["scenario_overrides"] = scenario_overrides
+    return block
+
+
 @dataclass(frozen=True)
 class Run:
     """One (method, scenario, seed) cell of the grid."""
@@ -124,17 +194,20 @@ class Resolved:
             if unknown:
                 raise ConfigError(f"unknown key(s) {unknown} in presets.{name}.demo_overrides.{block}; valid keys: "
                                   f"{', '.join(cls.__dataclass_fields__)}")  # fmt: skip
-        self.methods = self._names("method", self.preset.get("methods", []), method_names())
+        self.variants, self.sweeps = expand_variants(config, method_names())
+        self.methods = self._names("method", self.preset.get("methods", []), method_names(), self.variants, self.sweeps)
         self.scenarios = self._names("scenario", self.preset.get("scenarios", []), scenario_names())
         self.seeds = list(range(int(self.preset.get("seeds", 0))))
         self.sparse = SparseGrid(config, self.preset.get("sparse"))
         for method in self.methods:
-            if method not in config.get("methods", {}):
-                raise ConfigError(f"method {method!r} has no block under `methods:` in the config")
-        for method, block in config.get("methods", {}).items():
-            if method not in HYPERPARAMETERS:
+            if self.base(method) not in config.get("methods", {}):
+                raise ConfigError(f"method {self.base(method)!r} has no block under `methods:` in the config")
+        blocks = list(config.get("methods", {}).items())
+        blocks += [(name, self.block(name)) for name in self.variants if self.base(name) in config.get("methods", {})]
+        for method, block in blocks:
+            if self.base(method) not in HYPERPARAMETERS:
                 raise unknown_name("method", method, method_names())
-            valid = HYPERPARAMETERS[method]
+            valid = HYPERPARAMETERS[self.base(method)]
             for where, keys in [(f"methods.{method}", set(block) - RESERVED_METHOD_KEYS)] + [
                 (f"methods.{method}.scenario_overrides.{sc}", set(hp))
                 for sc, hp in block.get("scenario_overrides", {}).items()
@@ -142,6 +215,11 @@ class Resolved:
                 unknown = sorted(keys - set(valid))
                 if unknown:
                     raise ConfigError(f"unknown key(s) {unknown} in {where}; valid keys: {', '.join(valid) or '(none)'}")
+            for key, cls in (("sac", SACConfig), ("network", NetworkConfig)):
+                unknown = sorted(set(block.get(key, {})) - set(cls.__dataclass_fields__))
+                if unknown:
+                    raise ConfigError(f"unknown key(s) {unknown} in methods.{method}.{key}; valid keys: "
+                                      f"{', '.join(cls.__dataclass_fields__)}")  # fmt: skip
             for scenario in block.get("scenario_overrides", {}):
                 if scenario not in scenario_names():
                     raise unknown_name("scenario", scenario, scenario_names())
@@ -150,13 +228,30 @@ class Resolved:
                 raise unknown_name("scenario", scenario, scenario_names())
 
     @staticmethod
-    def _names(kind: str, chosen: Any, valid: list[str]) -> list[str]:
+    def _names(kind: str, chosen: Any, valid: list[str], variants: dict | None = None,
+               sweeps: dict[str, list[str]] | None = None) -> list[str]:  # fmt: skip
+        """The preset's names: "all" = every base name; a sweep's name stands for its variants."""
         if chosen == "all":
             return list(valid)
+        variants, sweeps = variants or {}, sweeps or {}
+        names = []
         for name in chosen:
-            if name not in valid:
-                raise unknown_name(kind, name, valid)
-        return list(chosen)
+            if name in sweeps:
+                names += sweeps[name]
+            elif name in valid or name in variants:
+                names.append(name)
+            else:
+                raise unknown_name(kind, name, [*valid, *variants, *sweeps])
+        return list(dict.fromkeys(names))
+
+    def base(self, method: str) -> str:
+        """The implemented method a name runs (itself, or a variant's base)."""
+        return self.variants[method]["base"] if method in self.variants else method
+
+    def block(self, method: str) -> dict[str, Any]:
+        """The method's config block; a variant's is its base's with the variant's keys over it."""
+        base_block = self.config["methods"][self.base(method)]
+        return variant_block(base_block, self.variants[method]) if method in self.variants else base_block
 
     @property
     def runs(self) -> list[Run]:
@@ -172,14 +267,14 @@ class Resolved:
 
     def sac(self, method: str, scenario: str) -> dict[str, Any]:
         sac = {**self.config["sac"], **self.config.get("sac_overrides", {}).get(scenario, {})}
-        sac.update(self.config["methods"][method].get("sac", {}))
+        sac.update(self.block(method).get("sac", {}))
         sac.update(self.demo_overrides.get("sac", {}))
         if self.budget.get("initial_buffer_size") is not None:
             sac["initial_buffer_size"] = int(self.budget["initial_buffer_size"])
         return sac
 
     def method_hp(self, method: str, scenario: str) -> dict[str, Any]:
-        block = self.config["methods"][method]
+        block = self.block(method)
         hp = {k: v for k, v in block.items() if k not in RESERVED_METHOD_KEYS}
         hp.update(block.get("scenario_overrides", {}).get(scenario, {}))
         for key, cap in (self.budget.get("method_caps") or {}).items():
@@ -188,10 +283,11 @@ class Resolved:
         return hp
 
     def train_spec(self, method: str, scenario: str, seed: int) -> dict[str, Any]:
-        block = self.config["methods"][method]
+        block = self.block(method)
         return {
             "engine_version": ENGINE_VERSION,
-            "method": method,
+            "method": self.base(method),
+            **({"variant": method} if method in self.variants else {}),
             "method_hp": self.method_hp(method, scenario),
             "scenario": self.scenario_spec(scenario),
             "seed": seed,
@@ -255,17 +351,21 @@ class SparseGrid:
         self.preset = preset or {}
         envs = list(self.block.get("envs", {}))
         self.budget = dict(self.preset.get("budget") or {})
+        self.variants, self.sweeps = expand_variants(config, list(SPARSE_METHODS))
         if not preset:
             self.methods, self.envs, self.keep_ratios, self.seeds = [], [], [], []
         else:
             if not self.block:
                 raise ConfigError("the preset has a `sparse` grid but the config has no top-level `sparse` block")
-            self.methods = Resolved._names("sparse method", preset["methods"], list(SPARSE_METHODS))
+            self.methods = Resolved._names("sparse method", preset["methods"], list(SPARSE_METHODS), self.variants,
+                                           self.sweeps)
             self.envs = Resolved._names("sparse env", preset["envs"], envs)
             self.keep_ratios = [float(k) for k in preset["keep_ratios"]]
             self.seeds = list(range(int(preset["seeds"])))
         blocks = [(f"sparse.methods.{m}", m, b) for m, b in self.block.get("methods", {}).items()]
         blocks += [(f"budget.method_overrides.{m}", m, b) for m, b in self.budget.get("method_overrides", {}).items()]
+        blocks += [(f"variants.{m}", v["base"], {k: x for k, x in v.items() if k != "base"})
+                   for m, v in self.variants.items()]  # fmt: skip
         for where, method, block in blocks:
             if method not in SPARSE_METHODS:
                 raise unknown_name("sparse method", method, list(SPARSE_METHODS))
@@ -274,14 +374,15 @@ class SparseGrid:
             if unknown:
                 raise ConfigError(f"unknown key(s) {unknown} in {where}; valid keys: {', '.join(valid) or '(none)'}")
         self.threshold_from_dense = bool(self.budget.get("ips_threshold_from_dense"))
-        if self.threshold_from_dense and "dapd" in self.methods and "dense" not in self.methods:
+        bases = {self.base(m) for m in self.methods}
+        if self.threshold_from_dense and "dapd" in bases and "dense" not in self.methods:
             raise ConfigError(
                 "the sparse budget's ips_threshold_from_dense scales DAPD's freeze threshold to the same seed's dense "
                 "run: add `dense` to the preset's sparse methods"
             )
         for method in self.methods:
-            if method not in self.block.get("methods", {}):
-                raise ConfigError(f"sparse method {method!r} has no block under `sparse.methods:` in the config")
+            if self.base(method) not in self.block.get("methods", {}):
+                raise ConfigError(f"sparse method {self.base(method)!r} has no block under `sparse.methods:` in the config")
             for env in self.envs:
                 self.method_hp(method, env)  # per-env values must exist before any job starts
 
@@ -290,13 +391,19 @@ class SparseGrid:
         runs = []
         for env in self.envs:
             for method in self.methods:
-                keeps = [1.0] if method == "dense" else self.keep_ratios
+                keeps = [1.0] if self.base(method) == "dense" else self.keep_ratios
                 runs += [SparseRun(method, env, keep, seed) for keep in keeps for seed in self.seeds]
         return runs
 
+    def base(self, method: str) -> str:
+        """The implemented sparse method a name runs (itself, or a variant's base)."""
+        return self.variants[method]["base"] if method in self.variants else method
+
     def _method_block(self, method: str) -> dict[str, Any]:
-        """The method's block of the config with the preset budget's overrides over it."""
-        return {**self.block["methods"].get(method, {}), **self.budget.get("method_overrides", {}).get(method, {})}
+        """The method's block of the config with the preset budget's overrides over it, then a variant's keys."""
+        base = self.base(method)
+        block = {**self.block["methods"].get(base, {}), **self.budget.get("method_overrides", {}).get(base, {})}
+        return variant_block(block, self.variants[method]) if method in self.variants else block
 
     def method_hp(self, method: str, env: str) -> dict[str, Any]:
         """The method's block with budget overrides; a mapping value (env -> value) resolves to this env's."""
@@ -321,7 +428,8 @@ class SparseGrid:
         env_block = self.block["envs"][env]
         return {
             "engine_version": ENGINE_VERSION,
-            "method": method,
+            "method": self.base(method),
+            **({"variant": method} if method in self.variants else {}),
             "env": env,
             "env_id": env_block["id"],
             "env_kwargs": env_block.get("kwargs", {}),
@@ -338,7 +446,7 @@ class SparseGrid:
 
     def threshold_rule(self, method: str) -> dict[str, Any] | None:
         """DAPD's threshold rule under `ips_threshold_from_dense` (filled in by the job from the dense run)."""
-        if method != "dapd" or not self.threshold_from_dense:
+        if self.base(method) != "dapd" or not self.threshold_from_dense:
             return None
         return {"fraction": float(self.block.get("ips_threshold_fraction", 0.75)),
                 "last_k": int(self.block["evaluation"]["last_k"])}  # fmt: skip

@@ -53,6 +53,14 @@ class TrainSpec:
     device: str = "cpu"
     log: TrainLogConfig = field(default_factory=TrainLogConfig)
     engine_version: str = ""
+    variant: str | None = None
+    """The variant's name when this run is a named variant of `method` (config `variants`/`sweeps`): its results,
+    tables and figures carry that name."""
+
+    @property
+    def label(self) -> str:
+        """The method name the run's outputs carry."""
+        return self.variant or self.method
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainSpec:

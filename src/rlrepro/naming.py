@@ -11,11 +11,21 @@ DISPLAY_NAMES = {"ft_1": "FT-1", "ft_l2": "FT-L2", "ewc": "EWC", "pnn": "PNN", "
                  "rlx2": "RLx2", "dapd": "DAPD"}  # fmt: skip
 
 
+def split_variant(method: str) -> tuple[str, str | None]:
+    """(base, suffix) of a variant's name (config `variants`/`sweeps`: base-suffix); (method, None) otherwise."""
+    base, sep, suffix = str(method).partition("-")
+    return (base, suffix) if sep and base in METHOD_ORDER else (str(method), None)
+
+
 def display_name(method: str) -> str:
-    """The papers' name of a method (unknown ones, e.g. a user's new method, keep their config name)."""
-    return DISPLAY_NAMES.get(str(method), str(method))
+    """The papers' name of a method (unknown ones, e.g. a user's new method, keep their config name); a variant is
+    its base's name with the variant's suffix: EWC (fisher_coeff=100)."""
+    base, suffix = split_variant(method)
+    name = DISPLAY_NAMES.get(base, base)
+    return f"{name} ({suffix})" if suffix else name
 
 
 def method_rank(method: str) -> int:
-    """A method's position in the papers' order; methods unknown to it come after every known one."""
-    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+    """A method's position in the papers' order (a variant's is its base's); unknown methods come after all."""
+    base, _ = split_variant(method)
+    return METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER)

@@ -59,8 +59,13 @@ for _name in [*CHECKOUT, "RLREPRO_CHECKPOINT_INTERVAL_S", "RLREPRO_TENSORBOARD_D
         if _name in os.environ:
             os.environ.setdefault(_prefix + _name, os.environ[_name])
 
-# Env of every shell rule under --sdm conda (absolute: rule paths are relative to their .smk file).
-CONDA_ENV = str(Path(workflow.basedir) / config["conda_env"])
+# Env of every shell rule under --sdm conda (absolute: rule paths are relative to their .smk file); None otherwise, so
+# that runs without conda never read (or need) the env files.
+CONDA_ENV = (
+    str(Path(workflow.basedir) / config["conda_env"])
+    if any(m.name == "CONDA" for m in workflow.deployment_settings.deployment_method)
+    else None
+)
 
 RUN_DIR = res("runs/{scenario}/{method}/seed{seed}")
 CKPT_DIR = res("_ckpt/{scenario}/{method}/seed{seed}")
@@ -70,7 +75,7 @@ SPARSE_CKPT_DIR = res("_ckpt/sparse/{env}/{method}/keep{keep}/seed{seed}")
 
 wildcard_constraints:
     scenario=r"[a-z0-9_]+/[a-z0-9_]+",
-    method=r"[a-z0-9_]+",
+    method=r"[a-z0-9_]+(-[A-Za-z0-9_.=+-]+)?",
     seed=r"\d+",
     env=r"[a-z0-9_]+",
     keep=r"[0-9.]+",

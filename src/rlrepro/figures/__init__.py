@@ -15,7 +15,7 @@ import pandas as pd
 from rlrepro import metrics
 from rlrepro.io import atomic_write
 from rlrepro.metrics.stats import BootstrapConfig, mean_ci
-from rlrepro.naming import METHOD_ORDER, display_name, method_rank
+from rlrepro.naming import METHOD_ORDER, display_name, method_rank, split_variant
 
 # Okabe–Ito colour-blind-safe palette.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -31,11 +31,14 @@ STYLE = {
 
 def method_style(method: str) -> dict[str, str]:
     """Colour, marker and line style of a method, the same in every figure: its position in METHOD_ORDER (methods
-    added later follow, in order of name), the 8 palette colours, then again with other marks."""
+    added later follow, in order of name), the 8 palette colours, then again with other marks. A variant keeps its
+    base's colour, with a marker and line style of its own (fixed by its name)."""
     method = str(method)
-    i = method_rank(method) + (sum(map(ord, method)) % 19 if method not in METHOD_ORDER else 0)
-    return {"color": PALETTE[i % len(PALETTE)], "marker": "os^Dv<>p"[i // len(PALETTE) % 8],
-            "linestyle": ["-", "--", ":", "-."][i // len(PALETTE) % 4]}  # fmt: skip
+    base, suffix = split_variant(method)
+    i = method_rank(base) + (sum(map(ord, base)) % 19 if base not in METHOD_ORDER else 0)
+    j = i // len(PALETTE) + (1 + sum(map(ord, suffix)) % 7 if suffix else 0)
+    return {"color": PALETTE[i % len(PALETTE)], "marker": "os^Dv<>p"[j % 8],
+            "linestyle": ["-", "--", ":", "-."][j % 4]}  # fmt: skip
 
 
 def save(fig: plt.Figure, stem: Path | str) -> list[Path]:

@@ -132,6 +132,8 @@ class SparseSpec:
     """Episode cap (None: the env's own 1000); smoke presets shorten it."""
     device: str = "cpu"
     engine_version: str = ""
+    variant: str | None = None
+    """The variant's name when this run is a named variant of `method` (config `variants`/`sweeps`)."""
     ips_threshold_from_dense: dict[str, Any] | None = None
     """DAPD's freeze threshold scaled to the budget: {fraction, last_k} of the same env and seed's dense run, which
     the job reads at start (`train-sparse --dense-results`, `resolve_threshold_from_dense`); None: method_hp's."""
@@ -148,6 +150,11 @@ class SparseSpec:
             return cls(**data)
         except TypeError as err:
             raise ConfigError(f"bad sparse job spec: {err}") from None
+
+    @property
+    def label(self) -> str:
+        """The method name the run's outputs carry."""
+        return self.variant or self.method
 
     def dapd(self) -> DAPDConfig:
         return from_dict(DAPDConfig, {**self.method_hp, "keep_ratio": self.keep_ratio}, "sparse.methods.dapd")
