@@ -31,3 +31,52 @@ def test_sparse_curves_average_seeds_whose_evaluations_land_on_different_steps(t
     frame = evals.assign(metric="eval_return", method="dapd", keep_ratio=0.05, env_id="Hopper-v5", layer=None)
     paths = sparse_curves(frame, tmp_path / "hopper")
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def continual_training_rows() -> pd.DataFrame:
+    """Two methods x 3 seeds x 2 tasks of training-return curve points (seed 2 of ft_1 lacks its last point)."""
+    rows = []
+    for method, slope in (("sac_n", 2.0), ("ft_1", 1.0)):
+        for seed in range(3):
+            for task in range(2):
+                rows.append((method, seed, task, "train_env_steps", 300.0, None))
+                for step in (100, 200, 300):
+                    if not (method == "ft_1" and seed == 2 and task == 1 and step == 300):
+                        rows.append((method, seed, task, "train_return", slope * step / 100 + seed - 5 * task, step))
+    frame = pd.DataFrame(rows, columns=["method", "seed", "task", "metric", "value", "step"])
+    return frame.assign(scenario="halfcheetah/robustness", task_name=frame["task"].map({0: "normal", 1: "inverted_actions"}))
+
+
+def figure_data_snapshot(name: str, data: pd.DataFrame) -> None:
+    from test_tables import check_snapshot
+
+    check_snapshot(f"figure_data/{name}.csv", data.to_csv(index=False, float_format="%.6g"))
+
+
+def test_figure_data_matches_the_snapshots(tmp_path):
+    """The numbers behind the learning-curve, stage and trade-off figures (written next to each figure as .csv) for
+    fixed inputs: a change in averaging, grids, bands or method order shows up here (regenerate with
+    RLREPRO_UPDATE_SNAPSHOTS=1 after checking it is intended)."""
+    from test_tables import BOOT, synthetic_results
+
+    from rlrepro.figures import (continual_curve_data, continual_curves, sparse_curve_data, stage_performance_data,
+                                 tradeoff_data)  # fmt: skip
+    from rlrepro.tables import continual_run_metrics
+
+    training = continual_training_rows()
+    curves, offsets = continual_curve_data(training, BOOT)
+    assert offsets == {0: 0.0, 1: 300.0} and list(curves["method"].unique()) == ["ft_1", "sac_n"]  # papers' order
+    assert curves[(curves["method"] == "ft_1") & (curves["x"] == 600)]["n_seeds"].item() == 2  # the missing point
+    figure_data_snapshot("continual_curves", curves)
+    paths = continual_curves(training, tmp_path / "curves", BOOT)
+    assert pd.read_csv(paths[-1]).shape == curves.shape
+
+    results = synthetic_results()
+    figure_data_snapshot("stage_performance", stage_performance_data(results[results["scenario"] == "halfcheetah/forgetting"]))
+    figure_data_snapshot("tradeoff", tradeoff_data(continual_run_metrics(results, "sac_n"), "halfcheetah", BOOT))
+
+    steps = {0: [5000, 10012, 15003], 1: [5020, 10000, 15100], 2: [5007, 10044]}
+    rows = [(m, keep, seed, s, float(10 * k + seed + (5 if m == "dapd" else 0))) for m, keep in (("dapd", 0.05), ("dense", 1.0))
+            for seed, ss in steps.items() for k, s in enumerate(ss)]  # fmt: skip
+    evals = pd.DataFrame(rows, columns=["method", "keep_ratio", "seed", "step", "value"])
+    figure_data_snapshot("sparse_curves", sparse_curve_data(evals, BOOT))

@@ -109,7 +109,7 @@ def test_continual_tables_render_as_in_the_snapshot():
         mine = cells[cells["section"].str.startswith(domain)]
         text += paper.render_markdown(mine, columns, domain, "caption")
         assert "\\begin{tabular}" in paper.render_latex(mine, columns, "caption")
-    assert "Missing seeds (failed or absent runs, not averaged in): ft_1: 1." in text
+    assert "Missing seeds (failed or absent runs, not averaged in): FT-1: 1." in text
     check_snapshot("continual_tables.md", text)
 
 
@@ -157,8 +157,8 @@ def test_a_method_with_no_run_at_all_is_listed_as_missing():
     expected = [("halfcheetah/forgetting", m) for m in ("ft_1", "sac_n", "ewc")]
     cells = paper.estimate_cells(runs, layout, list(paper.BRAX_COLUMNS), BOOT, 3, expected)
     text = paper.render_markdown(cells[cells["section"] == "halfcheetah/forgetting"], paper.BRAX_COLUMNS, "t", "c")
-    assert "| ewc | n/a | n/a | n/a | n/a | n/a | n/a | 0 |" in text
-    assert "not averaged in): ft_1: 1, ewc: 3." in text
+    assert "| EWC | n/a | n/a | n/a | n/a | n/a | n/a | 0 |" in text
+    assert "not averaged in): FT-1: 1, EWC: 3." in text
 
 
 def test_per_task_table_puts_each_method_next_to_the_random_reference(fake_scenario):
@@ -181,7 +181,7 @@ def test_per_task_table_puts_each_method_next_to_the_random_reference(fake_scena
     assert ft1["random"] == -15.0 and table.loc[("halfcheetah/forgetting", "sac_n", 1), "random"] == -5.0
     assert np.isnan(table.loc[("continual_world/t1", "ft_1", 0), "random"])  # no reference given for it
     text = render_task_markdown(continual_task_table(results, random_ref), "caption")
-    assert "| task | random | ft_1 | sac_n |" in text and "| 0: t | -15 | 52.5 → 102 | 110 → 210 |" in text
+    assert "| task | random | FT-1 | SAC-N |" in text and "| 0: t | -15 | 52.5 → 102 | 110 → 210 |" in text
 
 
 def test_probability_of_improvement_over_the_reference_method():
@@ -197,4 +197,4 @@ def test_probability_of_improvement_over_the_reference_method():
     p = cells[cells["metric"] == "p_improvement"].set_index("row")["mean"]
     assert list(p.index) == ["ft_1"] and 0.0 <= p["ft_1"] < 0.5  # ft_1 (half sac_n's returns) rarely beats it
     text = paper.render_markdown(cells, {"iqm": "IQM", "p_improvement": "P(X > sac_n)"}, "Aggregate", "caption")
-    assert "| sac_n |" in text and "| — |" in text  # the reference has no P(X > itself): a dash, not a crash
+    assert "| SAC-N |" in text and "| — |" in text  # the reference has no P(X > itself): a dash, not a crash

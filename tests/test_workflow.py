@@ -106,7 +106,7 @@ def test_smoke_pipeline_end_to_end_then_precise_rerun(workflow_copy):
     assert "| 0: hugefoot |" in (res / "tables/continual_tasks.md").read_text()
     summary = pd.read_parquet(res / "tables/continual_summary.parquet")
     assert sorted(summary["method"]) == sorted(method_names())
-    assert "| ft_n |" in (res / "tables/continual_summary.md").read_text()
+    assert "| FT-N |" in (res / "tables/continual_summary.md").read_text()
     # The sparse suite ran in the same DAG: every method's curve, densities at the keep ratio, and its table.
     sparse = pd.read_parquet(res / "tables/sparse_runs.parquet").set_index("method")
     assert sorted(sparse.index) == ["dapd", "dense", "rigl", "rlx2"]
@@ -117,13 +117,13 @@ def test_smoke_pipeline_end_to_end_then_precise_rerun(workflow_copy):
         assert sparse.loc[method, "train_flops"] < 0.2 * sparse.loc["dense", "train_flops"]
     assert sparse.loc["dapd", "mask_frozen_at"] == 200  # smoke threshold -1e9: frozen at the first evaluation
     assert (res / "figures/sparse_curves/halfcheetah.pdf").stat().st_size > 0
-    assert "| rlx2 | 0.05 |" in (res / "tables/sparse_summary.md").read_text()
+    assert "| RLx2 | 0.05 |" in (res / "tables/sparse_summary.md").read_text()
     # Paper tables (Markdown, LaTeX, HTML) and the figures built from the tables' Parquet.
     for stem in ("continual_tables", "continual_aggregate", "sparse_tables"):
         for ext in ("md", "tex", "html"):
             assert (res / f"tables/{stem}.{ext}").stat().st_size > 0, stem
-    assert "| rewire |" in (res / "tables/continual_tables.md").read_text()
-    assert "| rlx2 @ 0.05 |" in (res / "tables/sparse_tables.md").read_text()
+    assert "| Rewire |" in (res / "tables/continual_tables.md").read_text()
+    assert "| RLx2 @ 0.05 |" in (res / "tables/sparse_tables.md").read_text()
     assert "\\begin{tabular}" in (res / "tables/continual_tables.tex").read_text()
     for figure in ("tradeoff/halfcheetah", "aggregate/normalised_performance", "sparse_layer_density/halfcheetah"):
         assert (res / f"figures/{figure}.pdf").stat().st_size > 0, figure
@@ -203,8 +203,8 @@ def test_missing_runs_are_listed_not_averaged_away(workflow_copy):
     assert proc.returncode == 0, out[-3000:]
     assert "train_run" not in job_counts(out) and "evaluate_run" not in job_counts(out)
     table = (workflow_copy / "results/tables/continual_tables.md").read_text()
-    assert "Missing seeds (failed or absent runs, not averaged in): ewc: 1." in table
-    assert "| ewc | n/a | n/a | n/a | n/a | n/a | n/a | 0 |" in table
+    assert "Missing seeds (failed or absent runs, not averaged in): EWC: 1." in table
+    assert "| EWC | n/a | n/a | n/a | n/a | n/a | n/a | 0 |" in table
 
 
 def test_config_change_rerun_retrains_from_scratch_and_leaves_other_jobs_untouched(tmp_path):

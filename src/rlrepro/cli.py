@@ -253,6 +253,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 
     from rlrepro.io import atomic_write_parquet, atomic_write_text
     from rlrepro.metrics.stats import BootstrapConfig
+    from rlrepro.naming import display_name
     from rlrepro.results import read_results
     from rlrepro.tables import (
         continual_run_metrics,
@@ -290,16 +291,18 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     cells = paper.estimate_cells(run_metrics, layout, metrics, boot, spec.get("expected_seeds"), spec.get("expected_rows"))
     cells = paper.attach_reference(cells, paper.read_reference(args.reference, "scenario", "method"))
     atomic_write_parquet(cells, out / "continual_tables.parquet")
+    ref_name = display_name(spec["reference_method"])
     caption = (
         f"Mean [{boot.confidence:.0%} CI] over seeds (rliable stratified bootstrap, {boot.reps} resamples, "
-        f"random state {boot.random_state}). Final (÷ {spec['reference_method']}) and forward transfer use "
-        f"{spec['reference_method']}'s per-task performance; model size = the method's whole state dict as the "
+        f"random state {boot.random_state}). Final (÷ {ref_name}) and forward transfer use "
+        f"{ref_name}'s per-task performance; model size = the method's whole state dict as the "
         "original logged it, inference size = what inference needs, both relative to one policy. Continual World: "
         f"performance = success rate.{demo_note}"
     )
     by_domain = [(d, cells[cells["section"].str.split("/").str[0] == d]) for d in dict.fromkeys(
         cells["section"].str.split("/").str[0])]  # fmt: skip
-    columns = {d: paper.CW_COLUMNS if d == "continual_world" else paper.BRAX_COLUMNS for d, _ in by_domain}
+    brax = paper.brax_columns(spec["reference_method"])
+    columns = {d: paper.CW_COLUMNS if d == "continual_world" else brax for d, _ in by_domain}
     md = [paper.render_markdown(c, columns[d], f"Continual RL — {d}", caption) for d, c in by_domain]
     atomic_write_text(out / "continual_tables.md", "\n".join(md))
     atomic_write_text(
@@ -308,13 +311,13 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     atomic_write_text(out / "continual_tables.html", _join_html(
         [paper.render_html(c, columns[d], f"Continual RL — {d}", caption) for d, c in by_domain]))  # fmt: skip
 
-    ref = spec["reference_method"]
-    agg, _ = paper.aggregate_table(run_metrics, "final_normalised", boot, reference=ref)
+    agg, _ = paper.aggregate_table(run_metrics, "final_normalised", boot, reference=spec["reference_method"])
+    ref = ref_name
     atomic_write_parquet(agg, out / "continual_aggregate.parquet")
     agg_cols = {"iqm": "IQM", "mean": "mean", "median": "median", "optimality_gap": "optimality gap",
                 "p_improvement": f"P(X > {ref})"}  # fmt: skip
     agg_caption = (
-        f"Final performance normalised by {spec['reference_method']}, aggregated over all scenarios of each method: "
+        f"Final performance normalised by {ref}, aggregated over all scenarios of each method: "
         f"point estimate [{boot.confidence:.0%} CI], stratified bootstrap over seeds (seeds present in every scenario). "
         f"P(X > {ref}): rliable's probability that a run of the method beats a run of {ref} on a scenario, averaged "
         f"over the scenarios both ran.{demo_note}"
@@ -360,9 +363,12 @@ def cmd_aggregate_sparse(args: argparse.Namespace) -> int:
     )
     cells = paper.attach_reference(cells, paper.read_reference(args.reference, "env", "method"))
     atomic_write_parquet(cells, out / "sparse_tables.parquet")
+    keeps = sorted({float(k) for k in run_metrics["keep_ratio"] if float(k) < 1.0}, reverse=True)
+    sparsity = ", ".join(f"{k:g} = {1 - k:.0%} sparse" for k in keeps)
     caption = (
         f"Return = mean of each run's last {spec['last_k']} evaluations; mean [{boot.confidence:.0%} CI] over seeds "
-        f"(stratified bootstrap, {boot.reps} resamples); × dense = per-seed ratio to the mean of the env's dense "
+        f"(stratified bootstrap, {boot.reps} resamples); @ k = the fraction k of weights kept"
+        f"{f' ({sparsity})' if sparsity else ''}, dense at 1; × dense = per-seed ratio to the mean of the env's dense "
         "runs; params = active weights + biases (actor + critic); train FLOPs = the documented proxy (README)."
     )
     atomic_write_text(out / "sparse_tables.md", paper.render_markdown(cells, paper.SPARSE_COLUMNS, "Sparse suite", caption))

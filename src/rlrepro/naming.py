@@ -29,3 +29,9 @@ def method_rank(method: str) -> int:
     """A method's position in the papers' order (a variant's is its base's); unknown methods come after all."""
     base, _ = split_variant(method)
     return METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER)
+
+
+def display_label(row: str) -> str:
+    """A table row's display text: a method's display name, keeping a sparse row's " @ keep" suffix."""
+    method, sep, rest = str(row).partition(" @ ")
+    return display_name(method) + sep + rest

@@ -33,6 +33,7 @@ rule stage_performance:
             labels={"scenario": "{scenario}"},
         ),
         pdf=res("figures/stage_performance/{scenario}.pdf"),
+        data=res("figures/stage_performance/{scenario}.csv"),
     params:
         stem=output_stem,
     log:
@@ -56,6 +57,7 @@ rule continual_curves:
             labels={"scenario": "{scenario}"},
         ),
         pdf=res("figures/continual_curves/{scenario}.pdf"),
+        data=res("figures/continual_curves/{scenario}.csv"),
     params:
         stem=output_stem,
         spec=bootstrap_spec,
@@ -80,6 +82,7 @@ rule tradeoff:
             labels={"domain": "{domain}"},
         ),
         pdf=res("figures/tradeoff/{domain}.pdf"),
+        data=res("figures/tradeoff/{domain}.csv"),
     params:
         stem=output_stem,
         spec=bootstrap_spec,
@@ -129,6 +132,7 @@ rule sparse_curves:
             labels={"env": "{env}", "figure": "learning curves"},
         ),
         pdf=res("figures/sparse_curves/{env}.pdf"),
+        data=res("figures/sparse_curves/{env}.csv"),
     params:
         stem=output_stem,
         spec=bootstrap_spec,

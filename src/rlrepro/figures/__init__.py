@@ -41,8 +41,9 @@ def method_style(method: str) -> dict[str, str]:
             "linestyle": ["-", "--", ":", "-."][j % 4]}  # fmt: skip
 
 
-def save(fig: plt.Figure, stem: Path | str) -> list[Path]:
-    """Write `stem`.png and `stem`.pdf atomically."""
+def save(fig: plt.Figure, stem: Path | str, data: pd.DataFrame | None = None) -> list[Path]:
+    """Write `stem`.png and `stem`.pdf atomically, and the plotted numbers as `stem`.csv when given (figure data:
+    what a reader re-plots or checks, and what the snapshot tests compare)."""
     stem = Path(stem)
     paths = []
     for ext in ("png", "pdf"):
@@ -50,6 +51,10 @@ def save(fig: plt.Figure, stem: Path | str) -> list[Path]:
         atomic_write(path, lambda p, ext=ext: fig.savefig(p, format=ext, bbox_inches="tight"))
         paths.append(path)
     plt.close(fig)
+    if data is not None:
+        path = stem.with_suffix(".csv")
+        atomic_write(path, lambda p: data.to_csv(p, index=False, float_format="%.6g"))
+        paths.append(path)
     return paths
 
 
@@ -73,44 +78,52 @@ def transfer_matrix(run: pd.DataFrame, stem: Path | str) -> list[Path]:
         return save(fig, stem)
 
 
+def _ordered(methods) -> list[str]:
+    return sorted(dict.fromkeys(str(m) for m in methods), key=lambda m: (method_rank(m), m))
+
+
+def stage_performance_data(results: pd.DataFrame) -> pd.DataFrame:
+    """Per method and stage: mean and std over seeds of the average return on the tasks trained so far."""
+    rows = []
+    for method in _ordered(results["method"]):
+        runs = results[results["method"] == method].groupby("seed")
+        curves = np.array([metrics.mean_seen_per_stage(metrics.performance_matrix(run)) for _, run in runs])
+        for stage, (mean, std) in enumerate(zip(curves.mean(axis=0), curves.std(axis=0), strict=True)):
+            rows.append({"method": method, "stage": stage, "mean": mean, "std": std, "n_seeds": len(curves)})
+    return pd.DataFrame(rows, columns=["method", "stage", "mean", "std", "n_seeds"])
+
+
 def stage_performance(results: pd.DataFrame, stem: Path | str) -> list[Path]:
     """Average return over the tasks trained so far, after each stage, per method (mean ± std over seeds)."""
+    data = stage_performance_data(results)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(4.5, 3.0))
-        for method, group in results.groupby("method", observed=True):
-            runs = group.groupby("seed")
-            curves = np.array([metrics.mean_seen_per_stage(metrics.performance_matrix(run)) for _, run in runs])
-            stages = np.arange(curves.shape[1])
-            mean, std = curves.mean(axis=0), curves.std(axis=0)
+        for method, group in data.groupby("method", sort=False):
+            stages, mean, std = group["stage"].to_numpy(), group["mean"].to_numpy(), group["std"].to_numpy()
             style = method_style(method)
             ax.plot(stages, mean, marker=style["marker"], color=style["color"], linestyle=style["linestyle"],
                     label=display_name(method))  # fmt: skip
-            if len(curves) > 1:
+            if group["n_seeds"].iloc[0] > 1:
                 ax.fill_between(stages, mean - std, mean + std, color=style["color"], alpha=0.2)
         ax.set_xlabel("training stage (task index)")
         ax.set_ylabel("avg return on tasks seen so far")
         ax.set_title(str(results["scenario"].iloc[0]))
         ax.legend(frameon=False)
-        return save(fig, stem)
+        return save(fig, stem, data)
 
 
 def continual_curves(results: pd.DataFrame, stem: Path | str, boot: BootstrapConfig | None = None) -> list[Path]:
     """Training return over the run's env steps (task k spans [k·budget, (k+1)·budget)), per method, mean and
     bootstrap band over seeds on the common grid of curve points; dotted lines mark task switches. A point exists
     where episodes ended since the previous one (runs whose episodes never end within the budget have none)."""
-    rows = results[results["metric"] == "train_return"].dropna(subset=["step"])
-    budget = results[results["metric"] == "train_env_steps"].groupby("task", observed=True)["value"].max()
-    offsets = budget.sort_index().cumsum().shift(fill_value=0).to_dict()
+    data, offsets = continual_curve_data(results, boot)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(6.0, 3.0))
-        for method, group in rows.groupby("method", observed=True):
-            steps = group["step"].astype(float) + group["task"].map(offsets).astype(float)
-            curve = group.assign(x=steps).pivot_table(index="x", columns="seed", values="value")
-            mean, low, high = _ci_band(curve, boot)
+        for method, group in data.groupby("method", sort=False):
             style = method_style(method)
-            ax.plot(curve.index, mean, color=style["color"], linestyle=style["linestyle"], label=display_name(method))
-            if curve.shape[1] > 1:
-                ax.fill_between(curve.index, low, high, color=style["color"], alpha=0.2)
+            ax.plot(group["x"], group["mean"], color=style["color"], linestyle=style["linestyle"], label=display_name(method))
+            if group["n_seeds"].max() > 1:
+                ax.fill_between(group["x"], group["low"], group["high"], color=style["color"], alpha=0.2)
         names = results.dropna(subset=["task"]).drop_duplicates("task").set_index("task")["task_name"].astype(str)
         for task, start in offsets.items():
             if start > 0:
@@ -121,7 +134,27 @@ def continual_curves(results: pd.DataFrame, stem: Path | str, boot: BootstrapCon
         ax.set_ylabel("training episode return")
         ax.set_title(str(results["scenario"].iloc[0]), pad=14)
         ax.legend(frameon=False, fontsize=7)
-        return save(fig, stem)
+        return save(fig, stem, data)
+
+
+CURVE_COLUMNS = ["method", "x", "mean", "low", "high", "n_seeds"]
+
+
+def continual_curve_data(results: pd.DataFrame, boot: BootstrapConfig | None) -> tuple[pd.DataFrame, dict]:
+    """Per method, the training return at each curve point on the run's env-step axis (task k's steps offset by the
+    budgets of tasks < k): mean and bootstrap band over the seeds that have that point. Also the task offsets."""
+    rows = results[results["metric"] == "train_return"].dropna(subset=["step"])
+    budget = results[results["metric"] == "train_env_steps"].groupby("task", observed=True)["value"].max()
+    offsets = budget.sort_index().cumsum().shift(fill_value=0).to_dict()
+    parts = []
+    for method in _ordered(rows["method"]):
+        group = rows[rows["method"] == method]
+        steps = group["step"].astype(float) + group["task"].map(offsets).astype(float)
+        curve = group.assign(x=steps).pivot_table(index="x", columns="seed", values="value")
+        mean, low, high = _ci_band(curve, boot)
+        parts.append(pd.DataFrame({"method": method, "x": curve.index.to_numpy(dtype=float), "mean": mean, "low": low,
+                                   "high": high, "n_seeds": curve.notna().sum(axis=1).to_numpy()}))  # fmt: skip
+    return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=CURVE_COLUMNS)), offsets
 
 
 def _ci_band(curve: pd.DataFrame, boot: BootstrapConfig | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -152,14 +185,14 @@ def sparse_curves(results: pd.DataFrame, stem: Path | str, boot: BootstrapConfig
     turnover = results[results["metric"].isin(["actor_mask_change", "critic_mask_change"])]
     with plt.rc_context(STYLE):
         fig, (ax, ax_d, ax_t) = plt.subplots(1, 3, figsize=(11, 3.0), gridspec_kw={"width_ratios": [3, 2, 2]})
-        for (method, keep), group in evals.groupby(["method", "keep_ratio"], observed=True):
+        data = sparse_curve_data(evals, boot)
+        for (method, keep), group in data.groupby(["method", "keep_ratio"], sort=False):
             style = method_style(method)
             color = style["color"]
-            curve, x = _common_eval_grid(group)
-            mean, low, high = _ci_band(curve, boot)
-            ax.plot(x, mean, color=color, linestyle=style["linestyle"], label=f"{display_name(method)} (keep {keep:g})")
-            if curve.shape[1] > 1:
-                ax.fill_between(x, low, high, color=color, alpha=0.2)
+            ax.plot(group["x"], group["mean"], color=color, linestyle=style["linestyle"],
+                    label=f"{display_name(method)} (keep {keep:g})")  # fmt: skip
+            if group["n_seeds"].max() > 1:
+                ax.fill_between(group["x"], group["low"], group["high"], color=color, alpha=0.2)
             for frame, axis in ((density, ax_d), (turnover, ax_t)):
                 mine = frame[(frame["method"] == method) & (frame["keep_ratio"] == keep)]
                 for prefix, style in (("actor", "-"), ("critic", ":")):
@@ -175,7 +208,23 @@ def sparse_curves(results: pd.DataFrame, stem: Path | str, boot: BootstrapConfig
         ax_d.set_yscale("log")
         ax_t.set_xlabel("env steps")
         ax_t.set_ylabel("new share of the kept mask (DAPD)")
-        return save(fig, stem)
+        return save(fig, stem, data)
+
+
+def sparse_curve_data(evals: pd.DataFrame, boot: BootstrapConfig | None) -> pd.DataFrame:
+    """Per (method, keep ratio): the evaluation curve on the common grid (the k-th evaluation of every seed, at the
+    seeds' mean step), mean and bootstrap band over seeds."""
+    parts = []
+    keys = evals[["method", "keep_ratio"]].drop_duplicates()
+    order = sorted(zip(keys["method"].astype(str), keys["keep_ratio"], strict=True), key=lambda t: (method_rank(t[0]), t[0], -t[1]))
+    for method, keep in order:
+        group = evals[(evals["method"] == method) & (evals["keep_ratio"] == keep)]
+        curve, x = _common_eval_grid(group)
+        mean, low, high = _ci_band(curve, boot)
+        parts.append(pd.DataFrame({"method": method, "keep_ratio": keep, "k": curve.index.to_numpy(), "x": x, "mean": mean,
+                                   "low": low, "high": high, "n_seeds": curve.notna().sum(axis=1).to_numpy()}))  # fmt: skip
+    columns = ["method", "keep_ratio", "k", "x", "mean", "low", "high", "n_seeds"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 
 def sparse_layer_density(results: pd.DataFrame, stem: Path | str) -> list[Path]:
@@ -200,25 +249,36 @@ def sparse_layer_density(results: pd.DataFrame, stem: Path | str) -> list[Path]:
 def tradeoff(runs: pd.DataFrame, domain: str, stem: Path | str, boot: BootstrapConfig) -> list[Path]:
     """Performance vs model size in one domain: per method, final performance normalised by the reference method
     (mean over the domain's scenarios per seed, bootstrap CI over seeds) against inference size (× one policy)."""
-    mine = runs[runs["domain"] == domain]
+    data = tradeoff_data(runs, domain, boot)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(4.5, 3.2))
-        for method, group in mine.groupby("method", observed=True):
-            per_seed = group.groupby("seed")[["final_normalised", "model_size_rel"]].mean()
-            y, low, high = mean_ci(per_seed["final_normalised"].to_numpy(), boot)
-            x = float(per_seed["model_size_rel"].mean())
-            if np.isnan(y):
-                continue
-            style = method_style(method)
-            ax.errorbar([x], [y], yerr=[[y - low], [high - y]], fmt=style["marker"], color=style["color"], capsize=3)
-            ax.annotate(display_name(method), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        for row in data.itertuples():
+            style = method_style(row.method)
+            ax.errorbar([row.model_size], [row.mean], yerr=[[row.mean - row.low], [row.high - row.mean]],
+                        fmt=style["marker"], color=style["color"], capsize=3)  # fmt: skip
+            ax.annotate(display_name(row.method), (row.model_size, row.mean), textcoords="offset points", xytext=(5, 4),
+                        fontsize=8)  # fmt: skip
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.xaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
         ax.set_xlabel("model size (whole state dict, × one policy)")
         ax.set_ylabel("final performance (÷ reference)")
         ax.set_title(domain)
-        return save(fig, stem)
+        return save(fig, stem, data)
+
+
+def tradeoff_data(runs: pd.DataFrame, domain: str, boot: BootstrapConfig) -> pd.DataFrame:
+    """Per method of the domain: model size (mean) and normalised final performance (per seed the mean over the
+    domain's scenarios, then mean and bootstrap CI over seeds); methods without a finite value are left out."""
+    mine = runs[runs["domain"] == domain]
+    rows = []
+    for method in _ordered(mine["method"]):
+        per_seed = mine[mine["method"] == method].groupby("seed")[["final_normalised", "model_size_rel"]].mean()
+        y, low, high = mean_ci(per_seed["final_normalised"].to_numpy(), boot)
+        if not np.isnan(y):
+            rows.append({"method": method, "model_size": float(per_seed["model_size_rel"].mean()), "mean": y,
+                         "low": low, "high": high, "n_seeds": len(per_seed)})  # fmt: skip
+    return pd.DataFrame(rows, columns=["method", "model_size", "mean", "low", "high", "n_seeds"])
 
 
 def aggregate(runs: pd.DataFrame, stem: Path | str, boot: BootstrapConfig, metric: str = "final_normalised") -> list[Path]:

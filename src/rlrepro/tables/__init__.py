@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from rlrepro.naming import display_name, method_rank
+
 from rlrepro import metrics
 
 RUN_KEYS = ["suite", "scenario", "method", "seed"]
@@ -109,7 +111,7 @@ def render_markdown(summary: pd.DataFrame) -> str:
         header = ["method", *labels.values(), "seeds"]
         lines = [f"### {scenario}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for _, row in group.iterrows():
-            cells = [str(row["method"])]
+            cells = [display_name(row["method"])]
             for metric in labels:
                 mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
                 cells.append("n/a" if pd.isna(mean) else f"{mean:.3g}" + ("" if pd.isna(std) else f" ± {std:.2g}"))
@@ -117,7 +119,7 @@ def render_markdown(summary: pd.DataFrame) -> str:
             lines.append("| " + " | ".join(cells) + " |")
         missing = group.get("missing_seeds")
         if missing is not None and (missing > 0).any():
-            short = ", ".join(f"{m}: {int(n)}" for m, n in zip(group["method"], missing, strict=True) if n > 0)
+            short = ", ".join(f"{display_name(m)}: {int(n)}" for m, n in zip(group["method"], missing, strict=True) if n > 0)
             lines += ["", f"Missing seeds (failed or absent runs): {short}."]
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
@@ -154,8 +156,8 @@ def render_task_markdown(table: pd.DataFrame, caption: str) -> str:
 
     parts = []
     for scenario, group in table.groupby("scenario", observed=True):
-        methods = list(dict.fromkeys(group["method"]))
-        header = ["task", "random", *methods]
+        methods = sorted(dict.fromkeys(group["method"]), key=lambda m: (method_rank(m), m))
+        header = ["task", "random", *map(display_name, methods)]
         lines = [f"### {scenario}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for (task, name), rows in group.groupby(["task", "task_name"], observed=True, sort=True):
             by_method = rows.set_index("method")

@@ -14,7 +14,12 @@ import numpy as np
 import pandas as pd
 
 from rlrepro.metrics.stats import BootstrapConfig, aggregate_metrics, mean_ci, probability_of_improvement
-from rlrepro.naming import method_rank
+from rlrepro.naming import display_label, display_name, method_rank
+
+def brax_columns(reference_method: str) -> dict[str, str]:
+    """The Brax table's headers, the normalised column naming the config's reference method."""
+    return {**BRAX_COLUMNS, "final_normalised": f"final (÷ {display_name(reference_method)})"}
+
 
 BRAX_COLUMNS = {
     "final_avg_return": "final return",
@@ -147,7 +152,8 @@ def wide_sections(cells: pd.DataFrame, columns: dict[str, str]) -> list[tuple[st
         seeds = group.groupby("row")["n_seeds"].max()
         missing = group.groupby("row")["missing_seeds"].max()
         table.insert(len(table.columns), "seeds", [str(int(seeds[r])) for r in rows])
-        footer = ", ".join(f"{r}: {int(missing[r])}" for r in rows if missing[r] > 0)
+        table.index = [display_label(r) for r in rows]  # the papers' names, as in every figure
+        footer = ", ".join(f"{display_label(r)}: {int(missing[r])}" for r in rows if missing[r] > 0)
         note = f"Missing seeds (failed or absent runs, not averaged in): {footer}." if footer else ""
         sections.append((str(section), table, note))
     return sections

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from rlrepro.naming import display_name
+
 SPARSE_RUN_KEYS = ["suite", "env", "method", "keep_ratio", "seed"]
 
 
@@ -85,7 +87,7 @@ SPARSE_HEADER = ["method", "keep", "return (last evals)", "× dense", "actor den
 def _sparse_cells(row: pd.Series) -> list[str]:
     params = row["actor_params_mean"] + row["critic_params_mean"]
     return [
-        str(row["method"]),
+        display_name(row["method"]),
         f"{row['keep_ratio']:g}",
         _mean_std(row, "final_return"),
         _ratio(row["return_rel_dense"]),
@@ -114,7 +116,7 @@ def render_sparse_markdown(
         missing = group.get("missing_seeds")
         if missing is not None and (missing > 0).any():
             short = ", ".join(
-                f"{m} keep {k:g}: {int(n)}"
+                f"{display_name(m)} keep {k:g}: {int(n)}"
                 for m, k, n in zip(group["method"], group["keep_ratio"], missing, strict=True)
                 if n > 0
             )
