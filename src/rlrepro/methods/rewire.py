@@ -35,7 +35,9 @@ def softsort_st(scores: torch.Tensor, tau: float, beta: float) -> torch.Tensor:
     s = scores + beta * gumbel_like(scores) if beta > 0 else scores
     s_sorted = s.sort().values
     soft = torch.softmax(-(s_sorted.unsqueeze(-1) - s.unsqueeze(-2)).abs() / tau, dim=-1)
-    hard = F.one_hot(soft.argmax(-1), s.shape[-1]).to(soft.dtype)
+    # one-hot of the argmax by scatter: F.one_hot reads the indices back to check their range (a host sync per
+    # forward on a GPU); the result is the same tensor
+    hard = torch.zeros_like(soft).scatter_(-1, soft.argmax(-1, keepdim=True), 1.0)
     return hard + soft - soft.detach()
 
 
