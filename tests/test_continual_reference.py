@@ -1,0 +1,192 @@
+"""The continual suite's SAC update pinned bit for bit, before the one-engine merge (issue 16) moves any code.
+
+`ReferenceContinualSAC` is today's Rewire/SaLinA-flavour update written out in its most direct form: the TD target
+with the batch-mean entropy (fidelity audit D1) and the target multiplier, the policy loss over both steps of every
+window (2·batch states), α through exp(log α), the policy/target delays, PackNet's fine-tune variant (target update
+inside the policy branch, α at the policy's learning rate), the methods' own hooks (batch preparation, extra loss,
+gradient masks) and PyTorch's default Adam. The engine's `SACLearner`, driven as the training loop drives it, must
+leave every parameter, target parameter, Adam moment and step, log α, the job's generator and torch's global
+generator *equal* to the reference after dozens of updates — for ft_1, ft_l2 and EWC on their second task (their
+penalties active), PNN's second column, Rewire, CSP's second anchor, PackNet's second task (gradient masks) and
+PackNet's fine-tune. A merge that reorders floating-point work fails here; if a kernel change alone moves the last
+bits, rebase this file in one commit named for it and say so.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+
+import pytest
+import torch
+from conftest import fake_env_factory
+from torch.nn import functional as F
+
+from rlrepro.continual import TaskTrainer, TrainEnvEvaluator, TrainSpec, build_method
+from rlrepro.methods.base import TaskContext
+from rlrepro.sac.config import NetworkConfig, SACConfig
+from rlrepro.sac.learner import SACLearner
+from rlrepro.sac.networks import TwinCritic
+
+NET = NetworkConfig(hidden_sizes=(16, 16))
+SAC = SACConfig(batch_size=32, initial_buffer_size=64, policy_update_delay=2, target_update_delay=2,
+                lr_policy=1e-3, lr_q=1e-3, clip_grad=0.0)  # fmt: skip
+HP = {"packnet": {"finetune_updates": 0}, "csp": {"n_estimations": 2, "n_samples": 64, "n_rollouts": 2},
+      "ewc": {"fisher_coeff": 10.0, "n_samples": 64}, "ft_l2": {"l2_coeff": 10.0}}  # fmt: skip
+UPDATES = 40
+
+
+class ReferenceContinualSAC:
+    """Today's continual update in direct form, on its own copies of the method, critic and target critic."""
+
+    def __init__(self, method, critic, target, cfg: SACConfig, action_dim: int, log_alpha: torch.Tensor,
+                 target_in_policy_branch: bool = False, batch_mean_entropy: bool = True) -> None:  # fmt: skip
+        self.method, self.critic, self.target, self.cfg = method, critic, target, cfg
+        self.actor = method.train_actor()
+        self.log_alpha = log_alpha.detach().clone().requires_grad_(True)
+        self.target_entropy = -cfg.target_multiplier * action_dim
+        self.actor_params = list(method.trainable_parameters())
+        self.opt_actor = torch.optim.Adam(self.actor_params, lr=cfg.lr_policy)
+        self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr_q)
+        self.opt_alpha = torch.optim.Adam([self.log_alpha], lr=cfg.lr_entropy)
+        self.in_branch, self.batch_mean = target_in_policy_branch, batch_mean_entropy
+        self.iteration = 0
+
+    def update(self, batch, generator: torch.Generator, extra_loss=None, hook=None) -> None:
+        cfg = self.cfg
+        alpha = self.log_alpha.detach().exp()
+        with torch.no_grad():
+            next_action, next_logp = self.actor.sample(batch.next_obs, generator)
+            t1, t2 = self.target(batch.next_obs, next_action)
+            entropy = next_logp.mean() if self.batch_mean else next_logp
+            y = batch.reward * cfg.reward_scaling + cfg.discount * (1.0 - batch.done) * (torch.min(t1, t2) - alpha * entropy)
+        q1, q2 = self.critic(batch.obs, batch.action)
+        self.opt_critic.zero_grad(set_to_none=True)
+        (F.mse_loss(q1, y) + F.mse_loss(q2, y)).backward()
+        self.opt_critic.step()
+        policy_step = self.iteration % cfg.policy_update_delay == 0
+        if policy_step:
+            obs = batch.policy_obs if batch.policy_obs is not None else torch.cat([batch.obs, batch.next_obs], dim=0)
+            self.critic.requires_grad_(False)
+            action, logp = self.actor.sample(obs, generator)
+            p1, p2 = self.critic(obs, action)
+            loss = -torch.min(p1, p2).mean() + (alpha * logp).mean()
+            extra = extra_loss() if extra_loss is not None else None
+            if extra is not None:
+                loss = loss + extra
+            self.opt_actor.zero_grad(set_to_none=True)
+            loss.backward()
+            if hook is not None:
+                hook()
+            self.opt_actor.step()
+            self.critic.requires_grad_(True)
+            self.opt_alpha.zero_grad(set_to_none=True)
+            (-(self.log_alpha.exp() * (logp + self.target_entropy).detach()).mean()).backward()
+            self.opt_alpha.step()
+        if self.iteration % cfg.target_update_delay == 0 and (policy_step or not self.in_branch):
+            with torch.no_grad():
+                for t, s in zip(self.target.parameters(), self.critic.parameters(), strict=True):
+                    t.lerp_(s, cfg.tau)
+        self.iteration += 1
+
+
+def trained_state(method_name: str, scenario, task: int):
+    """The method, critic and a filled replay at the start of `task`'s updates, earlier tasks trained for real."""
+    spec = TrainSpec(method_name, scenario, seed=7, method_hp=HP.get(method_name, {}), sac=SAC, network=NET)
+    torch.manual_seed(7)
+    generator = torch.Generator().manual_seed(7)
+    env = fake_env_factory(scenario, scenario.tasks[0], n_envs=scenario.n_train_envs, env_cfg={}, device="cpu")
+    method = build_method(method_name, env.obs_dim, env.action_dim, NET, spec.method_hp)
+    critic = TwinCritic(env.obs_dim, env.action_dim, NET)
+    for k in range(task + 1):
+        env = fake_env_factory(scenario, scenario.tasks[k], n_envs=scenario.n_train_envs, env_cfg={}, device="cpu")
+        context = TaskContext(None, generator, critic, SAC, evaluate=TrainEnvEvaluator(env, spec, k), env=env,
+                              make_env=lambda n, k=k: fake_env_factory(scenario, scenario.tasks[k], n_envs=n, env_cfg={},
+                                                                       device="cpu"))  # fmt: skip
+        method.on_task_start(k, context)
+        critic = context.critic = method.critic_for_task(critic)
+        trainer = TaskTrainer(method, critic, env, spec, k, generator)
+        if k < task:
+            trainer.run()
+            context.replay = trainer.replay
+            method.on_task_end(k, context)
+        else:
+            while len(trainer.replay) < 4 * SAC.batch_size:
+                trainer.collect(trainer.new_steps)
+    return spec, method, critic, trainer, generator
+
+
+def flat_state(method, critic, target, opts, log_alpha, generator) -> list[torch.Tensor]:
+    tensors = [*method.state_dict().values(), *critic.state_dict().values(), *target.state_dict().values(), log_alpha]
+    for opt in opts:
+        for state in opt.state_dict()["state"].values():
+            tensors += [state[k] for k in sorted(state)]
+    return [*tensors, generator.get_state(), torch.get_rng_state()]
+
+
+CASES = [("ft_1", 1), ("ft_l2", 1), ("ewc", 1), ("pnn", 1), ("rewire", 0), ("rewire", 1), ("csp", 1), ("packnet", 1),
+         ("packnet-finetune", 0)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "task"), CASES)
+def test_continual_update_is_bit_identical_to_the_reference(case, task, fake_scenario):
+    name = case.removesuffix("-finetune")
+    scenario = dataclasses.replace(fake_scenario, steps_per_task=384)
+    spec, method, critic, trainer, generator = trained_state(name, scenario, task)
+    finetune = case.endswith("-finetune")
+    cfg = dataclasses.replace(SAC, lr_entropy=SAC.lr_policy) if finetune else SAC
+    if finetune:  # PackNet's fine-tune learner, as packnet.finetune builds it
+        method._set_trainable(lambda owner: owner == task)
+        learner = SACLearner(method.policy, list(method.policy.parameters()), critic, cfg, 2, generator,
+                             target_update_in_policy_branch=True, actor_grad_hook=method.mask_gradients)  # fmt: skip
+    else:
+        learner = trainer.learner
+    # The reference starts from copies of everything the engine starts from, RNG states included.
+    ref_method, ref_critic, ref_target = copy.deepcopy(method), copy.deepcopy(critic), copy.deepcopy(learner.target_critic)
+    reference = ReferenceContinualSAC(ref_method, ref_critic, ref_target, cfg, 2, learner.log_alpha,
+                                      target_in_policy_branch=finetune)  # fmt: skip
+    if not finetune:  # the engine's actor parameters are the method's: point the reference at its own copies
+        assert [id(p) for p in learner.actor_parameters] == [id(p) for p in method.trainable_parameters()]
+    replay, ref_replay = trainer.replay, copy.deepcopy(trainer.replay)
+    ref_generator = torch.Generator().set_state(generator.get_state())
+    global_rng = torch.get_rng_state()
+
+    for _ in range(UPDATES):
+        with method.learning_mode():
+            batch = replay.sample(cfg.batch_size, generator)
+            batch = batch if finetune else method.prepare_batch(batch, generator)
+            learner.update(batch, None if finetune else method.extra_loss)
+    engine = flat_state(method, critic, learner.target_critic, [learner.opt_actor, learner.opt_critic, learner.opt_alpha],
+                        learner.log_alpha, generator)  # fmt: skip
+
+    torch.set_rng_state(global_rng)
+    hook = ref_method.mask_gradients
+    for _ in range(UPDATES):
+        with ref_method.learning_mode():
+            batch = ref_replay.sample(cfg.batch_size, ref_generator)
+            batch = batch if finetune else ref_method.prepare_batch(batch, ref_generator)
+            reference.update(batch, ref_generator, None if finetune else ref_method.extra_loss, hook)
+    ref = flat_state(ref_method, ref_critic, ref_target, [reference.opt_actor, reference.opt_critic, reference.opt_alpha],
+                     reference.log_alpha, ref_generator)  # fmt: skip
+
+    assert len(engine) == len(ref)
+    moved = [i for i, (a, b) in enumerate(zip(engine, ref, strict=True)) if not torch.equal(a, b)]
+    assert not moved, f"{case}: {len(moved)} of {len(engine)} tensors differ from the reference"
+    assert learner.iteration == UPDATES and not math.isnan(float(learner.log_alpha.detach()))
+
+
+def test_the_continual_reference_check_can_fail(fake_scenario):
+    """One changed constant (the TD target's discount) in the reference is caught."""
+    scenario = dataclasses.replace(fake_scenario, steps_per_task=384)
+    _, method, critic, trainer, generator = trained_state("ft_1", scenario, 0)
+    learner = trainer.learner
+    ref_method = copy.deepcopy(method)
+    reference = ReferenceContinualSAC(ref_method, copy.deepcopy(critic), copy.deepcopy(learner.target_critic),
+                                      dataclasses.replace(SAC, discount=0.98), 2, learner.log_alpha)  # fmt: skip
+    replay, ref_generator = copy.deepcopy(trainer.replay), torch.Generator().set_state(generator.get_state())
+    for _ in range(5):
+        learner.update(trainer.replay.sample(SAC.batch_size, generator))
+        reference.update(replay.sample(SAC.batch_size, ref_generator), ref_generator)
+    assert not all(torch.equal(a, b) for a, b in zip(method.state_dict().values(), ref_method.state_dict().values(),
+                                                      strict=True))  # fmt: skip
