@@ -1,11 +1,16 @@
-"""SAC update throughput: rlrepro's learner vs a minimal jitted JAX SAC update (the bound), same shapes, one thread.
+"""SAC update throughput of both flavours: rlrepro's learners vs minimal jitted JAX updates of the same flavour
+(the bound), same shapes, one thread.
 
-Both sample a batch of 256 from a 100k-transition buffer and do the full SAC update (twin-critic TD step, actor
-step, α step, Polyak target update every 2nd update) for HalfCheetah's shapes (obs 17, act 6). Reported: updates
-per second of each, medians of interleaved rounds, and the ratio rlrepro / JAX (issue 8's target: ≥ 0.7).
+Sparse (DAPD/pytorch_sac) flavour: a batch of 256 from a 100k-transition buffer, the full update (twin-critic TD
+step, actor step, α step through log α, Polyak every 2nd update), ReLU nets, log σ by tanh rescaling.
+Continual (Rewire/SaLinA) flavour: windows of two (batch 256), the TD step, then every `policy_update_delay` (2)
+the policy loss over both steps of every window (2·256 states) and the α step through exp(log α), the batch-mean
+entropy target, Polyak every `target_update_delay` (2); LeakyReLU(0.2) nets, clipped log σ. HalfCheetah's shapes
+(obs 17, act 6). Reported: updates per second, medians of interleaved rounds, and the ratio rlrepro / JAX (issue
+16's target: ≥ 0.85 for both flavours).
 
-    python benchmarks/sac_update.py                    # 2×256 and 3×256, 3 rounds of 300 updates
-    python benchmarks/sac_update.py --hidden 256,256 --updates 500 --rounds 5
+    python benchmarks/sac_update.py                    # both flavours, 2×256 and 3×256, 3 rounds of 300 updates
+    python benchmarks/sac_update.py --flavour continual --hidden 256,256,256 --updates 500 --rounds 5
 """
 
 from __future__ import annotations
@@ -52,6 +57,35 @@ def rlrepro_runner(hidden: list[int]):
     def run(n: int) -> None:
         for _ in range(n):
             agent.update(replay.sample(BATCH, gen, 1))
+
+    return run
+
+
+def continual_runner(hidden: list[int]):
+    """The continual suite's learner (rlrepro.sac) as its training loop drives it, on a filled replay."""
+    from rlrepro.sac.config import NetworkConfig, SACConfig
+    from rlrepro.sac.learner import SACLearner
+    from rlrepro.sac.networks import GaussianActor, TwinCritic
+    from rlrepro.sac.replay import ReplayBuffer
+
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    net = NetworkConfig(hidden_sizes=tuple(hidden))
+    cfg = SACConfig(batch_size=BATCH, policy_update_delay=2, target_update_delay=2)
+    actor, critic = GaussianActor(OBS, ACT, net), TwinCritic(OBS, ACT, net)
+    learner = SACLearner(actor, actor.parameters(), critic, cfg, ACT, gen)
+    n_envs = 128
+    replay = ReplayBuffer(BUFFER, OBS, ACT, torch.device("cpu"))
+    obs = torch.randn(n_envs, OBS, generator=gen)
+    for _ in range(BUFFER // n_envs):
+        nxt = torch.randn(n_envs, OBS, generator=gen)
+        replay.put(obs, torch.rand(n_envs, ACT, generator=gen) * 2 - 1, torch.randn(n_envs, generator=gen),
+                   torch.zeros(n_envs), nxt)  # fmt: skip
+        obs = nxt
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            learner.update(replay.sample(BATCH, gen))
 
     return run
 
@@ -148,6 +182,104 @@ def jax_runner(hidden: list[int]):
     return run
 
 
+def leaky_mlp(params, x):
+    for i, (w, b) in enumerate(params):
+        x = x @ w + b
+        if i < len(params) - 1:
+            x = jax.nn.leaky_relu(x, 0.2)
+    return x
+
+
+def jax_continual_runner(hidden: list[int]):
+    """The continual flavour in JAX: policy loss over 2·batch states every 2nd update, α through exp(log α) with the
+    target entropy −2·|A|, the batch-mean entropy in the TD target, clipped log σ, LeakyReLU, Polyak every 2nd."""
+    key = jax.random.PRNGKey(0)
+    keys = jax.random.split(key, 8)
+    actor = mlp_init(keys[0], [OBS, *hidden, 2 * ACT])
+    critic = [mlp_init(keys[1], [OBS + ACT, *hidden, 1]), mlp_init(keys[2], [OBS + ACT, *hidden, 1])]
+    params = {"actor": actor, "critic": critic, "target": critic, "log_alpha": jnp.log(2.0)}
+    opt = optax.adam(3e-4)
+    opt_state = {k: opt.init(params[k]) for k in ("actor", "critic", "log_alpha")}
+    data = {
+        "obs": jax.random.normal(keys[3], (BUFFER, OBS)), "next_obs": jax.random.normal(keys[4], (BUFFER, OBS)),
+        "action": jax.random.uniform(keys[5], (BUFFER, ACT), minval=-1, maxval=1),
+        "reward": jax.random.normal(keys[6], (BUFFER,)), "done": jnp.zeros(BUFFER),
+    }  # fmt: skip
+
+    def sample(p, obs, k):
+        mu, raw = jnp.split(leaky_mlp(p, obs), 2, axis=-1)
+        log_std = jnp.clip(raw, -20.0, 2.0)
+        eps = jax.random.normal(k, mu.shape)
+        u = mu + jnp.exp(log_std) * eps
+        logp = (-0.5 * ((u - mu) / (jnp.exp(log_std) + 1e-8)) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi)).sum(-1)
+        logp -= (2 * (jnp.log(2.0) - u - jax.nn.softplus(-2 * u))).sum(-1)
+        return jnp.tanh(u), logp
+
+    def q(cs, obs, a):
+        x = jnp.concatenate([obs, a], -1)
+        return jnp.stack([leaky_mlp(c, x)[:, 0] for c in cs])
+
+    def critic_step(params, opt_state, b, k):
+        alpha = jnp.exp(params["log_alpha"])
+        na, nlogp = sample(params["actor"], b["next_obs"], k)
+        soft = q(params["target"], b["next_obs"], na).min(0) - alpha * nlogp.mean()
+        target = jax.lax.stop_gradient(b["reward"] + 0.99 * (1 - b["done"]) * soft)
+        gc = jax.grad(lambda c: ((q(c, b["obs"], b["action"]) - target) ** 2).mean(-1).sum())(params["critic"])
+        upd, critic_opt = opt.update(gc, opt_state["critic"])
+        return optax.apply_updates(params["critic"], upd), critic_opt
+
+    def policy_step(params, opt_state, critic, b, k):
+        alpha = jnp.exp(params["log_alpha"])
+        obs = jnp.concatenate([b["obs"], b["next_obs"]], 0)
+
+        def actor_loss(a):
+            act, logp = sample(a, obs, k)
+            return (alpha * logp - q(critic, obs, act).min(0)).mean(), logp
+
+        ga, logp = jax.grad(actor_loss, has_aux=True)(params["actor"])
+        upd, actor_opt = opt.update(ga, opt_state["actor"])
+        actor = optax.apply_updates(params["actor"], upd)
+        gl = jax.grad(lambda la: -(jnp.exp(la) * jax.lax.stop_gradient(logp - 2 * ACT)).mean())(params["log_alpha"])
+        upd, alpha_opt = opt.update(gl, opt_state["log_alpha"])
+        return actor, optax.apply_updates(params["log_alpha"], upd), actor_opt, alpha_opt
+
+    @jax.jit
+    def update(params, opt_state, step, k):
+        k1, k2, k3 = jax.random.split(k, 3)
+        idx = jax.random.randint(k1, (BATCH,), 0, BUFFER)
+        b = {name: v[idx] for name, v in data.items()}
+        critic, critic_opt = critic_step(params, opt_state, b, k2)
+
+        def with_policy():
+            return policy_step(params, opt_state, critic, b, k3)
+
+        def without():
+            return params["actor"], params["log_alpha"], opt_state["actor"], opt_state["log_alpha"]
+
+        actor, log_alpha, actor_opt, alpha_opt = jax.lax.cond(step % 2 == 0, with_policy, without)
+        polyak = jax.tree_util.tree_map(lambda t, c: 0.995 * t + 0.005 * c, params["target"], critic)
+        tgt = jax.lax.cond(step % 2 == 0, lambda: polyak, lambda: params["target"])
+        new = {"actor": actor, "critic": critic, "target": tgt, "log_alpha": log_alpha}
+        return new, {"actor": actor_opt, "critic": critic_opt, "log_alpha": alpha_opt}
+
+    state = {"params": params, "opt": opt_state, "step": 0, "key": keys[7]}
+
+    def run(n: int) -> None:
+        p, o, key = state["params"], state["opt"], state["key"]
+        for _ in range(n):
+            key, sub = jax.random.split(key)
+            p, o = update(p, o, state["step"], sub)
+            state["step"] += 1
+        jax.block_until_ready(p)
+        state.update(params=p, opt=o, key=key)
+
+    run(3)
+    return run
+
+
+RUNNERS = {"sparse": (rlrepro_runner, jax_runner), "continual": (continual_runner, jax_continual_runner)}
+
+
 def rate(run, n: int) -> float:
     start = time.perf_counter()
     run(n)
@@ -156,6 +288,7 @@ def rate(run, n: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--flavour", nargs="*", default=list(RUNNERS), choices=list(RUNNERS))
     parser.add_argument("--hidden", nargs="*", default=["256,256", "256,256,256"])
     parser.add_argument("--updates", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
@@ -166,17 +299,17 @@ def main() -> None:
         f"torch {torch.__version__} ({torch.get_num_threads()} thread, BLAS: {blas.status()}), jax {jax.__version__}, "
         f"batch {BATCH}, pinned to CPU {min(os.sched_getaffinity(0))}"
     )
-    print(f"{'shape':>12} {'rlrepro upd/s':>14} {'jax upd/s':>10} {'ratio':>6}")
-    for spec in args.hidden:
+    print(f"{'flavour':>10} {'shape':>12} {'rlrepro upd/s':>14} {'jax upd/s':>10} {'ratio':>6}")
+    for flavour, spec in itertools.product(args.flavour, args.hidden):
         hidden = [int(h) for h in spec.split(",")]
-        ours, bound = rlrepro_runner(hidden), jax_runner(hidden)
+        ours, bound = RUNNERS[flavour][0](hidden), RUNNERS[flavour][1](hidden)
         ours(5)
         r_ours, r_jax = [], []
         for _ in range(args.rounds):  # interleaved, so load changes hit both alike
             r_ours.append(rate(ours, args.updates))
             r_jax.append(rate(bound, args.updates))
         a, b = statistics.median(r_ours), statistics.median(r_jax)
-        print(f"{'×'.join(map(str, hidden)):>12} {a:14.1f} {b:10.1f} {a / b:6.2f}")
+        print(f"{flavour:>10} {'×'.join(map(str, hidden)):>12} {a:14.1f} {b:10.1f} {a / b:6.2f}")
 
 
 if __name__ == "__main__":

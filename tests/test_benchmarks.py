@@ -19,11 +19,12 @@ def run(script: str, *args: str) -> str:
     return out.stdout
 
 
-def test_sac_update_prints_a_ratio_per_shape():
+def test_sac_update_prints_a_ratio_per_flavour_and_shape():
     out = run("sac_update.py", "--hidden", "32,32", "32,32,32", "--updates", "3", "--rounds", "1")
-    rows = re.findall(r"^\s+(32×32(?:×32)?)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", out, re.MULTILINE)
-    assert [r[0] for r in rows] == ["32×32", "32×32×32"]
-    for _, ours, bound, ratio in rows:
+    rows = re.findall(r"^\s+(sparse|continual)\s+(32×32(?:×32)?)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", out, re.MULTILINE)
+    assert [r[:2] for r in rows] == [("sparse", "32×32"), ("sparse", "32×32×32"), ("continual", "32×32"),
+                                     ("continual", "32×32×32")]  # fmt: skip
+    for _, _, ours, bound, ratio in rows:
         assert float(ratio) == pytest.approx(float(ours) / float(bound), abs=0.01)
 
 
