@@ -106,20 +106,43 @@ def mlp(params, x):
     return x
 
 
-def jax_runner(hidden: list[int]):
-    """A minimal SAC update in JAX (the bound): tanh-Gaussian actor, twin critic, learnable α, Adam, Polyak."""
-    key = jax.random.PRNGKey(0)
-    keys = jax.random.split(key, 8)
+def jax_setup(hidden: list[int], init_temperature: float, lr: float):
+    """Actor, twin critic and its target, log α, Adam and a random 100k-transition buffer in JAX."""
+    keys = jax.random.split(jax.random.PRNGKey(0), 8)
     actor = mlp_init(keys[0], [OBS, *hidden, 2 * ACT])
     critic = [mlp_init(keys[1], [OBS + ACT, *hidden, 1]), mlp_init(keys[2], [OBS + ACT, *hidden, 1])]
-    params = {"actor": actor, "critic": critic, "target": critic, "log_alpha": jnp.log(0.1)}
-    opt = optax.adam(1e-3)
+    params = {"actor": actor, "critic": critic, "target": critic, "log_alpha": jnp.log(init_temperature)}
+    opt = optax.adam(lr)
     opt_state = {k: opt.init(params[k]) for k in ("actor", "critic", "log_alpha")}
     data = {
         "obs": jax.random.normal(keys[3], (BUFFER, OBS)), "next_obs": jax.random.normal(keys[4], (BUFFER, OBS)),
         "action": jax.random.uniform(keys[5], (BUFFER, ACT), minval=-1, maxval=1),
-        "reward": jax.random.normal(keys[6], (BUFFER,)), "not_done": jnp.ones(BUFFER),
+        "reward": jax.random.normal(keys[6], (BUFFER,)), "done": jnp.zeros(BUFFER),
     }  # fmt: skip
+    return params, opt, opt_state, data, keys[7]
+
+
+def jitted_runner(update, params, opt_state, key):
+    """`run(n)`: n jitted updates, a fresh key each, blocking on the result; compiled before it is returned."""
+    state = {"params": params, "opt": opt_state, "step": 0, "key": key}
+
+    def run(n: int) -> None:
+        p, o, key = state["params"], state["opt"], state["key"]
+        for _ in range(n):
+            key, sub = jax.random.split(key)
+            p, o = update(p, o, state["step"], sub)
+            state["step"] += 1
+        jax.block_until_ready(p)
+        state.update(params=p, opt=o, key=key)
+
+    run(3)  # compile (uncommitted first inputs, then committed ones)
+    return run
+
+
+def jax_runner(hidden: list[int]):
+    """A minimal SAC update in JAX (the bound): tanh-Gaussian actor, twin critic, learnable α, Adam, Polyak."""
+    params, opt, opt_state, data, key = jax_setup(hidden, init_temperature=0.1, lr=1e-3)
+    data["not_done"] = 1.0 - data.pop("done")
 
     def sample(p, obs, k):
         mu, raw = jnp.split(mlp(p, obs), 2, axis=-1)
@@ -167,19 +190,7 @@ def jax_runner(hidden: list[int]):
         tgt = jax.lax.cond(step % 2 == 0, lambda: polyak, lambda: params["target"])
         return {"actor": actor, "critic": critic, "target": tgt, "log_alpha": log_alpha}, opt_state
 
-    state = {"params": params, "opt": opt_state, "step": 0, "key": keys[7]}
-
-    def run(n: int) -> None:
-        p, o, key = state["params"], state["opt"], state["key"]
-        for _ in range(n):
-            key, sub = jax.random.split(key)
-            p, o = update(p, o, state["step"], sub)
-            state["step"] += 1
-        jax.block_until_ready(p)
-        state.update(params=p, opt=o, key=key)
-
-    run(3)  # compile (uncommitted first inputs, then committed ones)
-    return run
+    return jitted_runner(update, params, opt_state, key)
 
 
 def leaky_mlp(params, x):
@@ -193,18 +204,7 @@ def leaky_mlp(params, x):
 def jax_continual_runner(hidden: list[int]):
     """The continual flavour in JAX: policy loss over 2·batch states every 2nd update, α through exp(log α) with the
     target entropy −2·|A|, the batch-mean entropy in the TD target, clipped log σ, LeakyReLU, Polyak every 2nd."""
-    key = jax.random.PRNGKey(0)
-    keys = jax.random.split(key, 8)
-    actor = mlp_init(keys[0], [OBS, *hidden, 2 * ACT])
-    critic = [mlp_init(keys[1], [OBS + ACT, *hidden, 1]), mlp_init(keys[2], [OBS + ACT, *hidden, 1])]
-    params = {"actor": actor, "critic": critic, "target": critic, "log_alpha": jnp.log(2.0)}
-    opt = optax.adam(3e-4)
-    opt_state = {k: opt.init(params[k]) for k in ("actor", "critic", "log_alpha")}
-    data = {
-        "obs": jax.random.normal(keys[3], (BUFFER, OBS)), "next_obs": jax.random.normal(keys[4], (BUFFER, OBS)),
-        "action": jax.random.uniform(keys[5], (BUFFER, ACT), minval=-1, maxval=1),
-        "reward": jax.random.normal(keys[6], (BUFFER,)), "done": jnp.zeros(BUFFER),
-    }  # fmt: skip
+    params, opt, opt_state, data, key = jax_setup(hidden, init_temperature=2.0, lr=3e-4)
 
     def sample(p, obs, k):
         mu, raw = jnp.split(leaky_mlp(p, obs), 2, axis=-1)
@@ -262,19 +262,7 @@ def jax_continual_runner(hidden: list[int]):
         new = {"actor": actor, "critic": critic, "target": tgt, "log_alpha": log_alpha}
         return new, {"actor": actor_opt, "critic": critic_opt, "log_alpha": alpha_opt}
 
-    state = {"params": params, "opt": opt_state, "step": 0, "key": keys[7]}
-
-    def run(n: int) -> None:
-        p, o, key = state["params"], state["opt"], state["key"]
-        for _ in range(n):
-            key, sub = jax.random.split(key)
-            p, o = update(p, o, state["step"], sub)
-            state["step"] += 1
-        jax.block_until_ready(p)
-        state.update(params=p, opt=o, key=key)
-
-    run(3)
-    return run
+    return jitted_runner(update, params, opt_state, key)
 
 
 RUNNERS = {"sparse": (rlrepro_runner, jax_runner), "continual": (continual_runner, jax_continual_runner)}

@@ -133,7 +133,7 @@ CASES = [("ft_1", 1), ("ft_l2", 1), ("ewc", 1), ("pnn", 1), ("rewire", 0), ("rew
 def test_continual_update_is_bit_identical_to_the_reference(case, task, fake_scenario):
     name = case.removesuffix("-finetune")
     scenario = dataclasses.replace(fake_scenario, steps_per_task=384)
-    spec, method, critic, trainer, generator = trained_state(name, scenario, task)
+    _, method, critic, trainer, generator = trained_state(name, scenario, task)
     finetune = case.endswith("-finetune")
     cfg = dataclasses.replace(SAC, lr_entropy=SAC.lr_policy) if finetune else SAC
     if finetune:  # PackNet's fine-tune learner, as packnet.finetune builds it

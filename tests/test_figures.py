@@ -59,8 +59,13 @@ def test_figure_data_matches_the_snapshots(tmp_path):
     RLREPRO_UPDATE_SNAPSHOTS=1 after checking it is intended)."""
     from test_tables import BOOT, synthetic_results
 
-    from rlrepro.figures import (continual_curve_data, continual_curves, sparse_curve_data, stage_performance_data,
-                                 tradeoff_data)  # fmt: skip
+    from rlrepro.figures import (
+        continual_curve_data,
+        continual_curves,
+        sparse_curve_data,
+        stage_performance_data,
+        tradeoff_data,  # fmt: skip
+    )
     from rlrepro.tables import continual_run_metrics
 
     training = continual_training_rows()
@@ -76,7 +81,7 @@ def test_figure_data_matches_the_snapshots(tmp_path):
     figure_data_snapshot("tradeoff", tradeoff_data(continual_run_metrics(results, "sac_n"), "halfcheetah", BOOT))
 
     steps = {0: [5000, 10012, 15003], 1: [5020, 10000, 15100], 2: [5007, 10044]}
-    rows = [(m, keep, seed, s, float(10 * k + seed + (5 if m == "dapd" else 0))) for m, keep in (("dapd", 0.05), ("dense", 1.0))
-            for seed, ss in steps.items() for k, s in enumerate(ss)]  # fmt: skip
+    rows = [(m, keep, seed, s, float(10 * k + seed + (5 if m == "dapd" else 0)))
+            for m, keep in (("dapd", 0.05), ("dense", 1.0)) for seed, ss in steps.items() for k, s in enumerate(ss)]
     evals = pd.DataFrame(rows, columns=["method", "keep_ratio", "seed", "step", "value"])
     figure_data_snapshot("sparse_curves", sparse_curve_data(evals, BOOT))

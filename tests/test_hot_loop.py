@@ -21,12 +21,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from rlrepro.continual import TaskTrainer, build_method, train
 from rlrepro.methods.registry import method_names
-from rlrepro.sac.replay import ReplayBuffer
-
 from rlrepro.sac.config import NetworkConfig, SACConfig
 from rlrepro.sac.learner import SACLearner
 from rlrepro.sac.networks import GaussianActor, TwinCritic
-from rlrepro.sac.replay import Batch
+from rlrepro.sac.replay import Batch, ReplayBuffer
 from rlrepro.sparse.agent import SparseSAC
 from rlrepro.sparse.config import SparseSACConfig
 

@@ -260,9 +260,10 @@ def test_dapd_threshold_from_dense_is_the_fraction_of_that_seeds_final_return(tm
     assert math.isclose(resolved["method_hp"]["ips_threshold"], expected)
     assert math.isclose(resolved["ips_threshold_from_dense"]["dense_final_return"], expected / fraction)
     assert math.isclose(SparseSpec.from_dict(resolved).dapd().ips_threshold, expected)
-    assert resolve_threshold_from_dense(grid.spec("rigl", "halfcheetah", 0.05, 1), None)["method_hp"] == grid.method_hp("rigl", "halfcheetah")
+    rigl = grid.spec("rigl", "halfcheetah", 0.05, 1)
+    assert resolve_threshold_from_dense(rigl, None)["method_hp"] == grid.method_hp("rigl", "halfcheetah")
 
-    with pytest.raises(ConfigError, match="pass its results.parquet with --dense-results"):
+    with pytest.raises(ConfigError, match=r"pass its results\.parquet with --dense-results"):
         resolve_threshold_from_dense(raw, None)
     dense_results("halfcheetah", 0, returns).to_parquet(path)  # another seed's run
     with pytest.raises(ConfigError, match="no evaluated dense run of env 'halfcheetah', seed 1"):

@@ -271,7 +271,8 @@ def test_variants_run_side_by_side_and_a_changed_variant_reruns_alone(tmp_path):
 
     def write_overlay(strong: float) -> None:
         overlay.write_text(yaml.safe_dump({
-            "variants": {"ewc-weak": {"base": "ewc", "fisher_coeff": 0.5}, "ewc-strong": {"base": "ewc", "fisher_coeff": strong}},
+            "variants": {"ewc-weak": {"base": "ewc", "fisher_coeff": 0.5},
+                         "ewc-strong": {"base": "ewc", "fisher_coeff": strong}},
             "presets": {"smoke": {"methods": ["ewc-weak", "ewc-strong"], "scenarios": ["halfcheetah/forgetting"]}},
         }))  # fmt: skip
 

@@ -216,7 +216,8 @@ def sparse_curve_data(evals: pd.DataFrame, boot: BootstrapConfig | None) -> pd.D
     seeds' mean step), mean and bootstrap band over seeds."""
     parts = []
     keys = evals[["method", "keep_ratio"]].drop_duplicates()
-    order = sorted(zip(keys["method"].astype(str), keys["keep_ratio"], strict=True), key=lambda t: (method_rank(t[0]), t[0], -t[1]))
+    pairs = zip(keys["method"].astype(str), keys["keep_ratio"], strict=True)
+    order = sorted(pairs, key=lambda t: (method_rank(t[0]), t[0], -t[1]))
     for method, keep in order:
         group = evals[(evals["method"] == method) & (evals["keep_ratio"] == keep)]
         curve, x = _common_eval_grid(group)

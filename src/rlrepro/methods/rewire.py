@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from rlrepro import faults
 from rlrepro.methods.base import Method, TaskContext

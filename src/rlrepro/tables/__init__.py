@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from rlrepro.naming import display_name, method_rank
-
 from rlrepro import metrics
+from rlrepro.naming import display_name, method_rank
 
 RUN_KEYS = ["suite", "scenario", "method", "seed"]
 

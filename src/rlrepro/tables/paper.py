@@ -16,6 +16,7 @@ import pandas as pd
 from rlrepro.metrics.stats import BootstrapConfig, aggregate_metrics, mean_ci, probability_of_improvement
 from rlrepro.naming import display_label, display_name, method_rank
 
+
 def brax_columns(reference_method: str) -> dict[str, str]:
     """The Brax table's headers, the normalised column naming the config's reference method."""
     return {**BRAX_COLUMNS, "final_normalised": f"final (÷ {display_name(reference_method)})"}
