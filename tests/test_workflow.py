@@ -205,6 +205,11 @@ def test_missing_runs_are_listed_not_averaged_away(workflow_copy):
     table = (workflow_copy / "results/tables/continual_tables.md").read_text()
     assert "Missing seeds (failed or absent runs, not averaged in): EWC: 1." in table
     assert "| EWC | n/a | n/a | n/a | n/a | n/a | n/a | 0 |" in table
+    # figures of a partial study too (a study still running): no training, and no transfer matrix of the missing run
+    dry = snakemake(workflow_copy, "-n", "figures", "--forcerun", "transfer_matrix", "--config", "preset=smoke")
+    counts = job_counts(dry.stdout + dry.stderr)
+    assert dry.returncode == 0 and "train_run" not in counts and "random_reference" not in counts
+    assert counts["transfer_matrix"] == len(RUNS) - 1
 
 
 def test_config_change_rerun_retrains_from_scratch_and_leaves_other_jobs_untouched(tmp_path):

@@ -187,6 +187,9 @@ def reference_option(wildcards, input):
 def random_reference_results(wildcards):
     """A uniform-random policy on every task of each (scenario, seed) of the grid: the tables' learning reference."""
     pairs = sorted({(r.scenario, r.seed) for r in RESOLVED.runs})
+    if config["aggregate"].get("allow_missing_runs"):  # only the (scenario, seed) pairs some finished run has
+        pairs = [(s, seed) for s, seed in pairs if present(
+            [f"{RUN_DIR}/results.parquet".format(method=m, scenario=s, seed=seed) for m in RESOLVED.methods])]
     return [res(f"references/{s}/seed{seed}/random.parquet") for s, seed in pairs]
 
 
@@ -211,7 +214,9 @@ DOMAINS = list(dict.fromkeys(s.split("/")[0] for s in RESOLVED.scenarios))
 
 def figure_targets():
     """Every figure of the preset's grid (continual and sparse)."""
-    targets = run_paths(res("figures/transfer_matrix/{scenario}/{method}/seed{seed}.png"))
+    finished = present(run_paths(f"{RUN_DIR}/results.parquet"))  # every run, unless missing runs are allowed
+    targets = [p.replace(f"{RESULTS}/runs/", f"{RESULTS}/figures/transfer_matrix/").replace("/results.parquet", ".png")
+               for p in finished]  # fmt: skip
     targets += [res(f"figures/stage_performance/{s}.png") for s in RESOLVED.scenarios]
     targets += [res(f"figures/continual_curves/{s}.png") for s in RESOLVED.scenarios]
     if RESOLVED.runs:
