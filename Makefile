@@ -28,7 +28,7 @@ run-sparse: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) sparse --config preset=demo_sparse
 
 # The reduced-budget validation study of both papers (config.yaml's `validate` preset; README, "What this pipeline
-# reproduces"): 27 continual + 12 sparse jobs, about 16 core-hours; outputs under results/validation/. Interrupt it
+# reproduces"): 27 continual + 12 sparse jobs, about 15-19 core-hours (measured); outputs under results/validation/. Interrupt it
 # any time: jobs resume from their checkpoints and a rerun only adds what is missing.
 validate: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --keep-going --config preset=validate
