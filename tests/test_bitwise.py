@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -226,3 +228,37 @@ def test_continual_learner_foreach_adam_is_bit_identical_to_default_adam():
                           *reference.target_critic.parameters()], strict=True):  # fmt: skip
         assert torch.equal(ours.detach(), ref.detach())
     assert torch.equal(engine.log_alpha.detach(), reference.log_alpha.detach())
+
+
+# The reference above starts from the engine's own initial weights; this file pin also covers how the engine builds
+# them (init order, RNG draws) and survives a change of layout (tests/test_continual_reference.py explains).
+SPARSE_PIN = Path(__file__).parent / "snapshots" / "sparse_engine" / "end_state.pt"
+
+
+@pytest.mark.parametrize("init", ["xavier_normal", "orthogonal"])
+def test_sparse_engine_matches_its_pre_merge_end_state(init: str):
+    torch.manual_seed(3)
+    cfg = SparseSACConfig(hidden_sizes=[32, 32], batch_size=BATCH, init=init)
+    agent = SparseSAC(OBS, ACT, cfg, torch.device("cpu"), torch.Generator().manual_seed(11))
+    g = torch.Generator().manual_seed(5)
+    agent.set_masks(random_masks(agent.actor.net, 0.3, g), random_masks(agent.critic.net, 0.3, g))
+    replay = filled_replay(400, seed=7)
+    for k in range(40):
+        agent.update(replay.sample(cfg.batch_size, agent.generator, 1 if k < 20 else 3))
+    ours = {
+        "modules": {k: v.detach().clone() for k, v in agent.state_dict().items()},
+        "critic_opt": [s[k] for s in agent.critic_opt.state.values() for k in sorted(s)],
+        "actor_opt": [s[k] for s in agent.actor_opt.state.values() for k in sorted(s)],
+        "generator": agent.generator.get_state(),
+    }
+    path = SPARSE_PIN.with_name(f"end_state-{init}.pt")
+    if os.environ.get("RLREPRO_UPDATE_SNAPSHOTS"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(ours, path)
+    stored = torch.load(path, weights_only=True)
+    assert sorted(ours["modules"]) == sorted(stored["modules"])
+    assert all(torch.equal(ours["modules"][k], stored["modules"][k]) for k in ours["modules"])
+    for part in ("critic_opt", "actor_opt"):
+        assert len(ours[part]) == len(stored[part])
+        assert all(torch.equal(a, b) for a, b in zip(ours[part], stored[part], strict=True))
+    assert torch.equal(ours["generator"], stored["generator"])
