@@ -15,8 +15,9 @@ from conftest import fake_env_factory
 
 from rlrepro import ENGINE_VERSION, faults
 from rlrepro.continual import TrainResult, TrainSpec, train
-from rlrepro.methods.registry import method_names
-from rlrepro.sac.config import NetworkConfig, SACConfig
+from rlrepro.continual.methods.registry import method_names
+from rlrepro.continual.config import SACConfig
+from rlrepro.engine.config import NetworkConfig
 
 NET = NetworkConfig(hidden_sizes=(8, 8))
 SAC = SACConfig(batch_size=16, initial_buffer_size=32, policy_update_delay=1)

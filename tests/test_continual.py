@@ -7,8 +7,9 @@ import torch
 from conftest import fake_env_factory
 
 from rlrepro.continual import EvalSpec, TrainSpec, evaluate, load_stage_methods, train
-from rlrepro.methods.registry import method_class, method_names
-from rlrepro.sac.config import EvalConfig, NetworkConfig, SACConfig
+from rlrepro.continual.methods.registry import method_class, method_names
+from rlrepro.continual.config import EvalConfig, SACConfig
+from rlrepro.engine.config import NetworkConfig
 
 SMALL_NET = NetworkConfig(hidden_sizes=(16, 16))
 SMALL_SAC = SACConfig(batch_size=16, initial_buffer_size=32, policy_update_delay=1)

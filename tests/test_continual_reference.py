@@ -26,10 +26,12 @@ from conftest import fake_env_factory
 from torch.nn import functional as F
 
 from rlrepro.continual import TaskTrainer, TrainEnvEvaluator, TrainSpec, build_method
-from rlrepro.methods.base import TaskContext
-from rlrepro.sac.config import NetworkConfig, SACConfig
-from rlrepro.sac.learner import SACLearner
-from rlrepro.sac.networks import TwinCritic
+from rlrepro.continual.methods.base import TaskContext
+from rlrepro.continual.config import SACConfig, learner_config
+from rlrepro.engine.config import NetworkConfig
+from rlrepro.engine.learner import SACLearner
+from rlrepro.engine.networks import upgrade_legacy_state_dict
+from rlrepro.engine.networks import TwinCritic
 
 NET = NetworkConfig(hidden_sizes=(16, 16))
 SAC = SACConfig(batch_size=32, initial_buffer_size=64, policy_update_delay=2, target_update_delay=2,
@@ -62,7 +64,7 @@ class ReferenceContinualSAC:
             next_action, next_logp = self.actor.sample(batch.next_obs, generator)
             t1, t2 = self.target(batch.next_obs, next_action)
             entropy = next_logp.mean() if self.batch_mean else next_logp
-            y = batch.reward * cfg.reward_scaling + cfg.discount * (1.0 - batch.done) * (torch.min(t1, t2) - alpha * entropy)
+            y = batch.reward * cfg.reward_scaling + cfg.discount * batch.not_done * (torch.min(t1, t2) - alpha * entropy)
         q1, q2 = self.critic(batch.obs, batch.action)
         self.opt_critic.zero_grad(set_to_none=True)
         (F.mse_loss(q1, y) + F.mse_loss(q2, y)).backward()
@@ -140,8 +142,8 @@ def test_continual_update_is_bit_identical_to_the_reference(case, task, fake_sce
     cfg = dataclasses.replace(SAC, lr_entropy=SAC.lr_policy) if finetune else SAC
     if finetune:  # PackNet's fine-tune learner, as packnet.finetune builds it
         method._set_trainable(lambda owner: owner == task)
-        learner = SACLearner(method.policy, list(method.policy.parameters()), critic, cfg, 2, generator,
-                             target_update_in_policy_branch=True, actor_grad_hook=method.mask_gradients)  # fmt: skip
+        rule = learner_config(cfg, 2, target_update_in_policy_branch=True)
+        learner = SACLearner(method.policy, critic, rule, generator, actor_grad_hook=method.mask_gradients)
     else:
         learner = trainer.learner
     # The reference starts from copies of everything the engine starts from, RNG states included.
@@ -175,7 +177,7 @@ def test_continual_update_is_bit_identical_to_the_reference(case, task, fake_sce
     assert len(engine) == len(ref)
     moved = [i for i, (a, b) in enumerate(zip(engine, ref, strict=True)) if not torch.equal(a, b)]
     assert not moved, f"{case}: {len(moved)} of {len(engine)} tensors differ from the reference"
-    assert learner.iteration == UPDATES and not math.isnan(float(learner.log_alpha.detach()))
+    assert learner.updates == UPDATES and not math.isnan(float(learner.log_alpha.detach()))
 
 
 def test_the_continual_reference_check_can_fail(fake_scenario):
@@ -223,8 +225,8 @@ def end_state(case: str, task: int, fake_scenario) -> dict[str, object]:
     cfg = dataclasses.replace(SAC, lr_entropy=SAC.lr_policy) if finetune else SAC
     if finetune:
         method._set_trainable(lambda owner: owner == task)
-        learner = SACLearner(method.policy, list(method.policy.parameters()), critic, cfg, 2, generator,
-                             target_update_in_policy_branch=True, actor_grad_hook=method.mask_gradients)  # fmt: skip
+        rule = learner_config(cfg, 2, target_update_in_policy_branch=True)
+        learner = SACLearner(method.policy, critic, rule, generator, actor_grad_hook=method.mask_gradients)
     else:
         learner = trainer.learner
     for _ in range(UPDATES):
@@ -264,5 +266,25 @@ def test_continual_engine_matches_its_pre_merge_end_state(case, task, fake_scena
 
 
 def upgrade_snapshot(stored: dict[str, object]) -> dict[str, object]:
-    """Pre-merge tensor names → today's (identity while the layout is unchanged)."""
-    return stored
+    """Pre-merge tensor names → today's: each nn.Sequential MLP (`…net.<2i>.weight`, the critic's `q1.…`/`q2.…`) is
+    now one stacked MLPStack parameter per layer; Adam's moments follow their parameters, its step counts are
+    scalars per parameter (equal for the stacked pair)."""
+    out = dict(stored)
+    for part in ("method", "critic", "target"):
+        out[part] = upgrade_all(dict(stored[part]))
+    for part in ("opt_actor", "opt_critic"):
+        upgraded = {}
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            suffix = f".{key}"
+            params = upgrade_all({k[: -len(suffix)]: v for k, v in stored[part].items() if k.endswith(suffix)})
+            for name, value in params.items():
+                if key == "step" and value.dim() > 0:
+                    assert bool((value == value.flatten()[0]).all())
+                    value = value.flatten()[0]
+                upgraded[name + suffix] = value
+        out[part] = upgraded
+    return out
+
+
+def upgrade_all(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return upgrade_legacy_state_dict(state)

@@ -3,7 +3,8 @@
 import torch
 
 from rlrepro.continual import EvalSpec, TrainSpec, evaluate, train
-from rlrepro.sac.config import EvalConfig, NetworkConfig, SACConfig
+from rlrepro.continual.config import EvalConfig, SACConfig
+from rlrepro.engine.config import NetworkConfig
 from rlrepro.scenarios import get_scenario, scale_scenario
 
 SCENARIO = scale_scenario(

@@ -10,11 +10,12 @@ from torch.nn import functional as F
 
 from rlrepro.config import load_config
 from rlrepro.continual import TrainSpec, build_method, train
-from rlrepro.methods.base import TaskContext
-from rlrepro.sac.config import NetworkConfig, SACConfig
-from rlrepro.sac.learner import critic_loss
-from rlrepro.sac.networks import GaussianActor, TwinCritic
-from rlrepro.sac.replay import Batch
+from rlrepro.continual.methods.base import TaskContext
+from rlrepro.continual.config import SACConfig
+from rlrepro.engine.config import NetworkConfig
+from rlrepro.engine.learner import critic_loss
+from rlrepro.engine.networks import GaussianActor, TwinCritic
+from rlrepro.engine.replay import Batch
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 NET = NetworkConfig(hidden_sizes=(16, 16))
@@ -109,7 +110,7 @@ def test_d10_evaluation_after_stage_s_is_seeded_with_s_plus_one(fake_scenario, m
 
 @pytest.mark.parametrize(("flag", "expected_lr"), [(True, 1e-3), (False, 7e-4)])
 def test_d11_packnet_finetune_alpha_learns_at_the_policy_lr(flag, expected_lr, monkeypatch):
-    from rlrepro.methods import packnet
+    from rlrepro.continual.methods import packnet
 
     seen = []
 
@@ -230,7 +231,7 @@ def test_d8_alpha_is_redrawn_at_episode_ends_and_on_the_originals_step_counter()
 
 
 def test_d9_alpha_search_critic_estimate_averages_both_window_steps():
-    from rlrepro.sac.replay import ReplayBuffer
+    from rlrepro.engine.replay import ReplayBuffer
 
     m, _, ctx = csp_at_second_task(n_estimations=1)
     replay = ReplayBuffer(4, 3, 2, torch.device("cpu"), behaviour_dim=2, next_actions=True)

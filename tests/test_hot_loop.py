@@ -20,11 +20,12 @@ from test_checkpoint import spec_for
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from rlrepro.continual import TaskTrainer, build_method, train
-from rlrepro.methods.registry import method_names
-from rlrepro.sac.config import NetworkConfig, SACConfig
-from rlrepro.sac.learner import SACLearner
-from rlrepro.sac.networks import GaussianActor, TwinCritic
-from rlrepro.sac.replay import Batch, ReplayBuffer
+from rlrepro.continual.methods.registry import method_names
+from rlrepro.continual.config import SACConfig
+from rlrepro.engine.config import NetworkConfig
+from rlrepro.engine.learner import SACLearner
+from rlrepro.engine.networks import GaussianActor, TwinCritic
+from rlrepro.engine.replay import Batch, ReplayBuffer
 from rlrepro.sparse.agent import SparseSAC
 from rlrepro.sparse.config import SparseSACConfig
 

@@ -5,11 +5,12 @@ import torch
 from conftest import fake_env_factory
 
 from rlrepro.continual import TrainSpec, build_method, load_stage_methods, train
-from rlrepro.methods.base import TaskContext
-from rlrepro.methods.registry import method_names
-from rlrepro.sac.config import NetworkConfig, SACConfig
-from rlrepro.sac.networks import TwinCritic
-from rlrepro.sac.replay import ReplayBuffer
+from rlrepro.continual.methods.base import TaskContext
+from rlrepro.continual.methods.registry import method_names
+from rlrepro.continual.config import SACConfig
+from rlrepro.engine.config import NetworkConfig
+from rlrepro.engine.networks import TwinCritic
+from rlrepro.engine.replay import ReplayBuffer
 
 NET = NetworkConfig(hidden_sizes=(8, 8))
 OBS = torch.linspace(-1, 1, 30).reshape(10, 3)
@@ -222,7 +223,7 @@ def test_csp_adds_a_midpoint_anchor_and_a_fresh_alpha_critic():
 
 
 def SubspaceOne(m):
-    from rlrepro.methods.csp import SubspaceActor
+    from rlrepro.continual.methods.csp import SubspaceActor
 
     return SubspaceActor(m, torch.tensor([[1.0, 0.0]]))
 

@@ -5,10 +5,11 @@ import torch
 from conftest import fake_env_factory
 
 from rlrepro.continual import TrainSpec, build_method, load_stage_methods, train
-from rlrepro.methods.base import TaskContext
-from rlrepro.methods.rewire import softsort_st, spaced_scores
-from rlrepro.sac.config import NetworkConfig, SACConfig
-from rlrepro.sac.networks import TwinCritic
+from rlrepro.continual.methods.base import TaskContext
+from rlrepro.continual.methods.rewire import softsort_st, spaced_scores
+from rlrepro.continual.config import SACConfig
+from rlrepro.engine.config import NetworkConfig
+from rlrepro.engine.networks import TwinCritic
 
 
 def test_softsort_forward_is_a_hard_permutation_with_a_gradient():

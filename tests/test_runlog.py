@@ -8,7 +8,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from rlrepro.continual import TrainSpec, train
 from rlrepro.runlog import RunLog
-from rlrepro.sac.config import NetworkConfig, SACConfig, TrainLogConfig
+from rlrepro.continual.config import SACConfig, TrainLogConfig
+from rlrepro.engine.config import NetworkConfig
 
 
 def scalars(path) -> dict[str, list[tuple[int, float]]]:

@@ -5,10 +5,11 @@ import math
 import pytest
 import torch
 
-from rlrepro.sac.config import NetworkConfig, SACConfig
-from rlrepro.sac.learner import actor_loss, critic_loss, entropy_loss, polyak
-from rlrepro.sac.networks import GaussianActor, TwinCritic, squashed_log_prob
-from rlrepro.sac.replay import Batch, ReplayBuffer
+from rlrepro.continual.config import SACConfig
+from rlrepro.engine.config import NetworkConfig
+from rlrepro.engine.learner import actor_loss, critic_loss, entropy_loss, polyak
+from rlrepro.engine.networks import GaussianActor, TwinCritic, squashed_log_prob
+from rlrepro.engine.replay import Batch, ReplayBuffer
 
 
 def test_squashed_log_prob_matches_hand_computation():

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from rlrepro.methods.registry import method_names
+from rlrepro.continual.methods.registry import method_names
 from rlrepro.results import RESULT_SCHEMA
 from rlrepro.scenarios import scenario_names
 

@@ -435,7 +435,7 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
-    from rlrepro.methods.registry import METHODS
+    from rlrepro.continual.methods.registry import METHODS
     from rlrepro.sparse.config import SPARSE_METHODS, method_hyperparameters
 
     print("continual suite (Rewire):")

@@ -17,8 +17,9 @@ import yaml
 
 from rlrepro import ENGINE_VERSION
 from rlrepro.errors import ConfigError, unknown_name
-from rlrepro.methods.registry import HYPERPARAMETERS, method_names
-from rlrepro.sac.config import NetworkConfig, SACConfig
+from rlrepro.continual.methods.registry import HYPERPARAMETERS, method_names
+from rlrepro.continual.config import SACConfig
+from rlrepro.engine.config import NetworkConfig
 from rlrepro.scenarios import get_scenario, scale_scenario, scenario_names
 
 RESERVED_METHOD_KEYS = {"sac", "network", "scenario_overrides"}

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from rlrepro.errors import ConfigError, unknown_name
-from rlrepro.sac.config import from_dict
+from rlrepro.engine.config import LearnerConfig, NetworkConfig, from_dict
 
 SPARSE_METHODS = ("dense", "dapd", "rigl", "rlx2")
 
@@ -198,3 +198,22 @@ def resolve_threshold_from_dense(raw: dict[str, Any], dense_results: Any) -> dic
         "method_hp": {**raw["method_hp"], "ips_threshold": threshold},
         "ips_threshold_from_dense": {**rule, "dense_final_return": dense_return},
     }
+
+
+def network_config(cfg: SparseSACConfig) -> NetworkConfig:
+    """The engine's networks in the DAPD/pytorch_sac flavour: ReLU, tanh-rescaled log σ, log π from the noise, the
+    critic's output layer batched with the hidden layers."""
+    return NetworkConfig(hidden_sizes=tuple(cfg.hidden_sizes), activation="relu", init=cfg.init, log_std_mode="tanh",
+                         log_std_min=cfg.log_std_min, log_std_max=cfg.log_std_max, log_prob_mode="noise",
+                         critic_head="batched")  # fmt: skip
+
+
+def learner_config(cfg: SparseSACConfig, action_dim: int) -> LearnerConfig:
+    """The engine's update rule in the DAPD/pytorch_sac flavour: one learning rate and Adam's betas for all three
+    optimisers, target entropy −|A|, the policy loss on the batch's states, per-sample entropy in the TD target."""
+    return LearnerConfig(
+        lr_actor=cfg.lr, lr_critic=cfg.lr, lr_alpha=cfg.lr, init_temperature=cfg.init_temperature,
+        target_entropy=-float(action_dim), discount=cfg.discount, tau=cfg.tau, policy_delay=cfg.actor_update_frequency,
+        target_delay=cfg.critic_target_update_frequency, adam_betas=tuple(cfg.adam_betas), policy_states="first",
+        entropy_target="per_sample", arithmetic="pytorch_sac",
+    )  # fmt: skip

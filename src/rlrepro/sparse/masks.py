@@ -7,7 +7,8 @@ from collections import deque
 
 import torch
 
-from rlrepro.sparse.networks import MaskedMLPStack
+from rlrepro.engine.learner import SACLearner
+from rlrepro.engine.networks import MLPStack
 
 
 def global_topk_masks(scores: torch.Tensor, keep_ratio: float, shapes: list[torch.Size]) -> list[torch.Tensor] | None:
@@ -80,7 +81,7 @@ def erk_densities(shapes: list[tuple[int, int]], density: float) -> list[float]:
     return [1.0 if i in dense else eps * raw[i] for i in range(len(shapes))]
 
 
-def magnitude_masks(net: MaskedMLPStack, densities: list[float]) -> list[torch.Tensor]:
+def magnitude_masks(net: MLPStack, densities: list[float]) -> list[torch.Tensor]:
     """Per prunable matrix, keep the int(density·n) largest |W| (the RiGL initial mask), stacked per layer."""
     masks = [torch.zeros_like(w) for w in net.weights]
     views = list(net.layers())
@@ -91,7 +92,7 @@ def magnitude_masks(net: MaskedMLPStack, densities: list[float]) -> list[torch.T
     return masks
 
 
-def _layer_group_index(net: MaskedMLPStack) -> list[tuple[int, int]]:
+def _layer_group_index(net: MLPStack) -> list[tuple[int, int]]:
     return [(layer, group) for layer in range(len(net.weights)) for group in range(net.groups)]
 
 
@@ -100,7 +101,7 @@ class DSTScheduler:
     grow the largest dense |∂L/∂W| (drop fraction ζ/2·(1 + cos(π·t/t_end))); pruned weights are exactly zero."""
 
     def __init__(
-        self, net: MaskedMLPStack, sparsity: float, delta: int, zeta: float, t_end: int, random_grow: bool = False
+        self, net: MLPStack, sparsity: float, delta: int, zeta: float, t_end: int, random_grow: bool = False
     ) -> None:
         self.net, self.delta, self.zeta, self.t_end, self.random_grow = net, int(delta), zeta, int(t_end), random_grow
         self.densities = erk_densities([(v.fan_in, v.fan_out) for v in net.layers()], 1.0 - sparsity)
@@ -160,3 +161,17 @@ class DSTScheduler:
 
     def load_state_dict(self, state: dict) -> None:
         self.step, self.topology_updates = state["step"], state["topology_updates"]
+
+
+def enable_dst(learner: SACLearner, actor_sparsity: float, critic_sparsity: float, *, delta: int, zeta: float,
+               t_end: int, random_grow: bool, critic_grow_includes_actor_grad: bool = True) -> None:  # fmt: skip
+    """RiGL/RLx2 on a learner: ERK magnitude masks now, pruned weights zeroed, topology updates during its updates.
+    With `critic_grow_includes_actor_grad` the critic's grow score adds the actor loss's gradient of the step
+    before (RLx2's backward hooks see it, fidelity audit R1)."""
+    learner.critic_grow_includes_actor_grad = critic_grow_includes_actor_grad
+    actor_t_end = t_end // learner.cfg.policy_delay
+    learner.actor_topology = DSTScheduler(learner.actor.net, actor_sparsity, delta, zeta, actor_t_end, random_grow)
+    learner.critic_topology = DSTScheduler(learner.critic.net, critic_sparsity, delta, zeta, t_end, random_grow)
+    learner.target_critic.load_state_dict(learner.critic.state_dict())
+    learner.target_critic.net.set_masks(learner.critic.net.masks)
+    learner.zero_pruned = True

@@ -24,11 +24,12 @@ from rlrepro.checkpoint import CheckpointStore, capture_rng, restore_rng
 from rlrepro.envs.gym_backend import make_gym_env, rng_state, set_rng_state
 from rlrepro.progress import Progress
 from rlrepro.runlog import RunLog
-from rlrepro.sparse.agent import SparseSAC, snip_scores
-from rlrepro.sparse.config import DAPDConfig, DSTConfig, SparseSpec
-from rlrepro.sparse.masks import PathwayMasks
-from rlrepro.sparse.networks import MaskedMLPStack, forward_flops
-from rlrepro.sparse.replay import TransitionReplay
+from rlrepro.engine.learner import SACLearner
+from rlrepro.engine.networks import GaussianActor, MLPStack, TwinCritic, forward_flops
+from rlrepro.engine.replay import ReplayBuffer
+from rlrepro.sparse.config import DAPDConfig, DSTConfig, SparseSpec, learner_config, network_config
+from rlrepro.sparse.dapd import snip_scores
+from rlrepro.sparse.masks import PathwayMasks, enable_dst
 
 log = logging.getLogger("rlrepro")
 Row = tuple[int, str, str | None, float]
@@ -59,6 +60,14 @@ def default_env_factory(spec: SparseSpec):
     return make_gym_env(spec.env_id, spec.env_kwargs, spec.max_episode_steps)
 
 
+def build_learner(obs_dim: int, action_dim: int, cfg, device: torch.device, generator: torch.Generator) -> SACLearner:
+    """The engine's learner in the DAPD/pytorch_sac flavour, networks drawn actor first (as the original)."""
+    net = network_config(cfg)
+    actor = GaussianActor(obs_dim, action_dim, net).to(device)
+    critic = TwinCritic(obs_dim, action_dim, net).to(device)
+    return SACLearner(actor, critic, learner_config(cfg, action_dim), generator, count_flops=True)
+
+
 def train_sparse(
     spec: SparseSpec,
     *,
@@ -83,20 +92,21 @@ def train_sparse(
         eval_env.reset(seed=spec.seed + 100)
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
     max_action = float(env.action_space.high.max())
-    agent = SparseSAC(obs_dim, action_dim, cfg, device, generator)
+    agent = build_learner(obs_dim, action_dim, cfg, device, generator)
     dapd: DAPDConfig | None = spec.dapd() if spec.method == "dapd" else None
     dst: DSTConfig | None = spec.dst() if spec.method in ("rigl", "rlx2") else None
     if dst is not None:
-        agent.enable_dst(
+        enable_dst(
+            agent,
             dst.actor_sparsity if dst.actor_sparsity is not None else 1 - dst.keep_ratio,
             dst.critic_sparsity if dst.critic_sparsity is not None else 1 - dst.keep_ratio,
             delta=dst.delta, zeta=dst.zeta, t_end=cfg.total_steps - cfg.seed_steps, random_grow=dst.random_grow,
             critic_grow_includes_actor_grad=dst.critic_grow_includes_actor_grad,
         )  # fmt: skip
     capacity = min(dst.buffer_max_size if dst and dst.dynamic_buffer else cfg.buffer_size, cfg.total_steps)
-    replay = TransitionReplay(max(capacity, 1), obs_dim, action_dim, device)
+    replay = ReplayBuffer(max(capacity, 1), obs_dim, action_dim, device, action_means=True)
     episode_cap = int(env.spec.max_episode_steps) if env.spec and env.spec.max_episode_steps else 1000
-    recent = TransitionReplay(max(episode_cap, cfg.batch_size), obs_dim, action_dim, device) if dapd else None
+    recent = ReplayBuffer(max(episode_cap, cfg.batch_size), obs_dim, action_dim, device, action_means=True) if dapd else None
     pathways = None  # (actor, critic) DAPD masks
     if dapd is not None:
         pathways = tuple(PathwayMasks(dapd.keep_ratio, dapd.mask_update_mavg) for _ in range(2))
@@ -119,7 +129,7 @@ def train_sparse(
         env.action_space.seed(spec.seed)
         if dapd is not None:
             _initial_pathways(agent, env, replay, pathways, dapd, as_tensor, max_action, episode_cap)
-            replay = TransitionReplay(max(capacity, 1), obs_dim, action_dim, device)  # the random-policy data is dropped
+            replay = ReplayBuffer(max(capacity, 1), obs_dim, action_dim, device, action_means=True)  # the random-policy data is dropped
 
     def save_checkpoint() -> None:
         store.save(
@@ -180,7 +190,7 @@ def train_sparse(
             action, action_mean = agent.act(obs, deterministic=bool(dst and dst.mean_action_collection))
         if state.step >= cfg.seed_steps and len(replay) > 0:
             n = dst.nstep if dst is not None and agent.updates >= dst.delay_nstep else 1
-            agent.update(replay.sample(cfg.batch_size, generator, n))
+            agent.update(replay.sample_windows(cfg.batch_size, generator, n))
         next_obs, reward, terminated, truncated, _ = env.step((action * max_action).cpu().numpy())
         next_obs = as_tensor(next_obs)
         ended = bool(terminated or truncated)
@@ -231,9 +241,9 @@ def _initial_pathways(agent, env, replay, pathways, dapd: DAPDConfig, as_tensor,
     _update_pathways(agent, replay, pathways, dapd)
 
 
-def _update_pathways(agent: SparseSAC, source: TransitionReplay, pathways, dapd: DAPDConfig) -> tuple[float, float]:
+def _update_pathways(agent: SACLearner, source: ReplayBuffer, pathways, dapd: DAPDConfig) -> tuple[float, float]:
     """Rescore and install new DAPD masks; returns the fraction of each network's kept connections that are new."""
-    batch = source.sample(dapd.score_batch_size, agent.generator)
+    batch = source.sample_windows(dapd.score_batch_size, agent.generator)
     if dapd.score_time_limit_as_terminal:  # the original scores with `not_done`: time-limit ends are terminal (S1)
         batch = dataclasses.replace(batch, not_done=1.0 - batch.ended)
     actor_scores, critic_scores = snip_scores(
@@ -260,12 +270,12 @@ def _mask_change(old: list, new: list | None) -> float:
 
 
 @torch.no_grad()
-def _adjust_buffer(agent: SparseSAC, replay: TransitionReplay, dst: DSTConfig, batch: int, max_action: float, state) -> None:
+def _adjust_buffer(agent: SACLearner, replay: ReplayBuffer, dst: DSTConfig, batch: int, max_action: float, state) -> None:
     """RLx2: drop the oldest 10% when the policy moved away from the oldest data (½·MSE of mean actions)."""
     obs, stored = replay.oldest_states(dst.buffer_check_batches * batch)
     if obs.shape[0] == 0:
         return
-    current = agent.actor.mean_action(obs)
+    current = agent.actor.deterministic(obs)
     distance = 0.5 * torch.mean((current / max_action - stored / max_action) ** 2).item()
     state.rows.append((state.step, "policy_distance", None, distance))
     if distance > dst.buffer_threshold and len(replay) > dst.buffer_min_size:
@@ -297,19 +307,23 @@ def _evaluate(agent, env, spec: SparseSpec, state: LoopState, max_action, as_ten
         (step, "wall_time_s", None, time.monotonic() - start),
         (step, "replay_size", None, float(len(replay))),
     ]
-    rows += [(step, k, None, float(v.item())) for k, v in agent.last_losses.items()]
+    stats = agent.last_policy_stats
+    if stats is not None:
+        rows += [(step, "critic_loss", None, float(stats.critic_loss.item())),
+                 (step, "actor_loss", None, float(stats.actor_loss.item())),
+                 (step, "entropy", None, float(stats.entropy.item()))]  # fmt: skip
     for name, net in (("actor", agent.actor.net), ("critic", agent.critic.net)):
         rows += _density_rows(step, name, net)
     if pathways is not None:
         rows.append((step, "mask_updates", None, float(pathways[0].updates)))
-    if agent.actor_dst is not None:
-        rows.append((step, "topology_updates", None, float(agent.actor_dst.topology_updates)))
+    if agent.actor_topology is not None:
+        rows.append((step, "topology_updates", None, float(agent.actor_topology.topology_updates)))
     state.rows += rows
     log.info("step %d: eval return %.1f (%s)", step, mean_return, spec.method)
     return mean_return
 
 
-def _density_rows(step: int, name: str, net: MaskedMLPStack) -> list[Row]:
+def _density_rows(step: int, name: str, net: MLPStack) -> list[Row]:
     """Network density (active/total weights), per-layer densities, and active parameters (weights + biases)."""
     rows: list[Row] = []
     for view in net.layers():

@@ -15,9 +15,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from rlrepro.sac.config import NetworkConfig, Quirks, SACConfig
-from rlrepro.sac.networks import GaussianActor, TwinCritic
-from rlrepro.sac.replay import Batch, ReplayBuffer
+from rlrepro.continual.config import Quirks, SACConfig
+from rlrepro.engine.config import NetworkConfig
+from rlrepro.engine.networks import GaussianActor, TwinCritic
+from rlrepro.engine.replay import Batch, ReplayBuffer
 
 
 @dataclass

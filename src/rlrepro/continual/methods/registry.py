@@ -7,15 +7,15 @@ import importlib
 from rlrepro.errors import unknown_name
 
 METHODS: dict[str, str] = {
-    "ft_1": "rlrepro.methods.finetune:FineTuneOne",
-    "ft_n": "rlrepro.methods.finetune:FineTuneN",
-    "sac_n": "rlrepro.methods.finetune:SACN",
-    "ft_l2": "rlrepro.methods.regularized:FineTuneL2",
-    "ewc": "rlrepro.methods.regularized:EWC",
-    "pnn": "rlrepro.methods.pnn:PNN",
-    "packnet": "rlrepro.methods.packnet:PackNet",
-    "rewire": "rlrepro.methods.rewire:Rewire",
-    "csp": "rlrepro.methods.csp:CSP",
+    "ft_1": "rlrepro.continual.methods.finetune:FineTuneOne",
+    "ft_n": "rlrepro.continual.methods.finetune:FineTuneN",
+    "sac_n": "rlrepro.continual.methods.finetune:SACN",
+    "ft_l2": "rlrepro.continual.methods.regularized:FineTuneL2",
+    "ewc": "rlrepro.continual.methods.regularized:EWC",
+    "pnn": "rlrepro.continual.methods.pnn:PNN",
+    "packnet": "rlrepro.continual.methods.packnet:PackNet",
+    "rewire": "rlrepro.continual.methods.rewire:Rewire",
+    "csp": "rlrepro.continual.methods.csp:CSP",
 }
 
 # The method-specific keys each method accepts in config.yaml (checked before any job starts).

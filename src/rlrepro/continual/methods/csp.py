@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from rlrepro import faults
-from rlrepro.methods.base import Method, TaskContext
-from rlrepro.sac.networks import GaussianActor, TwinCritic, activation, count_parameters
-from rlrepro.sac.replay import Batch
+from rlrepro.continual.methods.base import Method, TaskContext
+from rlrepro.engine.networks import GaussianActor, TwinCritic, activation, count_parameters
+from rlrepro.engine.replay import Batch
 
 
 class SubspaceLinear(nn.Module):
@@ -154,7 +154,7 @@ class CSP(Method):
         target = self.sample_alpha((n,), k).to(device)
         policy = self.sample_alpha((2, n), k).to(device)
         return Batch(
-            torch.cat([batch.obs, online], -1), batch.action, batch.reward, batch.done,
+            torch.cat([batch.obs, online], -1), batch.action, batch.reward, batch.not_done,
             torch.cat([batch.next_obs, target], -1),
             policy_obs=torch.cat([torch.cat([batch.obs, policy[0]], -1), torch.cat([batch.next_obs, policy[1]], -1)]),
         )  # fmt: skip

@@ -6,9 +6,9 @@ import torch
 from torch.func import functional_call, jacrev, vmap
 
 from rlrepro import faults
-from rlrepro.methods.base import TaskContext
-from rlrepro.methods.finetune import FineTuneOne
-from rlrepro.sac.networks import count_parameters
+from rlrepro.continual.methods.base import TaskContext
+from rlrepro.continual.methods.finetune import FineTuneOne
+from rlrepro.engine.networks import count_parameters
 
 
 class AnchoredPolicy(FineTuneOne):

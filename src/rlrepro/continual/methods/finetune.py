@@ -7,8 +7,8 @@ from typing import Any
 
 from torch import nn
 
-from rlrepro.methods.base import Method, TaskContext
-from rlrepro.sac.networks import GaussianActor, count_parameters
+from rlrepro.continual.methods.base import Method, TaskContext
+from rlrepro.engine.networks import GaussianActor, count_parameters
 
 
 class PolicyList(Method):

@@ -1,24 +1,13 @@
-"""Typed configuration of the learner; each field documents one key of config.yaml's `sac` / `network` blocks."""
+"""Typed configuration of the continual suite; each field documents one key of config.yaml's `sac` block and of the
+framework's own blocks. `learner_config` turns the `sac` block into the engine's update rule (the Rewire/SaLinA
+flavour)."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
-from rlrepro.errors import ConfigError
-
-T = TypeVar("T")
-
-
-def from_dict(cls: type[T], data: dict[str, Any] | None, where: str) -> T:
-    """Build a config dataclass, rejecting keys it does not have (with the valid ones listed)."""
-    data = dict(data or {})
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in {where}; valid keys: {', '.join(names)}")
-    return cls(**data)
+from rlrepro.engine.config import LearnerConfig
 
 
 @dataclass(frozen=True)
@@ -64,33 +53,6 @@ class SACConfig:
 
 
 @dataclass(frozen=True)
-class NetworkConfig:
-    """Actor and critic architecture (rewire.md §2.1 defaults; the sparse suite overrides them)."""
-
-    hidden_sizes: tuple[int, ...] = (256, 256, 256)
-    """Widths of the hidden layers of the actor and of each critic."""
-    activation: str = "leaky_relu"
-    """One of leaky_relu, relu, tanh."""
-    negative_slope: float = 0.2
-    """Slope of LeakyReLU."""
-    init: str = "torch_default"
-    """Weight init of Linear layers: torch_default or xavier_normal (biases keep torch's default)."""
-    log_std_mode: str = "clip"
-    """clip: clamp log σ to [min, max]; tanh: min + (max−min)·(tanh(x)+1)/2."""
-    log_std_min: float = -20.0
-    log_std_max: float = 2.0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
-        if self.activation not in ("leaky_relu", "relu", "tanh"):
-            raise ConfigError(f"unknown activation {self.activation!r}; valid: leaky_relu, relu, tanh")
-        if self.init not in ("torch_default", "xavier_normal"):
-            raise ConfigError(f"unknown init {self.init!r}; valid: torch_default, xavier_normal")
-        if self.log_std_mode not in ("clip", "tanh"):
-            raise ConfigError(f"unknown log_std_mode {self.log_std_mode!r}; valid: clip, tanh")
-
-
-@dataclass(frozen=True)
 class Quirks:
     """Upstream behaviours that change results; the defaults reproduce the original code (README, "Fidelity flags")."""
 
@@ -125,3 +87,17 @@ class TrainLogConfig:
     """Seconds between one-line progress logs when stderr is not a terminal."""
     curve_points: int = 50
     """Points per task of the training-return curve stored in the results."""
+
+
+def learner_config(cfg: SACConfig, action_dim: int, quirks: Quirks | None = None, **overrides) -> LearnerConfig:
+    """The engine's update rule for one continual task: SaLinA's arithmetic, the policy loss over both steps of
+    every window, target entropy −target_multiplier·|A|, separate learning rates, no Adam-β change."""
+    quirks = quirks or Quirks()
+    rule = LearnerConfig(
+        lr_actor=cfg.lr_policy, lr_critic=cfg.lr_q, lr_alpha=cfg.lr_entropy, init_temperature=cfg.init_temperature,
+        target_entropy=-cfg.target_multiplier * action_dim, discount=cfg.discount, tau=cfg.tau,
+        reward_scaling=cfg.reward_scaling, policy_delay=cfg.policy_update_delay, target_delay=cfg.target_update_delay,
+        clip_grad=cfg.clip_grad, policy_states="window", arithmetic="salina",
+        entropy_target="batch_mean" if quirks.batch_mean_entropy_target else "per_sample",
+    )  # fmt: skip
+    return dataclasses.replace(rule, **overrides)

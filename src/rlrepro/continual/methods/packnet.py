@@ -20,11 +20,11 @@ import torch
 from torch import nn
 
 from rlrepro import faults
-from rlrepro.methods.base import TaskContext
-from rlrepro.methods.finetune import FineTuneOne
-from rlrepro.sac.config import SACConfig
-from rlrepro.sac.learner import SACLearner
-from rlrepro.sac.networks import GaussianActor, count_parameters
+from rlrepro.continual.methods.base import TaskContext
+from rlrepro.continual.methods.finetune import FineTuneOne
+from rlrepro.continual.config import SACConfig, learner_config
+from rlrepro.engine.learner import SACLearner
+from rlrepro.engine.networks import GaussianActor, count_parameters
 
 FREE = -1
 
@@ -87,17 +87,8 @@ class PackNet(FineTuneOne):
         if self.hp.get("finetune_alpha_lr_from_policy", True):
             # The original builds the fine-tune's α optimiser with the policy optimiser's arguments (audit D11).
             cfg = dataclasses.replace(cfg, lr_entropy=cfg.lr_policy)
-        learner = SACLearner(
-            self.policy,
-            list(self.policy.parameters()),
-            context.critic,
-            cfg,
-            self.action_dim,
-            context.generator,
-            target_update_in_policy_branch=True,
-            actor_grad_hook=self.mask_gradients,
-            batch_mean_entropy=context.quirks.batch_mean_entropy_target,
-        )
+        rule = learner_config(cfg, self.action_dim, context.quirks, target_update_in_policy_branch=True)
+        learner = SACLearner(self.policy, context.critic, rule, context.generator, actor_grad_hook=self.mask_gradients)
         for _ in range(updates):
             learner.update(context.replay.sample(cfg.batch_size, context.generator))
 

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from rlrepro.methods.base import Method, TaskContext
-from rlrepro.sac.networks import GaussianActor, activation, count_parameters
+from rlrepro.continual.methods.base import Method, TaskContext
+from rlrepro.engine.networks import GaussianActor, activation, count_parameters
 
 
 class Column(nn.Module):

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from rlrepro import faults
-from rlrepro.methods.base import Method, TaskContext
-from rlrepro.sac.networks import GaussianActor, activation, count_parameters
+from rlrepro.continual.methods.base import Method, TaskContext
+from rlrepro.engine.networks import GaussianActor, activation, count_parameters
 
 
 def gumbel_like(x: torch.Tensor) -> torch.Tensor:

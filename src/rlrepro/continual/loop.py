@@ -21,14 +21,15 @@ import torch
 from rlrepro import faults
 from rlrepro.checkpoint import CheckpointStore, capture_rng, restore_rng
 from rlrepro.envs import VecEnv, make_env
-from rlrepro.methods.base import Method, TaskContext
-from rlrepro.methods.registry import method_class
+from rlrepro.continual.methods.base import Method, TaskContext
+from rlrepro.continual.methods.registry import method_class
 from rlrepro.progress import Progress
 from rlrepro.runlog import RunLog
-from rlrepro.sac.config import EvalConfig, NetworkConfig, Quirks, SACConfig, TrainLogConfig, from_dict
-from rlrepro.sac.learner import SACLearner
-from rlrepro.sac.networks import GaussianActor, TwinCritic
-from rlrepro.sac.replay import ReplayBuffer
+from rlrepro.continual.config import EvalConfig, Quirks, SACConfig, TrainLogConfig, learner_config
+from rlrepro.engine.config import NetworkConfig, from_dict
+from rlrepro.engine.learner import SACLearner
+from rlrepro.engine.networks import GaussianActor, TwinCritic, upgrade_legacy_state_dict
+from rlrepro.engine.replay import ReplayBuffer
 from rlrepro.scenarios import ScenarioSpec, TaskSpec
 
 log = logging.getLogger("rlrepro")
@@ -138,8 +139,8 @@ class TaskTrainer:
         self.replay = ReplayBuffer(capacity, env.obs_dim, env.action_dim, self.device, **method.replay_columns())
         self.actor = method.train_actor()
         self.learner = SACLearner(
-            self.actor, method.trainable_parameters(), critic, cfg, env.action_dim, generator,
-            actor_grad_hook=method.mask_gradients, batch_mean_entropy=spec.quirks.batch_mean_entropy_target,
+            self.actor, critic, learner_config(cfg, env.action_dim, spec.quirks), generator,
+            actor_parameters=method.trainable_parameters(), actor_grad_hook=method.mask_gradients,
         )  # fmt: skip
         self.updates_per_epoch = int((cfg.inner_epochs or n_envs) * cfg.grad_updates_per_step)
         self.curve_every = max(self.budget // max(spec.log.curve_points, 1), 1)
@@ -176,11 +177,11 @@ class TaskTrainer:
             self.method.on_env_step(res.done)
             if self.spec.quirks.truncation_as_terminal:
                 # Faithful: a time-limit end is terminal, and the stored next state is the auto-reset state.
-                replay.put(self.obs, action, res.reward, res.done, res.obs, behaviour)
+                replay.put(self.obs, action, res.reward, 1.0 - res.done, res.obs, behaviour, ended=res.done)
             else:
                 cut = res.truncated.unsqueeze(-1) > 0
                 next_obs = torch.where(cut, res.final_obs, res.obs)
-                replay.put(self.obs, action, res.reward, res.done * (1 - res.truncated), next_obs, behaviour)
+                replay.put(self.obs, action, res.reward, 1.0 - res.done * (1 - res.truncated), next_obs, behaviour, ended=res.done)
             self.episode_return += res.reward
             # No host sync per step: finished returns are kept in place (NaN elsewhere) and filtered at the next
             # curve point, in the same order as before.
@@ -404,7 +405,7 @@ def load_stage_methods(policies: dict[str, Any], device: torch.device) -> list[M
     for stage in policies["stages"]:
         method = build_method(policies["method"], policies["obs_dim"], policies["action_dim"], network, policies["method_hp"])
         method.rebuild(stage["structure"])
-        method.load_state_dict(stage["state"])
+        method.load_state_dict(upgrade_legacy_state_dict(dict(stage["state"])))  # runs of engine 0.2.0 load too
         methods.append(method.to(device).eval())
     return methods
 

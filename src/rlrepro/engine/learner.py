@@ -1,0 +1,287 @@
+"""The one SAC learner of both papers; its flavour is a `LearnerConfig` (rlrepro.engine.config).
+
+Rewire/SaLinA flavour (`rlrepro.continual.config.learner_config`): flat batches of replay windows, the policy loss
+over both steps of every window, α's target entropy −2·|A|, the TD target with the batch-mean entropy (fidelity audit
+D1), separate learning rates, the method's own hooks (extra loss, gradient masks, PackNet's fine-tune target rule).
+DAPD/pytorch_sac flavour (`rlrepro.sparse.config.learner_config`): [B, n] windows with the n-step target (n = 1 is
+plain SAC), the policy loss on the batch's states, masks and RiGL/RLx2 topology updates on the networks.
+
+One update: the critic step; every `policy_delay` updates the actor step and the α step; every `target_delay`
+updates the Polyak target step. α is learned through log α, α = exp(log α) in every loss. Nothing here reads a value
+back to the host: the returned statistics are tensors, read by the (infrequent) loggers.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from rlrepro.engine.config import LearnerConfig
+from rlrepro.engine.networks import GaussianActor, MLPStack, TwinCritic, forward_flops
+from rlrepro.engine.replay import Batch, nstep_soft_target
+
+
+class Topology(Protocol):
+    """A network's dynamic sparse training schedule (RiGL/RLx2: rlrepro.sparse.masks.DSTScheduler)."""
+
+    def wants_dense_grad(self) -> bool: ...
+    def __call__(self, dense_grads: list[torch.Tensor] | None, generator: torch.Generator) -> bool: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def critic_loss(actor: GaussianActor, critic: TwinCritic, target_critic: TwinCritic, batch: Batch,
+                alpha: torch.Tensor, cfg: LearnerConfig, generator: torch.Generator | None) -> torch.Tensor:  # fmt: skip
+    """MSE(Q1, y) + MSE(Q2, y) with the soft TD target y (detached): flat batches under SaLinA's arithmetic, [B, n]
+    windows with the n-step target under pytorch_sac's."""
+    with torch.no_grad():
+        if cfg.arithmetic == "salina":
+            obs, action = batch.obs, batch.action
+            next_action, next_logp = actor.sample(batch.next_obs, generator)
+            next_q = target_critic(batch.next_obs, next_action).min(0).values
+            entropy = next_logp.mean() if cfg.entropy_target == "batch_mean" else next_logp
+            y = batch.reward * cfg.reward_scaling + cfg.discount * batch.not_done * (next_q - alpha * entropy)
+        else:
+            b, n = batch.reward.shape
+            obs, action = batch.obs[:, 0], batch.action[:, 0]
+            next_obs = batch.next_obs.reshape(b * n, -1)
+            next_action, next_logp = actor.sample(next_obs, generator)
+            next_q = target_critic(next_obs, next_action).min(0).values.view(b, n)
+            if cfg.entropy_target == "batch_mean":
+                next_logp = next_logp.mean().expand(b * n)
+            reward = batch.reward if cfg.reward_scaling == 1 else batch.reward * cfg.reward_scaling
+            y = nstep_soft_target(reward, batch.not_done, batch.ended, batch.valid, -alpha * next_logp.view(b, n),
+                                  next_q, cfg.discount)  # fmt: skip
+    q = critic(obs, action)
+    return (q - y).pow(2).mean(1).sum()  # = MSE(Q1, y) + MSE(Q2, y), bit for bit, in fewer ops
+
+
+def actor_loss(actor: GaussianActor, critic: TwinCritic, obs: torch.Tensor, alpha: torch.Tensor, cfg: LearnerConfig,
+               generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """mean(α·log π(ã|s)) − mean(min Q(s, ã)) with ã reparameterised; also returns log π (for the α step)."""
+    action, logp = actor.sample(obs, generator)
+    # Each original's order of operations: it fixes the order in which autograd sums the gradients reaching a shared
+    # node, hence the last bits.
+    if cfg.arithmetic == "salina":
+        return -critic(obs, action).min(0).values.mean() + (alpha * logp).mean(), logp
+    entropy_term = alpha * logp
+    return (entropy_term - critic(obs, action).min(0).values).mean(), logp
+
+
+def policy_states(batch: Batch, cfg: LearnerConfig) -> torch.Tensor:
+    """The states the policy loss averages over."""
+    if batch.policy_obs is not None:
+        return batch.policy_obs
+    if cfg.policy_states == "window":  # both steps of every window (2·batch states), as SaLinA's SAC does
+        return torch.cat([batch.obs, batch.next_obs], dim=0)
+    return batch.obs[:, 0] if batch.obs.dim() == 3 else batch.obs
+
+
+@dataclass
+class UpdateStats:
+    """Detached tensors: reading them as floats is left to the (infrequent) logger, to avoid host syncs."""
+
+    critic_loss: torch.Tensor
+    actor_loss: torch.Tensor | None
+    alpha: torch.Tensor
+    entropy: torch.Tensor | None = None
+
+
+class SACLearner(nn.Module):
+    """Optimisers, α and the target critic around an actor and a critic owned by the caller.
+
+    `actor_parameters` (default: the actor's) are what the policy step optimises (a continual method may train part
+    of its actor). `actor_grad_hook` runs between the policy loss's backward and its optimizer step (PackNet freezes
+    owned weights there). Masked networks (`set_masks`) and topology schedules (`actor_topology`,
+    `critic_topology`) serve the sparse suite; `count_flops` accumulates its training FLOPs.
+    """
+
+    def __init__(
+        self,
+        actor: GaussianActor,
+        critic: TwinCritic,
+        cfg: LearnerConfig,
+        generator: torch.Generator,
+        *,
+        actor_parameters: Iterable[nn.Parameter] | None = None,
+        actor_grad_hook: Callable[[], None] | None = None,
+        count_flops: bool = False,
+    ) -> None:
+        super().__init__()
+        self.actor, self.critic, self.cfg, self.generator = actor, critic, cfg, generator
+        self.target_critic = copy.deepcopy(critic).requires_grad_(False)
+        device = next(critic.parameters()).device
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.init_temperature), device=device))
+        self.actor_parameters = list(actor.parameters() if actor_parameters is None else actor_parameters)
+        betas = tuple(cfg.adam_betas)
+        # foreach: one multi-tensor kernel per Adam op instead of a loop over tensors; bit-identical results.
+        self.opt_actor = torch.optim.Adam(self.actor_parameters, lr=cfg.lr_actor, betas=betas, foreach=True)
+        self.opt_critic = torch.optim.Adam(critic.parameters(), lr=cfg.lr_critic, betas=betas, foreach=True)
+        self.opt_alpha = torch.optim.Adam([self.log_alpha], lr=cfg.lr_alpha, betas=betas, foreach=True)
+        self.actor_grad_hook = actor_grad_hook
+        self.actor_topology: Topology | None = None
+        self.critic_topology: Topology | None = None
+        self.zero_pruned = False
+        """Keep masked weights at zero after every step (RiGL/RLx2; DAPD keeps their raw values)."""
+        self.critic_grow_includes_actor_grad = False
+        self._critic_grads_from_actor: list[torch.Tensor] | None = None
+        self.count_flops = count_flops
+        self.train_flops = 0.0
+        self.updates = 0
+        self._batch_rows = 0
+        self.last_stats: UpdateStats | None = None
+        self.last_policy_stats: UpdateStats | None = None
+        """The statistics of the latest update that stepped the actor (its losses are all set)."""
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.exp()
+
+    # --- masks --------------------------------------------------------------------------------------------------
+    def set_masks(self, actor_masks: list[torch.Tensor] | None, critic_masks: list[torch.Tensor] | None) -> None:
+        """Install masks on actor, critic and (the critic's) on the target critic; raw weights are kept."""
+        self.actor.net.set_masks(actor_masks)
+        self.critic.net.set_masks(critic_masks)
+        self.target_critic.net.set_masks(critic_masks)
+
+    def masks_state(self) -> dict[str, list[torch.Tensor | None]]:
+        return {"actor": self.actor.net.masks, "critic": self.critic.net.masks}
+
+    # --- acting -------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(action, mean action) for one observation [obs_dim]."""
+        mean = self.actor.deterministic(obs[None])[0]
+        if deterministic:
+            return mean, mean
+        return self.actor.sample(obs[None], self.generator)[0][0], mean
+
+    # --- learning -----------------------------------------------------------------------------------------------
+    def update(self, batch: Batch, extra_loss: Callable[[], torch.Tensor | None] | None = None) -> UpdateStats:
+        """One gradient step: critic; then actor and α every policy_delay; then the target every target_delay."""
+        cfg = self.cfg
+        self._batch_rows = batch.reward.shape[0]
+        alpha = self.log_alpha.detach().exp()
+        self._want_dense(self.critic_topology, self.critic)
+        q_loss = critic_loss(self.actor, self.critic, self.target_critic, batch, alpha, cfg, self.generator)
+        self.opt_critic.zero_grad(set_to_none=True)
+        q_loss.backward()
+        extra, self._critic_grads_from_actor = self._critic_grads_from_actor, None
+        self._step(self.opt_critic, self.critic.parameters(), self.critic_topology, self.critic, None, extra)
+        if self.count_flops:
+            self._count_update_flops(batch)
+        policy_step = self.updates % cfg.policy_delay == 0
+        pi_value = entropy = None
+        if policy_step:
+            self._want_dense(self.actor_topology, self.actor)
+            # The next critic step is a topology update: keep this actor loss's gradient at the critic's weights.
+            keep_critic = self.critic_grow_includes_actor_grad and self.critic_topology is not None
+            self.critic.net.dense_grads = [] if keep_critic and self.critic_topology.wants_dense_grad() else None
+            pi_loss, logp = actor_loss(self.actor, self.critic, policy_states(batch, cfg), alpha, cfg, self.generator)
+            critic_ws, self.critic.net.dense_grads = self.critic.net.dense_grads or [], None
+            if extra_loss is not None:
+                penalty = extra_loss()
+                if penalty is not None:
+                    pi_loss = pi_loss + penalty
+            self.opt_actor.zero_grad(set_to_none=True)
+            pi_loss.backward(inputs=[*(p for p in self.actor_parameters if p.requires_grad), *critic_ws])
+            if critic_ws:
+                self._critic_grads_from_actor = [w.grad for w in critic_ws]
+            self._step(self.opt_actor, self.actor_parameters, self.actor_topology, self.actor, self.actor_grad_hook)
+            alpha_loss = -(self.log_alpha.exp() * (logp + cfg.target_entropy).detach()).mean()
+            self.opt_alpha.zero_grad(set_to_none=True)
+            alpha_loss.backward()
+            self._step(self.opt_alpha, [self.log_alpha], None, None, None)
+            pi_value, entropy = pi_loss.detach(), -logp.detach().mean()
+        if self.updates % cfg.target_delay == 0 and (policy_step or not cfg.target_update_in_policy_branch):
+            self._polyak()
+        self.updates += 1
+        self.last_stats = UpdateStats(q_loss.detach(), pi_value, alpha, entropy)
+        if policy_step:
+            self.last_policy_stats = self.last_stats
+        return self.last_stats
+
+    @staticmethod
+    def _want_dense(topology: Topology | None, module: nn.Module) -> None:
+        if topology is not None:
+            module.net.dense_grads = [] if topology.wants_dense_grad() else None
+
+    def _step(self, opt: torch.optim.Optimizer, params: Iterable[nn.Parameter], topology: Topology | None,
+              module: nn.Module | None, hook: Callable[[], None] | None,
+              extra_grads: list[torch.Tensor] | None = None) -> None:  # fmt: skip
+        if hook is not None:
+            hook()
+        if self.cfg.clip_grad > 0:
+            nn.utils.clip_grad_norm_(list(params), self.cfg.clip_grad)
+        if topology is None:
+            opt.step()
+            return
+        net: MLPStack = module.net
+        dense, net.dense_grads = net.dense_grads, None
+        grads = [w.grad for w in dense] if dense else None
+        if grads is not None and extra_grads is not None:
+            grads = [g + e for g, e in zip(grads, extra_grads, strict=True)]
+        if topology(grads, self.generator):
+            opt.step()
+        if grads is not None and self.count_flops:
+            self.train_flops += 2.0 * forward_flops(net, dense=True) * self._batch_rows  # the dense backward
+        net.zero_pruned_weights()
+
+    def _count_update_flops(self, batch: Batch) -> None:
+        """Forward and backward multiply-adds of this update (cached counts: no host sync)."""
+        b, n = batch.reward.shape[0], batch.reward.shape[1] if batch.reward.dim() == 2 else 1
+        flops_a, flops_c = forward_flops(self.actor.net), forward_flops(self.critic.net)
+        flops = n * (flops_a + flops_c) + 3 * flops_c
+        if self.updates % self.cfg.policy_delay == 0:
+            flops += 3 * flops_a + 3 * flops_c
+        self.train_flops += float(flops * b)
+
+    @torch.no_grad()
+    def _polyak(self) -> None:
+        for target, source in zip(self.target_critic.parameters(), self.critic.parameters(), strict=True):
+            target.lerp_(source, self.cfg.tau)
+        if self.zero_pruned:
+            self.target_critic.net.zero_pruned_weights()
+
+    # --- checkpoints (the sparse loop's; the continual loop pickles its trainer with the learner in it) ---------
+    def full_state(self) -> dict[str, Any]:
+        return {
+            "modules": {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+                        "target_critic": self.target_critic.state_dict(), "log_alpha": self.log_alpha.detach()},
+            "masks": {**self.masks_state(), "target_critic": self.target_critic.net.masks},
+            "opt_actor": self.opt_actor.state_dict(),
+            "opt_critic": self.opt_critic.state_dict(),
+            "opt_alpha": self.opt_alpha.state_dict(),
+            "actor_topology": self.actor_topology.state_dict() if self.actor_topology else None,
+            "critic_topology": self.critic_topology.state_dict() if self.critic_topology else None,
+            "updates": self.updates,
+            "train_flops": self.train_flops,
+            "critic_grads_from_actor": self._critic_grads_from_actor,
+        }  # fmt: skip
+
+    def load_full_state(self, state: dict[str, Any]) -> None:
+        modules = state["modules"]
+        self.actor.load_state_dict(modules["actor"])
+        self.critic.load_state_dict(modules["critic"])
+        self.target_critic.load_state_dict(modules["target_critic"])
+        with torch.no_grad():
+            self.log_alpha.copy_(modules["log_alpha"])
+        masks = state["masks"]
+        self.actor.net.set_masks(masks["actor"] if any(m is not None for m in masks["actor"]) else None)
+        critic = masks["critic"] if any(m is not None for m in masks["critic"]) else None
+        self.critic.net.set_masks(critic)
+        self.target_critic.net.set_masks(critic)
+        self.opt_actor.load_state_dict(state["opt_actor"])
+        self.opt_critic.load_state_dict(state["opt_critic"])
+        self.opt_alpha.load_state_dict(state["opt_alpha"])
+        if self.actor_topology is not None:
+            self.actor_topology.load_state_dict(state["actor_topology"])
+            self.critic_topology.load_state_dict(state["critic_topology"])
+        self.updates, self.train_flops = state["updates"], state["train_flops"]
+        self._critic_grads_from_actor = state.get("critic_grads_from_actor")

@@ -1,1 +1,0 @@
-"""The one SAC learner every method trains with: networks, losses, replay storage."""
