@@ -28,10 +28,10 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_
 import jax
 import torch
 
+from rlrepro.engine.config import NetworkConfig
+from rlrepro.engine.networks import GaussianActor
+from rlrepro.engine.replay import ReplayBuffer
 from rlrepro.envs import make_env
-from rlrepro.sac.config import NetworkConfig
-from rlrepro.sac.networks import GaussianActor
-from rlrepro.sac.replay import ReplayBuffer
 from rlrepro.scenarios import get_scenario
 
 
@@ -75,7 +75,7 @@ def main() -> None:
                 action = actor.sample(obs, gen)[0]
             res = env.step(action)
             cut = res.truncated.unsqueeze(-1) > 0
-            replay.put(obs, action, res.reward, res.done * (1 - res.truncated), torch.where(cut, res.final_obs, res.obs))
+            replay.put(obs, action, res.reward, 1 - res.done * (1 - res.truncated), torch.where(cut, res.final_obs, res.obs))
             obs = res.obs
 
     runs = {"raw": raw, "wrapper": wrapper, "policy": policy}

@@ -21,10 +21,11 @@ import torch
 
 from rlrepro.checkpoint import CheckpointStore, capture_rng
 from rlrepro.continual import build_method
-from rlrepro.sac.config import NetworkConfig, SACConfig
-from rlrepro.sac.learner import SACLearner
-from rlrepro.sac.networks import TwinCritic
-from rlrepro.sac.replay import ReplayBuffer
+from rlrepro.continual.config import SACConfig, learner_config
+from rlrepro.engine.config import NetworkConfig
+from rlrepro.engine.learner import SACLearner
+from rlrepro.engine.networks import TwinCritic
+from rlrepro.engine.replay import ReplayBuffer
 
 SHAPES = {"halfcheetah": (18, 6), "humanoid": (244, 17)}
 
@@ -34,12 +35,13 @@ def payload(obs_dim: int, action_dim: int, capacity: int, filled: int) -> dict:
     method = build_method("ft_1", obs_dim, action_dim, network, {})
     critic = TwinCritic(obs_dim, action_dim, network)
     generator = torch.Generator().manual_seed(0)
-    learner = SACLearner(method.train_actor(), method.trainable_parameters(), critic, SACConfig(), action_dim, generator)
+    learner = SACLearner(method.train_actor(), critic, learner_config(SACConfig(), action_dim), generator,
+                         actor_parameters=method.trainable_parameters())
     replay = ReplayBuffer(capacity, obs_dim, action_dim, torch.device("cpu"))
     chunk = 100_000
     for start in range(0, filled, chunk):
         n = min(chunk, filled - start)
-        replay.put(torch.randn(n, obs_dim), torch.rand(n, action_dim), torch.randn(n), torch.zeros(n), torch.randn(n, obs_dim))
+        replay.put(torch.randn(n, obs_dim), torch.rand(n, action_dim), torch.randn(n), torch.ones(n), torch.randn(n, obs_dim))
     return {"method": method, "critic": critic, "learner": learner, "replay": replay, "generator": generator,
             "rng": capture_rng()}  # fmt: skip
 

@@ -59,8 +59,8 @@ def run_rlrepro(seed: int, steps: int, seed_steps: int, episodes: int, overrides
     import torch
 
     from rlrepro.continual import configure_threads
-    from rlrepro.sparse.config import SparseSpec
-    from rlrepro.sparse.networks import SquashedGaussianActor
+    from rlrepro.engine.networks import GaussianActor
+    from rlrepro.sparse.config import SparseSpec, network_config
     from rlrepro.sparse.train import train_sparse
 
     configure_threads()
@@ -71,13 +71,12 @@ def run_rlrepro(seed: int, steps: int, seed_steps: int, episodes: int, overrides
     })  # fmt: skip
     result = train_sparse(spec)
     model = result.model
-    actor = SquashedGaussianActor(model["obs_dim"], model["action_dim"], spec.sac.hidden_sizes,
-                                  (spec.sac.log_std_min, spec.sac.log_std_max))  # fmt: skip
+    actor = GaussianActor(model["obs_dim"], model["action_dim"], network_config(spec.sac))
     actor.load_state_dict(model["actor"])
 
     @torch.no_grad()
     def policy(obs):
-        return actor.mean_action(torch.as_tensor(obs, dtype=torch.float32)[None])[0].numpy()
+        return actor.deterministic(torch.as_tensor(obs, dtype=torch.float32)[None])[0].numpy()
 
     return {"steps_per_s": steps / result.train_wall_time_s, "return": evaluate(policy, episodes)}
 

@@ -35,9 +35,9 @@ import optax
 import torch
 
 from rlrepro import blas
-from rlrepro.sparse.agent import SparseSAC
+from rlrepro.engine.replay import ReplayBuffer
 from rlrepro.sparse.config import SparseSACConfig
-from rlrepro.sparse.replay import TransitionReplay
+from rlrepro.sparse.train import build_learner
 
 OBS, ACT, BATCH, BUFFER = 17, 6, 256, 100_000
 
@@ -45,8 +45,8 @@ OBS, ACT, BATCH, BUFFER = 17, 6, 256, 100_000
 def rlrepro_runner(hidden: list[int]):
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
-    agent = SparseSAC(OBS, ACT, SparseSACConfig(hidden_sizes=hidden), torch.device("cpu"), gen)
-    replay = TransitionReplay(BUFFER, OBS, ACT, torch.device("cpu"))
+    agent = build_learner(OBS, ACT, SparseSACConfig(hidden_sizes=hidden), torch.device("cpu"), gen)
+    replay = ReplayBuffer(BUFFER, OBS, ACT, torch.device("cpu"))
     replay.obs.normal_(generator=gen)
     replay.next_obs.normal_(generator=gen)
     replay.action.uniform_(-1, 1, generator=gen)
@@ -56,31 +56,32 @@ def rlrepro_runner(hidden: list[int]):
 
     def run(n: int) -> None:
         for _ in range(n):
-            agent.update(replay.sample(BATCH, gen, 1))
+            agent.update(replay.sample_windows(BATCH, gen, 1))
 
     return run
 
 
 def continual_runner(hidden: list[int]):
-    """The continual suite's learner (rlrepro.sac) as its training loop drives it, on a filled replay."""
-    from rlrepro.sac.config import NetworkConfig, SACConfig
-    from rlrepro.sac.learner import SACLearner
-    from rlrepro.sac.networks import GaussianActor, TwinCritic
-    from rlrepro.sac.replay import ReplayBuffer
+    """The engine's learner in the continual flavour as its training loop drives it, on a filled replay."""
+    from rlrepro.continual.config import SACConfig, learner_config
+    from rlrepro.engine.config import NetworkConfig
+    from rlrepro.engine.learner import SACLearner
+    from rlrepro.engine.networks import GaussianActor, TwinCritic
+    from rlrepro.engine.replay import ReplayBuffer
 
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     net = NetworkConfig(hidden_sizes=tuple(hidden))
     cfg = SACConfig(batch_size=BATCH, policy_update_delay=2, target_update_delay=2)
     actor, critic = GaussianActor(OBS, ACT, net), TwinCritic(OBS, ACT, net)
-    learner = SACLearner(actor, actor.parameters(), critic, cfg, ACT, gen)
+    learner = SACLearner(actor, critic, learner_config(cfg, ACT), gen)
     n_envs = 128
     replay = ReplayBuffer(BUFFER, OBS, ACT, torch.device("cpu"))
     obs = torch.randn(n_envs, OBS, generator=gen)
     for _ in range(BUFFER // n_envs):
         nxt = torch.randn(n_envs, OBS, generator=gen)
         replay.put(obs, torch.rand(n_envs, ACT, generator=gen) * 2 - 1, torch.randn(n_envs, generator=gen),
-                   torch.zeros(n_envs), nxt)  # fmt: skip
+                   torch.ones(n_envs), nxt)  # fmt: skip
         obs = nxt
 
     def run(n: int) -> None:

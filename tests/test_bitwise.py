@@ -18,9 +18,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from rlrepro.sparse.config import SparseSACConfig
 from rlrepro.engine.learner import SACLearner
 from rlrepro.engine.replay import ReplayBuffer
+from rlrepro.sparse.config import SparseSACConfig
 from rlrepro.sparse.train import build_learner
 
 OBS, ACT, BATCH = 17, 6, 64

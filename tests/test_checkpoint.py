@@ -15,8 +15,8 @@ from conftest import fake_env_factory
 
 from rlrepro import ENGINE_VERSION, faults
 from rlrepro.continual import TrainResult, TrainSpec, train
-from rlrepro.continual.methods.registry import method_names
 from rlrepro.continual.config import SACConfig
+from rlrepro.continual.methods.registry import method_names
 from rlrepro.engine.config import NetworkConfig
 
 NET = NetworkConfig(hidden_sizes=(8, 8))

@@ -7,8 +7,8 @@ import torch
 from conftest import fake_env_factory
 
 from rlrepro.continual import EvalSpec, TrainSpec, evaluate, load_stage_methods, train
-from rlrepro.continual.methods.registry import method_class, method_names
 from rlrepro.continual.config import EvalConfig, SACConfig
+from rlrepro.continual.methods.registry import method_class, method_names
 from rlrepro.engine.config import NetworkConfig
 
 SMALL_NET = NetworkConfig(hidden_sizes=(16, 16))

@@ -26,12 +26,11 @@ from conftest import fake_env_factory
 from torch.nn import functional as F
 
 from rlrepro.continual import TaskTrainer, TrainEnvEvaluator, TrainSpec, build_method
-from rlrepro.continual.methods.base import TaskContext
 from rlrepro.continual.config import SACConfig, learner_config
+from rlrepro.continual.methods.base import TaskContext
 from rlrepro.engine.config import NetworkConfig
 from rlrepro.engine.learner import SACLearner
-from rlrepro.engine.networks import upgrade_legacy_state_dict
-from rlrepro.engine.networks import TwinCritic
+from rlrepro.engine.networks import TwinCritic, upgrade_legacy_state_dict
 
 NET = NetworkConfig(hidden_sizes=(16, 16))
 SAC = SACConfig(batch_size=32, initial_buffer_size=64, policy_update_delay=2, target_update_delay=2,

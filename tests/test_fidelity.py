@@ -10,8 +10,8 @@ from torch.nn import functional as F
 
 from rlrepro.config import load_config
 from rlrepro.continual import TrainSpec, build_method, train
+from rlrepro.continual.config import Quirks, SACConfig, learner_config
 from rlrepro.continual.methods.base import TaskContext
-from rlrepro.continual.config import SACConfig
 from rlrepro.engine.config import NetworkConfig
 from rlrepro.engine.learner import critic_loss
 from rlrepro.engine.networks import GaussianActor, TwinCritic
@@ -23,9 +23,9 @@ NET = NetworkConfig(hidden_sizes=(16, 16))
 
 def fixed_batch(b: int = 32, obs_dim: int = 3, action_dim: int = 2) -> Batch:
     g = torch.Generator().manual_seed(0)
-    done = (torch.rand(b, generator=g) < 0.2).float()
+    not_done = (torch.rand(b, generator=g) >= 0.2).float()
     return Batch(torch.randn(b, obs_dim, generator=g), torch.rand(b, action_dim, generator=g) * 2 - 1,
-                 torch.randn(b, generator=g), done, torch.randn(b, obs_dim, generator=g))  # fmt: skip
+                 torch.randn(b, generator=g), not_done, torch.randn(b, obs_dim, generator=g))  # fmt: skip
 
 
 def critic_grads(loss: torch.Tensor, critic: TwinCritic) -> list[torch.Tensor]:
@@ -39,14 +39,15 @@ def test_d1_critic_target_uses_the_batch_mean_entropy_as_the_originals_broadcast
     batch, alpha, cfg = fixed_batch(), torch.tensor(2.0), SACConfig()
 
     def loss(batch_mean: bool) -> torch.Tensor:
-        return critic_loss(critic, target, actor, batch, alpha, cfg, torch.Generator().manual_seed(1), batch_mean)
+        rule = learner_config(cfg, 2, Quirks(batch_mean_entropy_target=batch_mean))
+        return critic_loss(actor, critic, target, batch, alpha, rule, torch.Generator().manual_seed(1))
 
     # The original, literally: log-probs [B, 1] against Q-values [B] broadcast to a [B, B] target, squared error
     # averaged over every pair (rows: whose log-prob, columns: whose Q).
     with torch.no_grad():
         next_action, next_logp = actor.sample(batch.next_obs, torch.Generator().manual_seed(1))
         tq = torch.min(*target(batch.next_obs, next_action))
-        y = batch.reward[None, :] + cfg.discount * (1 - batch.done[None, :]) * (tq[None, :] - alpha * next_logp[:, None])
+        y = batch.reward[None, :] + cfg.discount * batch.not_done[None, :] * (tq[None, :] - alpha * next_logp[:, None])
     q1, q2 = critic(batch.obs, batch.action)
     original = ((q1[None, :] - y) ** 2).mean() + ((q2[None, :] - y) ** 2).mean()
     theirs = critic_grads(original, critic)
@@ -65,7 +66,7 @@ def test_d2_pnn_critic_keeps_the_shared_3x256_whatever_the_policy_width(fake_sce
                       critic_network=NetworkConfig(hidden_sizes=(12, 12, 12)))  # fmt: skip
     train(small, env_factory=fake_env_factory, checkpoint_dir=tmp_path)
     saved = torch.load(tmp_path / "state.pt", weights_only=False)["payload"]
-    critic_widths = [m.out_features for m in saved["critic"].q1 if isinstance(m, torch.nn.Linear)]
+    critic_widths = [w.shape[1] for w in saved["critic"].net.weights]
     assert critic_widths == [12, 12, 12, 1]
     assert saved["method"].columns[0].w[0].out_features == 8
 
@@ -95,8 +96,8 @@ def test_d4_pnn_first_column_output_passes_through_the_activation():
 
 
 def test_d10_evaluation_after_stage_s_is_seeded_with_s_plus_one(fake_scenario, monkeypatch):
-    from rlrepro import continual
     from rlrepro.continual import EvalSpec, evaluate
+    from rlrepro.continual import loop as continual
 
     spec = TrainSpec("ft_1", fake_scenario, seed=4, sac=SACConfig(batch_size=16, initial_buffer_size=32), network=NET)
     policies = train(spec, env_factory=fake_env_factory).policies()
@@ -116,7 +117,7 @@ def test_d11_packnet_finetune_alpha_learns_at_the_policy_lr(flag, expected_lr, m
 
     class Recording(packnet.SACLearner):
         def __init__(self, *args, **kwargs):
-            seen.append(args[3])
+            seen.append(args[2])
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(packnet, "SACLearner", Recording)
@@ -125,7 +126,7 @@ def test_d11_packnet_finetune_alpha_learns_at_the_policy_lr(flag, expected_lr, m
 
     sac = SACConfig(batch_size=8, lr_policy=1e-3, lr_entropy=7e-4)
     m.on_task_end(0, TaskContext(filled_replay(), torch.Generator().manual_seed(0), TwinCritic(3, 2, NET), sac))
-    assert seen[0].lr_entropy == expected_lr and seen[0].lr_policy == 1e-3
+    assert seen[0].lr_alpha == expected_lr and seen[0].lr_actor == 1e-3
 
 
 def test_d12_rewire_stage_zero_size_leaves_out_the_head_anchors():
@@ -236,8 +237,8 @@ def test_d9_alpha_search_critic_estimate_averages_both_window_steps():
     m, _, ctx = csp_at_second_task(n_estimations=1)
     replay = ReplayBuffer(4, 3, 2, torch.device("cpu"), behaviour_dim=2, next_actions=True)
     obs, nxt = torch.randn(1, 3), torch.randn(1, 3)
-    replay.put(obs, torch.tensor([[0.5, -0.5]]), torch.zeros(1), torch.zeros(1), nxt, torch.tensor([[0.5, 0.5]]))
-    replay.put(nxt, torch.tensor([[-0.9, 0.9]]), torch.zeros(1), torch.zeros(1), obs, torch.tensor([[0.5, 0.5]]))
+    replay.put(obs, torch.tensor([[0.5, -0.5]]), torch.zeros(1), torch.ones(1), nxt, torch.tensor([[0.5, 0.5]]))
+    replay.put(nxt, torch.tensor([[-0.9, 0.9]]), torch.zeros(1), torch.ones(1), obs, torch.tensor([[0.5, 0.5]]))
     replay.size = 1  # only the first window, whose next action (-0.9, 0.9) the second put filled in
     ctx.replay, ctx.critic = replay, m.critic_for_task(ctx.critic)
     alphas = m.sample_alpha((16,), 2, "flat")
@@ -255,14 +256,15 @@ def test_d9_alpha_search_critic_estimate_averages_both_window_steps():
 def test_r1_critic_grow_score_adds_the_actor_gradient_of_the_step_before(monkeypatch):
     from test_sparse import filled_replay, make_agent
 
-    from rlrepro.sparse import agent as agent_module
+    from rlrepro.engine import learner as agent_module
+    from rlrepro.sparse.masks import enable_dst
 
     recorded = []
     real_actor_loss = agent_module.actor_loss
 
-    def recording_actor_loss(actor, critic, obs, alpha, generator):
+    def recording_actor_loss(actor, critic, obs, alpha, cfg, generator):
         critic.net.dense_grads, before = [], critic.net.dense_grads
-        loss, log_prob = real_actor_loss(actor, critic, obs, alpha, generator)
+        loss, log_prob = real_actor_loss(actor, critic, obs, alpha, cfg, generator)
         recorded.append(torch.autograd.grad(loss, critic.net.dense_grads, retain_graph=True))
         critic.net.dense_grads = before
         return loss, log_prob
@@ -271,11 +273,11 @@ def test_r1_critic_grow_score_adds_the_actor_gradient_of_the_step_before(monkeyp
     replay = filled_replay()
     for flag in (True, False):
         agent = make_agent(1)
-        agent.enable_dst(0.9, 0.9, delta=3, zeta=0.5, t_end=100, random_grow=False, critic_grow_includes_actor_grad=flag)
+        enable_dst(agent, 0.9, 0.9, delta=3, zeta=0.5, t_end=100, random_grow=False, critic_grow_includes_actor_grad=flag)
         seen = []
-        monkeypatch.setattr(agent.critic_dst, "_update_topology", lambda grads, g, seen=seen: seen.append(grads))
+        monkeypatch.setattr(agent.critic_topology, "_update_topology", lambda grads, g, seen=seen: seen.append(grads))
         monkeypatch.setattr(agent_module, "actor_loss", recording_actor_loss if not flag else real_actor_loss)
-        batches = [replay.sample(32, torch.Generator().manual_seed(i)) for i in range(3)]
+        batches = [replay.sample_windows(32, torch.Generator().manual_seed(i)) for i in range(3)]
         for batch in batches:  # the third critic step is the topology update
             agent.update(batch)
         captured[flag] = seen[0]
@@ -289,17 +291,17 @@ def test_r1_critic_grow_score_adds_the_actor_gradient_of_the_step_before(monkeyp
 def test_r2_rlx2_collects_with_the_mean_action_after_the_random_phase(flag, monkeypatch):
     from test_sparse import smoke_spec
 
-    from rlrepro.sparse.replay import TransitionReplay
+    from rlrepro.engine.replay import ReplayBuffer
     from rlrepro.sparse.train import train_sparse
 
     added = []
-    real_add = TransitionReplay.add
+    real_add = ReplayBuffer.add
 
     def recording_add(self, obs, action, reward, next_obs, not_done, ended, action_mean=None):
         added.append((action.clone(), None if action_mean is None else action_mean.clone()))
         real_add(self, obs, action, reward, next_obs, not_done, ended, action_mean)
 
-    monkeypatch.setattr(TransitionReplay, "add", recording_add)
+    monkeypatch.setattr(ReplayBuffer, "add", recording_add)
     train_sparse(smoke_spec("rigl", mean_action_collection=flag))
     policy_steps = added[100:]  # seed_steps = 100
     same = [torch.equal(a, m) for a, m in policy_steps]
@@ -321,9 +323,10 @@ def test_r3_a_sparse_method_can_run_on_its_own_sac():
     assert sparse.spec("rigl", "halfcheetah", 0.05, 0)["sac"]["init"] == "orthogonal"
     assert sparse.spec("dapd", "halfcheetah", 0.05, 0)["sac"]["lr"] == 1e-3  # the shared block stays for the others
     assert "sac" not in sparse.spec("rlx2", "halfcheetah", 0.05, 0)["method_hp"]
-    from rlrepro.sparse.networks import MaskedMLPStack
+    from rlrepro.engine.config import NetworkConfig
+    from rlrepro.engine.networks import MLPStack
 
-    net = MaskedMLPStack(1, [8, 8, 4], ["n"], init="orthogonal")
+    net = MLPStack(1, [8, 8, 4], ["n"], NetworkConfig(init="orthogonal", activation="relu"))
     assert torch.allclose(net.weights[0][0] @ net.weights[0][0].T, torch.eye(8), atol=1e-5)
     assert all((b == 0).all() for b in net.biases)
 
@@ -351,14 +354,14 @@ def test_s2_dapd_initial_collection_has_the_originals_off_by_one():
     import gymnasium as gym
     from test_sparse import make_agent
 
+    from rlrepro.engine.replay import ReplayBuffer
     from rlrepro.sparse import train as train_module
     from rlrepro.sparse.config import DAPDConfig
     from rlrepro.sparse.masks import PathwayMasks
-    from rlrepro.sparse.replay import TransitionReplay
 
     env = gym.make("HalfCheetah-v5", max_episode_steps=100)
     env.reset(seed=0)
-    replay = TransitionReplay(1000, 17, 6, torch.device("cpu"))
+    replay = ReplayBuffer(1000, 17, 6, torch.device("cpu"), action_means=True)
     agent = make_agent()
     pathways = (PathwayMasks(0.05, 1), PathwayMasks(0.05, 1))
     cfg = DAPDConfig(initial_mask_steps=500, score_batch_size=32)
@@ -372,7 +375,7 @@ def test_s2_dapd_initial_collection_has_the_originals_off_by_one():
 def test_f1_rewire_selection_rollouts_are_seeded_like_the_stage_evaluation(fake_scenario, monkeypatch):
     """Found beyond the audit: the original's mode selection calls its stage evaluation during training, before the
     stage counter moves, so every candidate of task k is rolled out with seed·13 + k·100."""
-    from rlrepro import continual
+    from rlrepro.continual import loop as continual
 
     seeds = []
     real = continual.run_episodes

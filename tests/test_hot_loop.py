@@ -20,14 +20,14 @@ from test_checkpoint import spec_for
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from rlrepro.continual import TaskTrainer, build_method, train
+from rlrepro.continual.config import SACConfig, learner_config
 from rlrepro.continual.methods.registry import method_names
-from rlrepro.continual.config import SACConfig
 from rlrepro.engine.config import NetworkConfig
 from rlrepro.engine.learner import SACLearner
 from rlrepro.engine.networks import GaussianActor, TwinCritic
 from rlrepro.engine.replay import Batch, ReplayBuffer
-from rlrepro.sparse.agent import SparseSAC
 from rlrepro.sparse.config import SparseSACConfig
+from rlrepro.sparse.train import build_learner
 
 
 class ScalarReads(TorchDispatchMode):
@@ -49,17 +49,17 @@ def step_counters(*optimizers: torch.optim.Optimizer) -> set[int]:
 
 def test_sparse_sac_update_reads_back_only_adam_step_counters():
     torch.manual_seed(0)
-    agent = SparseSAC(OBS, ACT, SparseSACConfig(hidden_sizes=[32, 32], batch_size=32), torch.device("cpu"),
+    agent = build_learner(OBS, ACT, SparseSACConfig(hidden_sizes=[32, 32], batch_size=32), torch.device("cpu"),
                       torch.Generator().manual_seed(0))  # fmt: skip
     g = torch.Generator().manual_seed(1)
     agent.set_masks(random_masks(agent.actor.net, 0.5, g), random_masks(agent.critic.net, 0.5, g))
     replay = filled_replay(200, seed=2)
     for _ in range(2):  # Adam's state exists from here on
-        agent.update(replay.sample(32, agent.generator, 1))
-    allowed = step_counters(agent.actor_opt, agent.critic_opt, agent.alpha_opt)
+        agent.update(replay.sample_windows(32, agent.generator, 1))
+    allowed = step_counters(agent.opt_actor, agent.opt_critic, agent.opt_alpha)
     with ScalarReads() as mode:
         for n in (1, 1, 3):
-            agent.update(replay.sample(32, agent.generator, n))
+            agent.update(replay.sample_windows(32, agent.generator, n))
     assert mode.read, "the interception saw no reads at all: Adam's own counter reads should appear"
     assert all(id(t) in allowed for t in mode.read)
 
@@ -67,14 +67,14 @@ def test_sparse_sac_update_reads_back_only_adam_step_counters():
 def test_sparse_sac_check_catches_a_read_back():
     """The same check fails when an update reads a loss back (what a per-update log line would do)."""
     torch.manual_seed(0)
-    agent = SparseSAC(OBS, ACT, SparseSACConfig(hidden_sizes=[32, 32], batch_size=32), torch.device("cpu"),
+    agent = build_learner(OBS, ACT, SparseSACConfig(hidden_sizes=[32, 32], batch_size=32), torch.device("cpu"),
                       torch.Generator().manual_seed(0))  # fmt: skip
     replay = filled_replay(200, seed=2)
-    agent.update(replay.sample(32, agent.generator, 1))
-    allowed = step_counters(agent.actor_opt, agent.critic_opt, agent.alpha_opt)
+    agent.update(replay.sample_windows(32, agent.generator, 1))
+    allowed = step_counters(agent.opt_actor, agent.opt_critic, agent.opt_alpha)
     with ScalarReads() as mode:
-        agent.update(replay.sample(32, agent.generator, 1))
-        float(agent.last_losses["critic_loss"])
+        agent.update(replay.sample_windows(32, agent.generator, 1))
+        float(agent.last_stats.critic_loss)
     assert not all(id(t) in allowed for t in mode.read)
 
 
@@ -82,12 +82,12 @@ def test_continual_learner_update_reads_back_only_adam_step_counters():
     torch.manual_seed(0)
     net = NetworkConfig(hidden_sizes=(32, 32))
     actor, critic = GaussianActor(OBS, ACT, net), TwinCritic(OBS, ACT, net)
-    learner = SACLearner(actor, actor.parameters(), critic, SACConfig(), ACT, torch.Generator().manual_seed(1))
+    learner = SACLearner(actor, critic, learner_config(SACConfig(), ACT), torch.Generator().manual_seed(1))
     g = torch.Generator().manual_seed(2)
 
     def batch() -> Batch:
         return Batch(torch.randn(32, OBS, generator=g), torch.rand(32, ACT, generator=g) * 2 - 1,
-                     torch.randn(32, generator=g), torch.zeros(32), torch.randn(32, OBS, generator=g))  # fmt: skip
+                     torch.randn(32, generator=g), torch.ones(32), torch.randn(32, OBS, generator=g))  # fmt: skip
 
     for _ in range(2):
         learner.update(batch())

@@ -5,9 +5,9 @@ import torch
 from conftest import fake_env_factory
 
 from rlrepro.continual import TrainSpec, build_method, load_stage_methods, train
+from rlrepro.continual.config import SACConfig
 from rlrepro.continual.methods.base import TaskContext
 from rlrepro.continual.methods.registry import method_names
-from rlrepro.continual.config import SACConfig
 from rlrepro.engine.config import NetworkConfig
 from rlrepro.engine.networks import TwinCritic
 from rlrepro.engine.replay import ReplayBuffer
@@ -30,7 +30,7 @@ def trained(method, scenario, **hp):
 
 def filled_replay(n=64, action_dim=2):
     buf = ReplayBuffer(n, 3, action_dim, torch.device("cpu"))
-    buf.put(torch.randn(n, 3), torch.rand(n, action_dim), torch.randn(n), torch.zeros(n), torch.randn(n, 3))
+    buf.put(torch.randn(n, 3), torch.rand(n, action_dim), torch.randn(n), torch.ones(n), torch.randn(n, 3))
     return buf
 
 
@@ -77,9 +77,9 @@ def test_ewc_fisher_is_positive_accumulates_and_the_index_bug_flag_matters():
     assert all((f >= 1e-5).all() for f in f_bug.values())
     assert any(not torch.allclose(f_bug[n], f_fix[n]) for n in f_bug)
     # the buggy version never looks at the real log-σ outputs (rows 4..7 of the last layer get no signal)
-    last_w = [n for n in f_bug if n.endswith("weight")][-1]
-    floor = torch.full_like(f_bug[last_w][4:], 1e-5)
-    assert torch.allclose(f_bug[last_w][4:], floor) and torch.all(f_fix[last_w][4:] > 1.01e-5)
+    last_w = [n for n in f_bug if ".weights." in n][-1]
+    floor = torch.full_like(f_bug[last_w][0, 4:], 1e-5)
+    assert torch.allclose(f_bug[last_w][0, 4:], floor) and torch.all(f_fix[last_w][0, 4:] > 1.01e-5)
     buggy.on_task_end(0, context(replay, action_dim=4))
     first = {n: buggy.weight(n).clone() for n, _ in buggy.policy.named_parameters()}
     buggy.on_task_end(1, context(replay, action_dim=4))
@@ -109,7 +109,7 @@ def test_ewc_fisher_is_the_originals_formula(index_bug):
     """Fidelity audit D3: the gradient of σ itself (factor σ, zero where the clip is active), over σ² + 1e-6."""
     m = build_method("ewc", 3, 4, NET, {"fisher_index_bug": index_bug})
     with torch.no_grad():  # push one log-σ output past the clip for some samples: its gradient must vanish there
-        m.policy.net[-1].bias[6] = 3.0
+        m.policy.net.biases[-1][0, 6] = 3.0
     obs = torch.randn(8, 3)
     fisher = m.fisher(obs)
     # with the index bug the "log σ" of pair i is output 2+i (a μ), else output 4+i (the real log σ)
@@ -123,7 +123,7 @@ def test_ewc_gaussian_fisher_flag():
     formula equals it up to its 1e-6 in the denominator: they part where σ² is not large against 1e-6."""
     m = build_method("ewc", 3, 2, NET, {"fisher_index_bug": False, "fisher_original_formula": False})
     with torch.no_grad():
-        m.policy.net[-1].bias[2:] = -8.0  # σ² ≈ 1e-7
+        m.policy.net.biases[-1][0, 2:] = -8.0  # σ² ≈ 1e-7
     x = torch.randn(1, 3)
     fisher = m.fisher(x)
     params = list(m.policy.parameters())
@@ -198,12 +198,12 @@ def test_csp_adds_a_midpoint_anchor_and_a_fresh_alpha_critic():
     m = build_method("csp", 3, 2, NET, {"dist_type": "peaked"})
     ctx = context()
     m.on_task_start(0, ctx)
-    assert m.critic_for_task(ctx.critic).q1[0].in_features == 3 + 1 + 2
+    assert m.critic_for_task(ctx.critic).net.sizes[0] == 3 + 1 + 2
     m.best_alphas.append([1.0])
     m.tasks_seen = 1
     anchors_before = [layer.anchors[0].weight.clone() for layer in m.layers]
     m.on_task_start(1, ctx)
-    assert m.n_anchors == 2 and m.critic_for_task(ctx.critic).q1[0].in_features == 3 + 2 + 2
+    assert m.n_anchors == 2 and m.critic_for_task(ctx.critic).net.sizes[0] == 3 + 2 + 2
     for layer, w in zip(m.layers, anchors_before, strict=True):
         assert torch.equal(layer.anchors[1].weight, w)  # midpoint of one anchor = itself
         assert not layer.anchors[0].weight.requires_grad

@@ -5,9 +5,9 @@ import torch
 from conftest import fake_env_factory
 
 from rlrepro.continual import TrainSpec, build_method, load_stage_methods, train
+from rlrepro.continual.config import SACConfig
 from rlrepro.continual.methods.base import TaskContext
 from rlrepro.continual.methods.rewire import softsort_st, spaced_scores
-from rlrepro.continual.config import SACConfig
 from rlrepro.engine.config import NetworkConfig
 from rlrepro.engine.networks import TwinCritic
 

@@ -7,9 +7,9 @@ from conftest import fake_env_factory
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlrepro.continual import TrainSpec, train
-from rlrepro.runlog import RunLog
 from rlrepro.continual.config import SACConfig, TrainLogConfig
 from rlrepro.engine.config import NetworkConfig
+from rlrepro.runlog import RunLog
 
 
 def scalars(path) -> dict[str, list[tuple[int, float]]]:

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from rlrepro.continual.config import SACConfig
+from rlrepro.continual.config import SACConfig, learner_config
 from rlrepro.engine.config import NetworkConfig
 from rlrepro.engine.learner import actor_loss, critic_loss, entropy_loss, polyak
 from rlrepro.engine.networks import GaussianActor, TwinCritic, squashed_log_prob
@@ -41,7 +41,7 @@ class LinearCritic(TwinCritic):
         self.w = torch.nn.Parameter(torch.ones(()))
 
     def forward(self, obs, action):
-        return self.w * (obs.sum(-1) + action.sum(-1)), 2 * obs.sum(-1)
+        return torch.stack([self.w * (obs.sum(-1) + action.sum(-1)), 2 * obs.sum(-1)])
 
 
 def test_critic_loss_by_hand():
@@ -51,7 +51,7 @@ def test_critic_loss_by_hand():
         obs=torch.tensor([[1.0], [2.0]]),
         action=torch.tensor([[0.5], [0.0]]),
         reward=torch.tensor([1.0, -1.0]),
-        done=torch.tensor([0.0, 1.0]),
+        not_done=torch.tensor([1.0, 0.0]),
         next_obs=torch.tensor([[3.0], [4.0]]),
     )
     alpha = torch.tensor(0.5)
@@ -63,14 +63,14 @@ def test_critic_loss_by_hand():
     q1, q2 = [1.5, 2.0], [2.0, 4.0]
     expected = ((q1[0] - y0) ** 2 + (q1[1] - y1) ** 2) / 2 + ((q2[0] - y0) ** 2 + (q2[1] - y1) ** 2) / 2
     critic = LinearCritic()
-    loss = critic_loss(critic, critic, actor, batch, alpha, cfg, torch.Generator().manual_seed(1))
+    loss = critic_loss(actor, critic, critic, batch, alpha, learner_config(cfg, 1), torch.Generator().manual_seed(1))
     assert loss.item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_actor_and_entropy_losses_by_hand():
     actor = ConstActor(torch.zeros(1, 1), torch.full((1, 1), -20.0))
     obs = torch.tensor([[1.0], [3.0]])
-    loss, logp = actor_loss(LinearCritic(), actor, obs, torch.tensor(0.1))
+    loss, logp = actor_loss(actor, LinearCritic(), obs, torch.tensor(0.1), learner_config(SACConfig(), 1), None)
     # a = 0: min(Q1, Q2) = min(s, 2s) = s → −mean(s) + 0.1·mean(logp)
     assert loss.item() == pytest.approx(-2.0 + 0.1 * logp.mean().item(), rel=1e-5)
     log_alpha = torch.tensor(math.log(0.5), requires_grad=True)
@@ -91,11 +91,11 @@ def test_actor_log_std_bounds():
     cfg = NetworkConfig(hidden_sizes=(4,), log_std_mode="tanh", log_std_min=-10, log_std_max=2)
     actor = GaussianActor(3, 2, cfg)
     with torch.no_grad():
-        actor.net[-1].bias[2:] = 100.0
+        actor.net.biases[-1][0, 2:] = 100.0
     assert torch.allclose(actor.dist_params(torch.zeros(1, 3))[1], torch.full((1, 2), 2.0))
     clip = GaussianActor(3, 2, NetworkConfig(hidden_sizes=(4,)))
     with torch.no_grad():
-        clip.net[-1].bias[2:] = -100.0
+        clip.net.biases[-1][0, 2:] = -100.0
     assert torch.allclose(clip.dist_params(torch.zeros(1, 3))[1], torch.full((1, 2), -20.0))
 
 
@@ -103,7 +103,7 @@ def test_replay_wraps_and_samples_what_was_put():
     buf = ReplayBuffer(5, 1, 1, torch.device("cpu"))
     for start in (0, 3, 6):
         x = torch.arange(start, start + 3, dtype=torch.float32)
-        buf.put(x[:, None], x[:, None], x, torch.zeros(3), x[:, None] + 100)
+        buf.put(x[:, None], x[:, None], x, torch.ones(3), x[:, None] + 100)
     assert len(buf) == 5
     assert sorted(buf.obs.squeeze(1).tolist()) == [4.0, 5.0, 6.0, 7.0, 8.0]  # oldest overwritten first
     g = torch.Generator().manual_seed(0)

@@ -10,25 +10,26 @@ import pytest
 import torch
 import yaml
 
-from rlrepro.sparse.agent import SparseSAC, snip_scores
+from rlrepro.engine.learner import SACLearner
+from rlrepro.engine.networks import MLPStack
+from rlrepro.engine.replay import ReplayBuffer, nstep_soft_target
 from rlrepro.sparse.config import SparseSACConfig, SparseSpec
-from rlrepro.sparse.masks import PathwayMasks, erk_densities
-from rlrepro.sparse.networks import MaskedMLPStack
-from rlrepro.sparse.replay import TransitionReplay, nstep_soft_target
-from rlrepro.sparse.train import train_sparse
+from rlrepro.sparse.dapd import snip_scores
+from rlrepro.sparse.masks import PathwayMasks, enable_dst, erk_densities
+from rlrepro.sparse.train import build_learner, train_sparse
 
 ROOT = Path(__file__).resolve().parents[1]
 OBS, ACT = 17, 6  # HalfCheetah's shapes
 
 
-def make_agent(seed: int = 0) -> SparseSAC:
+def make_agent(seed: int = 0) -> SACLearner:
     torch.manual_seed(seed)
-    return SparseSAC(OBS, ACT, SparseSACConfig(), torch.device("cpu"), torch.Generator().manual_seed(seed))
+    return build_learner(OBS, ACT, SparseSACConfig(), torch.device("cpu"), torch.Generator().manual_seed(seed))
 
 
-def filled_replay(n: int = 512, seed: int = 0) -> TransitionReplay:
+def filled_replay(n: int = 512, seed: int = 0) -> ReplayBuffer:
     g = torch.Generator().manual_seed(seed)
-    replay = TransitionReplay(n, OBS, ACT, torch.device("cpu"))
+    replay = ReplayBuffer(n, OBS, ACT, torch.device("cpu"), action_means=True)
     for t in range(n):
         obs, nxt = torch.randn(OBS, generator=g), torch.randn(OBS, generator=g)
         action = torch.rand(ACT, generator=g) * 2 - 1
@@ -36,7 +37,7 @@ def filled_replay(n: int = 512, seed: int = 0) -> TransitionReplay:
     return replay
 
 
-def layer_densities(net: MaskedMLPStack) -> list[float]:
+def layer_densities(net: MLPStack) -> list[float]:
     return [float(v.mask.mean()) for v in net.layers()]
 
 
@@ -52,8 +53,9 @@ def test_erk_densities_match_the_spec_table():
 
 def test_dst_masks_are_erk_per_layer_with_pruned_weights_exactly_zero():
     agent = make_agent()
-    agent.enable_dst(0.95, 0.95, delta=10, zeta=0.5, t_end=1000, random_grow=False)
-    for net, expected in ((agent.actor.net, agent.actor_dst.densities), (agent.critic.net, agent.critic_dst.densities)):
+    enable_dst(agent, 0.95, 0.95, delta=10, zeta=0.5, t_end=1000, random_grow=False)
+    nets = ((agent.actor.net, agent.actor_topology.densities), (agent.critic.net, agent.critic_topology.densities))
+    for net, expected in nets:
         assert layer_densities(net) == pytest.approx(expected, abs=1e-3)
         assert net.n_active_weights() / net.n_weights() == pytest.approx(0.05, abs=1e-3)
         for view in net.layers():
@@ -63,7 +65,7 @@ def test_dst_masks_are_erk_per_layer_with_pruned_weights_exactly_zero():
 
 def test_dapd_mask_is_global_per_network_at_the_keep_ratio():
     agent = make_agent()
-    actor_scores, critic_scores = snip_scores(agent, filled_replay().sample(256, agent.generator),
+    actor_scores, critic_scores = snip_scores(agent, filled_replay().sample_windows(256, agent.generator),
                                               fixed_alpha=0.1, critic_includes_actor_loss=True)  # fmt: skip
     for scores, n in ((actor_scores, agent.actor.net.n_weights()), (critic_scores, agent.critic.net.n_weights())):
         masks = PathwayMasks(0.05, 1).update(scores)
@@ -90,7 +92,7 @@ def test_dapd_keeps_pruned_raw_weights_and_lets_connections_regrow():
     pathways = PathwayMasks(0.05, 1)
 
     def rescore():
-        _, critic_scores = snip_scores(agent, replay.sample(256, agent.generator), fixed_alpha=0.1,
+        _, critic_scores = snip_scores(agent, replay.sample_windows(256, agent.generator), fixed_alpha=0.1,
                                        critic_includes_actor_loss=True)  # fmt: skip
         return [m.clone() for m in pathways.update(critic_scores)]
 
@@ -98,7 +100,7 @@ def test_dapd_keeps_pruned_raw_weights_and_lets_connections_regrow():
     agent.set_masks(None, first)
     raw_before = [w.detach().clone() for w in agent.critic.net.weights]
     for _ in range(30):
-        agent.update(replay.sample(256, agent.generator, 1))
+        agent.update(replay.sample_windows(256, agent.generator, 1))
     for w, before, m in zip(agent.critic.net.weights, raw_before, first, strict=True):
         pruned = m == 0
         assert torch.count_nonzero(w.detach()[pruned]) == pruned.sum()  # raw values kept (not zeroed)
@@ -110,20 +112,20 @@ def test_dapd_keeps_pruned_raw_weights_and_lets_connections_regrow():
 
 def test_rigl_step_keeps_the_active_count_and_zero_initialises_grown_weights():
     agent = make_agent()
-    agent.enable_dst(0.9, 0.9, delta=3, zeta=0.5, t_end=100, random_grow=False)
+    enable_dst(agent, 0.9, 0.9, delta=3, zeta=0.5, t_end=100, random_grow=False)
     replay = filled_replay()
     before = [m.clone() for m in agent.critic.net.masks]
     counts = [int(v.mask.sum()) for v in agent.critic.net.layers()]
     for _ in range(3):
-        agent.update(replay.sample(64, agent.generator, 1))
-    assert agent.critic_dst.topology_updates == 1
+        agent.update(replay.sample_windows(64, agent.generator, 1))
+    assert agent.critic_topology.topology_updates == 1
     assert [int(v.mask.sum()) for v in agent.critic.net.layers()] == counts
     after = agent.critic.net.masks
     grown = [(a > 0) & (b == 0) for a, b in zip(after, before, strict=True)]
     assert sum(int(g.sum()) for g in grown) > 0
     for w, g in zip(agent.critic.net.weights, grown, strict=True):
         assert torch.all(w.detach()[g] == 0)  # the skipped optimizer step leaves grown weights at zero
-    assert agent.critic_dst.drop_fraction() == pytest.approx(0.25 * (1 + math.cos(math.pi * 3 / 100)))
+    assert agent.critic_topology.drop_fraction() == pytest.approx(0.25 * (1 + math.cos(math.pi * 3 / 100)))
 
 
 def test_nstep_target_equals_the_hand_computed_sum():
@@ -146,10 +148,10 @@ def test_nstep_target_equals_the_hand_computed_sum():
 
 
 def test_replay_windows_stop_at_the_newest_transition_and_the_buffer_drops_its_oldest():
-    replay = TransitionReplay(10, 1, 1, torch.device("cpu"))
+    replay = ReplayBuffer(10, 1, 1, torch.device("cpu"), action_means=True)
     for t in range(12):  # wraps: holds transitions 2..11
         replay.add(torch.tensor([float(t)]), torch.zeros(1), float(t), torch.tensor([t + 1.0]), 1.0, 0.0)
-    window = replay.sample(200, torch.Generator().manual_seed(0), n=3)
+    window = replay.sample_windows(200, torch.Generator().manual_seed(0), n=3)
     starts = window.reward[:, 0]
     assert starts.min() >= 2 and starts.max() <= 11
     assert torch.all(window.valid[starts == 11] == torch.tensor([1.0, 0.0, 0.0]))

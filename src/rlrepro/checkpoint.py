@@ -26,6 +26,8 @@ from rlrepro.io import atomic_torch_save
 
 log = logging.getLogger("rlrepro")
 FILE_NAME = "state.pt"
+FORMAT = 2
+"""Layout of the payload: 2 since the one-engine merge (rlrepro.engine; continual checkpoints pickle its classes)."""
 LEGACY_PATTERNS = ("stage*.pt",)
 """Stage checkpoints of engine versions before the tagged format (no spec hash: never resumable)."""
 
@@ -59,7 +61,7 @@ class CheckpointStore:
         self.directory = Path(directory) if directory is not None else None
         if isinstance(spec.get("device"), str):  # which GPU a job claims is not part of what it computes
             spec = {**spec, "device": spec["device"].split(":")[0]}
-        self.tag = {"spec_hash": stable_hash(spec), "engine_version": ENGINE_VERSION}
+        self.tag = {"spec_hash": stable_hash(spec), "engine_version": ENGINE_VERSION, "format": FORMAT}
         self.interval_s = checkpoint_interval() if interval_s is None else float(interval_s)
         self._last_save = time.monotonic()
         self.last_size_bytes = 0
@@ -98,6 +100,10 @@ class CheckpointStore:
         try:
             saved = torch.load(path, map_location=map_location, weights_only=False)
             tag, payload = saved["tag"], saved["payload"]
+        except (ModuleNotFoundError, AttributeError) as err:  # pickled classes that moved: a pre-merge layout
+            log.warning("checkpoint %s was written by an older engine layout (%s); removed, starting clean", path, err)
+            path.unlink(missing_ok=True)
+            return None
         except Exception as err:  # any unreadable file is discarded the same way
             log.warning("checkpoint %s is unreadable (%s: %s); removed, starting clean", path, type(err).__name__, err)
             path.unlink(missing_ok=True)
@@ -108,7 +114,7 @@ class CheckpointStore:
             log.warning("checkpoint %s ignored and removed: written by another job spec: %s", path, "; ".join(differs))
             path.unlink(missing_ok=True)
             return None
-        log.info("checkpoint %s matches this job (spec %s, engine %s): resuming", path, *self.tag.values())
+        log.info("checkpoint %s matches this job (spec %s, engine %s, format %s): resuming", path, *self.tag.values())
         return payload
 
     def save(self, payload: dict[str, Any]) -> None:

@@ -16,10 +16,10 @@ from typing import Any
 import yaml
 
 from rlrepro import ENGINE_VERSION
-from rlrepro.errors import ConfigError, unknown_name
-from rlrepro.continual.methods.registry import HYPERPARAMETERS, method_names
 from rlrepro.continual.config import SACConfig
+from rlrepro.continual.methods.registry import HYPERPARAMETERS, method_names
 from rlrepro.engine.config import NetworkConfig
+from rlrepro.errors import ConfigError, unknown_name
 from rlrepro.scenarios import get_scenario, scale_scenario, scenario_names
 
 RESERVED_METHOD_KEYS = {"sac", "network", "scenario_overrides"}

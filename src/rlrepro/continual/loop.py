@@ -20,16 +20,16 @@ import torch
 
 from rlrepro import faults
 from rlrepro.checkpoint import CheckpointStore, capture_rng, restore_rng
-from rlrepro.envs import VecEnv, make_env
+from rlrepro.continual.config import EvalConfig, Quirks, SACConfig, TrainLogConfig, learner_config
 from rlrepro.continual.methods.base import Method, TaskContext
 from rlrepro.continual.methods.registry import method_class
-from rlrepro.progress import Progress
-from rlrepro.runlog import RunLog
-from rlrepro.continual.config import EvalConfig, Quirks, SACConfig, TrainLogConfig, learner_config
 from rlrepro.engine.config import NetworkConfig, from_dict
 from rlrepro.engine.learner import SACLearner
 from rlrepro.engine.networks import GaussianActor, TwinCritic, upgrade_legacy_state_dict
 from rlrepro.engine.replay import ReplayBuffer
+from rlrepro.envs import VecEnv, make_env
+from rlrepro.progress import Progress
+from rlrepro.runlog import RunLog
 from rlrepro.scenarios import ScenarioSpec, TaskSpec
 
 log = logging.getLogger("rlrepro")
@@ -181,7 +181,8 @@ class TaskTrainer:
             else:
                 cut = res.truncated.unsqueeze(-1) > 0
                 next_obs = torch.where(cut, res.final_obs, res.obs)
-                replay.put(self.obs, action, res.reward, 1.0 - res.done * (1 - res.truncated), next_obs, behaviour, ended=res.done)
+                not_done = 1.0 - res.done * (1 - res.truncated)
+                replay.put(self.obs, action, res.reward, not_done, next_obs, behaviour, ended=res.done)
             self.episode_return += res.reward
             # No host sync per step: finished returns are kept in place (NaN elsewhere) and filtered at the next
             # curve point, in the same order as before.

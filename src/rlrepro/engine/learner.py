@@ -74,6 +74,17 @@ def actor_loss(actor: GaussianActor, critic: TwinCritic, obs: torch.Tensor, alph
     return (entropy_term - critic(obs, action).min(0).values).mean(), logp
 
 
+def entropy_loss(log_alpha: torch.Tensor, logp: torch.Tensor, target_entropy: float) -> torch.Tensor:
+    """−mean(α·(log π + H̄)) with α = exp(log α) (the gradient flows through α, not log α, as in both originals)."""
+    return -(log_alpha.exp() * (logp + target_entropy).detach()).mean()
+
+
+@torch.no_grad()
+def polyak(target: nn.Module, source: nn.Module, tau: float) -> None:
+    for t, s in zip(target.parameters(), source.parameters(), strict=True):
+        t.lerp_(s, tau)
+
+
 def policy_states(batch: Batch, cfg: LearnerConfig) -> torch.Tensor:
     """The states the policy loss averages over."""
     if batch.policy_obs is not None:
@@ -194,9 +205,8 @@ class SACLearner(nn.Module):
             if critic_ws:
                 self._critic_grads_from_actor = [w.grad for w in critic_ws]
             self._step(self.opt_actor, self.actor_parameters, self.actor_topology, self.actor, self.actor_grad_hook)
-            alpha_loss = -(self.log_alpha.exp() * (logp + cfg.target_entropy).detach()).mean()
             self.opt_alpha.zero_grad(set_to_none=True)
-            alpha_loss.backward()
+            entropy_loss(self.log_alpha, logp, cfg.target_entropy).backward()
             self._step(self.opt_alpha, [self.log_alpha], None, None, None)
             pi_value, entropy = pi_loss.detach(), -logp.detach().mean()
         if self.updates % cfg.target_delay == 0 and (policy_step or not cfg.target_update_in_policy_branch):
@@ -244,8 +254,7 @@ class SACLearner(nn.Module):
 
     @torch.no_grad()
     def _polyak(self) -> None:
-        for target, source in zip(self.target_critic.parameters(), self.critic.parameters(), strict=True):
-            target.lerp_(source, self.cfg.tau)
+        polyak(self.target_critic, self.critic, self.cfg.tau)
         if self.zero_pruned:
             self.target_critic.net.zero_pruned_weights()
 

@@ -18,6 +18,7 @@ original's numbers bit for bit (tests/test_continual_reference.py, tests/test_bi
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Iterator
@@ -67,7 +68,7 @@ class MLPStack(nn.Module):
         super().__init__()
         self.groups, self.sizes, self.names, self.cfg = groups, list(sizes), list(names), cfg
         self.batched_head = batched_head or groups == 1
-        pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
+        pairs = list(itertools.pairwise(sizes))
         self.weights = nn.ParameterList(nn.Parameter(torch.empty(groups, o, i)) for i, o in pairs)
         self.biases = nn.ParameterList(nn.Parameter(torch.empty(groups, o)) for _, o in pairs)
         self._init(cfg.init)

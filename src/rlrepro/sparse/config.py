@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from rlrepro.errors import ConfigError, unknown_name
 from rlrepro.engine.config import LearnerConfig, NetworkConfig, from_dict
+from rlrepro.errors import ConfigError, unknown_name
 
 SPARSE_METHODS = ("dense", "dapd", "rigl", "rlx2")
 

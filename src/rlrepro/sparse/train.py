@@ -21,12 +21,12 @@ import torch
 
 from rlrepro import faults
 from rlrepro.checkpoint import CheckpointStore, capture_rng, restore_rng
-from rlrepro.envs.gym_backend import make_gym_env, rng_state, set_rng_state
-from rlrepro.progress import Progress
-from rlrepro.runlog import RunLog
 from rlrepro.engine.learner import SACLearner
 from rlrepro.engine.networks import GaussianActor, MLPStack, TwinCritic, forward_flops
 from rlrepro.engine.replay import ReplayBuffer
+from rlrepro.envs.gym_backend import make_gym_env, rng_state, set_rng_state
+from rlrepro.progress import Progress
+from rlrepro.runlog import RunLog
 from rlrepro.sparse.config import DAPDConfig, DSTConfig, SparseSpec, learner_config, network_config
 from rlrepro.sparse.dapd import snip_scores
 from rlrepro.sparse.masks import PathwayMasks, enable_dst
@@ -129,7 +129,8 @@ def train_sparse(
         env.action_space.seed(spec.seed)
         if dapd is not None:
             _initial_pathways(agent, env, replay, pathways, dapd, as_tensor, max_action, episode_cap)
-            replay = ReplayBuffer(max(capacity, 1), obs_dim, action_dim, device, action_means=True)  # the random-policy data is dropped
+            # the random-policy data is dropped
+            replay = ReplayBuffer(max(capacity, 1), obs_dim, action_dim, device, action_means=True)
 
     def save_checkpoint() -> None:
         store.save(

@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from rlrepro import faults
+from rlrepro.continual.config import SACConfig, learner_config
 from rlrepro.continual.methods.base import TaskContext
 from rlrepro.continual.methods.finetune import FineTuneOne
-from rlrepro.continual.config import SACConfig, learner_config
 from rlrepro.engine.learner import SACLearner
 from rlrepro.engine.networks import GaussianActor, count_parameters
 
