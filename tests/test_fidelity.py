@@ -213,12 +213,14 @@ def test_d7_policy_step_draws_its_own_alpha():
     assert torch.equal(prepared.policy_obs[:8, :3], batch.obs) and torch.equal(prepared.policy_obs[8:, :3], batch.next_obs)
 
 
-def test_d8_alpha_is_redrawn_at_episode_ends_and_on_the_originals_step_counter():
+@pytest.mark.parametrize("draws", ["on_redraw", "every_step"])
+def test_d8_alpha_is_redrawn_at_episode_ends_and_on_the_originals_step_counter(draws):
     """The original's counter (RewireNeuron agents/brax_agents.py) is incremented in place after it is written to
     the workspace (which keeps the reference): it reads t + 1 in a task's first episode, then 1, 2, ... after each
     auto-reset. So no second draw one step after an end (the audit expected one), and the first episode's redraws
-    come one transition earlier than later episodes'."""
-    m, _, _ = csp_at_second_task(n_envs=4, repeat_alpha=5)  # envs 0, 1 in the new subspace (2, 3: old, one anchor)
+    come one transition earlier than later episodes'. The host-sync-free draws (`alpha_draws: every_step`) redraw
+    at exactly the same transitions."""
+    m, _, _ = csp_at_second_task(n_envs=4, repeat_alpha=5, alpha_draws=draws)  # envs 0, 1: the new subspace
     done_at = {3}  # env 0's episode ends at transition 3; env 1 never ends
     changed = []
     for t in range(14):

@@ -8,6 +8,7 @@ an update would stall a GPU run once per update. The check intercepts the one at
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import traceback
 from pathlib import Path
@@ -132,23 +133,26 @@ class HotLoopReads(TorchDispatchMode):
 
 
 KNOWN_SYNCS = {
-    "csp": "CSP's collection decides on the host, every env step, whether an episode ended (`done.cpu()`, "
-    "`bool(redraw.any())`) and only then draws new α from the global CPU generator; drawing without the decision "
-    "would consume that generator differently and change results (issue 16, left open)",
+    "csp": "CSP's faithful collection decides on the host, every env step, whether an episode ended (`done.cpu()`, "
+    "`bool(redraw.any())`) and only then draws new α from the global CPU generator, as the original's random stream "
+    "does; `alpha_draws: every_step` (tested below as csp-every_step) is the sync-free option, another stream",
 }
 
 
 @pytest.mark.parametrize(
     "method",
-    [pytest.param(m, marks=pytest.mark.xfail(reason=KNOWN_SYNCS[m], strict=True)) if m in KNOWN_SYNCS else m
-     for m in method_names()],
+    [*(pytest.param(m, marks=pytest.mark.xfail(reason=KNOWN_SYNCS[m], strict=True)) if m in KNOWN_SYNCS else m
+       for m in method_names()), "csp-every_step"],
 )  # fmt: skip
 def test_continual_collection_and_update_loop_reads_back_nothing(method, fake_scenario, monkeypatch):
     """Every continual method, two tasks, through the real training loop: inside collection (acting, the method's
     per-step hooks, storing) and the update loop (sampling, the method's batch preparation, the learner's update with
     the method's extra loss and gradient masks) nothing is read back to the host; the loop's syncs are once per curve
     point, outside both."""
+    method, _, draws = method.partition("-")
     spec = spec_for(method, fake_scenario)
+    if draws:  # CSP with its host-sync-free α draws (`alpha_draws: every_step`)
+        spec = dataclasses.replace(spec, method_hp={**spec.method_hp, "alpha_draws": draws})
     mode = HotLoopReads()
 
     def hot(fn):

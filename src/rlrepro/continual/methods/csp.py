@@ -90,21 +90,32 @@ class CSP(Method):
         return len(self.layers[0].anchors)
 
     # --- α distributions ------------------------------------------------------------------------------------
-    def sample_alpha(self, shape: tuple[int, ...], n: int, dist: str | None = None) -> torch.Tensor:
-        """α over the first n anchors (zero-padded to n_anchors): flat Dirichlet, or peaked (last weight n²)."""
-        conc = torch.ones(n)
+    def sample_alpha(self, shape: tuple[int, ...], n: int, dist: str | None = None,
+                     device: torch.device | None = None) -> torch.Tensor:  # fmt: skip
+        """α over the first n anchors (zero-padded to n_anchors): flat Dirichlet, or peaked (last weight n²).
+
+        Drawn from torch's CPU generator, as the original; with `device`, from that device's generator and without
+        the distribution's argument check (which reads the sample back)."""
+        conc = torch.ones(n, device=device)
         if (dist or self.hp.get("dist_type", "flat")) == "peaked" and n > 1:
             conc[-1] = n**2
-        alpha = torch.distributions.Dirichlet(conc).sample(shape) if n > 1 else torch.ones(*shape, 1)
+        if device is not None:
+            alpha = torch.distributions.Dirichlet(conc, validate_args=False).sample(shape) if n > 1 else (
+                torch.ones(*shape, 1, device=device))  # fmt: skip
+        else:
+            alpha = torch.distributions.Dirichlet(conc).sample(shape) if n > 1 else torch.ones(*shape, 1)
         return torch.nn.functional.pad(alpha, (0, self.n_anchors - n))
 
-    def _draw_env_alpha(self, idx: torch.Tensor) -> None:
+    def _fresh_env_alpha(self, device: torch.device | None = None) -> torch.Tensor:
+        """One α per env: the first B//2 envs explore the new subspace, the others the old one."""
         n, b = self.n_anchors, self.env_alpha.shape[0]
-        half = b // 2  # the first B//2 envs explore the new subspace, the others the old one
-        new = self.sample_alpha((b,), n)
-        old = self.sample_alpha((b,), max(n - 1, 1), "flat") if n > 1 else new
-        fresh = torch.cat([new[:half], old[half:]]) if n > 1 else new
-        self.env_alpha[idx] = fresh[idx]
+        half = b // 2
+        new = self.sample_alpha((b,), n, device=device)
+        old = self.sample_alpha((b,), max(n - 1, 1), "flat", device=device) if n > 1 else new
+        return torch.cat([new[:half], old[half:]]) if n > 1 else new
+
+    def _draw_env_alpha(self, idx: torch.Tensor) -> None:
+        self.env_alpha[idx] = self._fresh_env_alpha()[idx]
 
     # --- hooks -------------------------------------------------------------------------------------------------
     def on_task_start(self, task_index: int, context: TaskContext) -> None:
@@ -136,11 +147,24 @@ class CSP(Method):
         in the first episode of a task. The audit's D8 expected it to read 0 right after a reset (a second draw one
         step after each end); it does not: the original increments the tensor it has just written in place."""
         repeat = int(self.hp.get("repeat_alpha", 100))
+        if self.hp.get("alpha_draws", "on_redraw") == "every_step":
+            # No host sync: the counters stay on the env's device and fresh α is drawn there at every step, kept
+            # only where a redraw is due. Same distribution; another random stream than the original's.
+            device = done.device
+            ended = done > 0
+            self.env_t = self.env_t.to(device)
+            self.env_prev_done = self.env_prev_done.to(device)
+            self.env_t = torch.where(self.env_prev_done, torch.zeros_like(self.env_t), self.env_t) + 1
+            self.env_prev_done = ended
+            redraw = ended | (self.env_t % repeat == 0)
+            fresh = self._fresh_env_alpha(device)
+            self.env_alpha = torch.where(redraw[:, None], fresh, self.env_alpha.to(device))
+            return
         ended = done.cpu() > 0
         self.env_t = torch.where(self.env_prev_done, torch.zeros_like(self.env_t), self.env_t) + 1
         self.env_prev_done = ended
         redraw = ended | (self.env_t % repeat == 0)
-        if bool(redraw.any()):
+        if bool(redraw.any()):  # the original's draw: the CPU generator moves only at a redraw (a host sync)
             self._draw_env_alpha(redraw)
 
     def prepare_batch(self, batch: Batch, generator: torch.Generator) -> Batch:

@@ -36,6 +36,7 @@ HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
         "n_validation_steps",
         "improvement_threshold",
         "stored_behaviour_alpha",
+        "alpha_draws",
     ),
     "rewire": (
         "k",
