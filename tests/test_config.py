@@ -243,6 +243,7 @@ def test_sweeps_expand_into_named_variants_and_bad_variants_fail_before_any_job(
         ({"ewc-x": {"base": "ewc", "fisher": 1}}, "unknown key(s) ['fisher'] in methods.ewc-x"),
         ({"ewc-x": {"base": "ewc", "sac": {"lr": 1}}}, "unknown key(s) ['lr'] in methods.ewc-x.sac"),
         ({"rigl-x": {"base": "rigl", "nstep": "three", "bogus": 1}}, "unknown key(s) ['bogus'] in variants.rigl-x"),
+        ({"ewk-x": {"base": "ewk"}}, "variants.ewk-x: base 'ewk' is not an implemented method"),
     ]:
         config["variants"] = variants
         config["presets"]["smoke"]["methods"] = ["ft_1"]

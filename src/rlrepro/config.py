@@ -89,7 +89,26 @@ def validate(config: dict[str, Any], schema_path: Path | None = None) -> dict[st
     except jsonschema.ValidationError as err:
         where = "config." + ".".join(str(p) for p in err.absolute_path) if err.absolute_path else "config"
         raise ConfigError(f"{where}: {err.message}") from None
+    check_variant_bases(config)
     return config
+
+
+def check_variant_bases(config: dict[str, Any]) -> None:
+    """Every variant and sweep names an implemented method of either suite as its base (else it would be dropped
+    silently: each suite expands only the variants of its own methods)."""
+    from rlrepro.sparse.config import SPARSE_METHODS
+
+    bases = [*method_names(), *SPARSE_METHODS]
+    for kind in ("variants", "sweeps"):
+        for name, block in (config.get(kind) or {}).items():
+            base = (block or {}).get("base")
+            if base not in bases:
+                raise ConfigError(f"{kind}.{name}: base {base!r} is not an implemented method; valid: {', '.join(bases)}")
+
+
+def variant_base(variants: dict[str, dict[str, Any]], method: str) -> str:
+    """The implemented method a name runs (itself, or a variant's base)."""
+    return variants[method]["base"] if method in variants else method
 
 
 def stable_hash(data: Any) -> str:
@@ -246,8 +265,7 @@ class Resolved:
         return list(dict.fromkeys(names))
 
     def base(self, method: str) -> str:
-        """The implemented method a name runs (itself, or a variant's base)."""
-        return self.variants[method]["base"] if method in self.variants else method
+        return variant_base(self.variants, method)
 
     def block(self, method: str) -> dict[str, Any]:
         """The method's config block; a variant's is its base's with the variant's keys over it."""
@@ -397,8 +415,7 @@ class SparseGrid:
         return runs
 
     def base(self, method: str) -> str:
-        """The implemented sparse method a name runs (itself, or a variant's base)."""
-        return self.variants[method]["base"] if method in self.variants else method
+        return variant_base(self.variants, method)
 
     def _method_block(self, method: str) -> dict[str, Any]:
         """The method's block of the config with the preset budget's overrides over it, then a variant's keys."""
