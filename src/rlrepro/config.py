@@ -89,7 +89,6 @@ def validate(config: dict[str, Any], schema_path: Path | None = None) -> dict[st
     except jsonschema.ValidationError as err:
         where = "config." + ".".join(str(p) for p in err.absolute_path) if err.absolute_path else "config"
         raise ConfigError(f"{where}: {err.message}") from None
-    check_variant_bases(config)
     return config
 
 
@@ -214,6 +213,7 @@ class Resolved:
             if unknown:
                 raise ConfigError(f"unknown key(s) {unknown} in presets.{name}.demo_overrides.{block}; valid keys: "
                                   f"{', '.join(cls.__dataclass_fields__)}")  # fmt: skip
+        check_variant_bases(config)  # here, not in `validate`: the Snakefile validates with Snakemake's own
         self.variants, self.sweeps = expand_variants(config, method_names())
         self.methods = self._names("method", self.preset.get("methods", []), method_names(), self.variants, self.sweeps)
         self.scenarios = self._names("scenario", self.preset.get("scenarios", []), scenario_names())
