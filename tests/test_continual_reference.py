@@ -270,12 +270,13 @@ def upgrade_snapshot(stored: dict[str, object]) -> dict[str, object]:
     scalars per parameter (equal for the stacked pair)."""
     out = dict(stored)
     for part in ("method", "critic", "target"):
-        out[part] = upgrade_all(dict(stored[part]))
+        out[part] = upgrade_legacy_state_dict(dict(stored[part]))
     for part in ("opt_actor", "opt_critic"):
         upgraded = {}
         for key in ("exp_avg", "exp_avg_sq", "step"):
             suffix = f".{key}"
-            params = upgrade_all({k[: -len(suffix)]: v for k, v in stored[part].items() if k.endswith(suffix)})
+            params = upgrade_legacy_state_dict({k[: -len(suffix)]: v for k, v in stored[part].items()
+                                                if k.endswith(suffix)})  # fmt: skip
             for name, value in params.items():
                 if key == "step" and value.dim() > 0:
                     assert bool((value == value.flatten()[0]).all())
@@ -283,7 +284,3 @@ def upgrade_snapshot(stored: dict[str, object]) -> dict[str, object]:
                 upgraded[name + suffix] = value
         out[part] = upgraded
     return out
-
-
-def upgrade_all(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return upgrade_legacy_state_dict(state)

@@ -185,9 +185,9 @@ class SACLearner(nn.Module):
         q_loss.backward()
         extra, self._critic_grads_from_actor = self._critic_grads_from_actor, None
         self._step(self.opt_critic, self.critic.parameters(), self.critic_topology, self.critic, None, extra)
-        if self.count_flops:
-            self._count_update_flops(batch)
         policy_step = self.updates % cfg.policy_delay == 0
+        if self.count_flops:
+            self._count_update_flops(batch, policy_step)
         pi_value = entropy = None
         if policy_step:
             self._want_dense(self.actor_topology, self.actor)
@@ -243,12 +243,12 @@ class SACLearner(nn.Module):
             self.train_flops += 2.0 * forward_flops(net, dense=True) * self._batch_rows  # the dense backward
         net.zero_pruned_weights()
 
-    def _count_update_flops(self, batch: Batch) -> None:
+    def _count_update_flops(self, batch: Batch, policy_step: bool) -> None:
         """Forward and backward multiply-adds of this update (cached counts: no host sync)."""
         b, n = batch.reward.shape[0], batch.reward.shape[1] if batch.reward.dim() == 2 else 1
         flops_a, flops_c = forward_flops(self.actor.net), forward_flops(self.critic.net)
         flops = n * (flops_a + flops_c) + 3 * flops_c
-        if self.updates % self.cfg.policy_delay == 0:
+        if policy_step:
             flops += 3 * flops_a + 3 * flops_c
         self.train_flops += float(flops * b)
 
@@ -263,7 +263,7 @@ class SACLearner(nn.Module):
         return {
             "modules": {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
                         "target_critic": self.target_critic.state_dict(), "log_alpha": self.log_alpha.detach()},
-            "masks": {**self.masks_state(), "target_critic": self.target_critic.net.masks},
+            "masks": self.masks_state(),  # the target critic's are the critic's
             "opt_actor": self.opt_actor.state_dict(),
             "opt_critic": self.opt_critic.state_dict(),
             "opt_alpha": self.opt_alpha.state_dict(),
@@ -281,11 +281,8 @@ class SACLearner(nn.Module):
         self.target_critic.load_state_dict(modules["target_critic"])
         with torch.no_grad():
             self.log_alpha.copy_(modules["log_alpha"])
-        masks = state["masks"]
-        self.actor.net.set_masks(masks["actor"] if any(m is not None for m in masks["actor"]) else None)
-        critic = masks["critic"] if any(m is not None for m in masks["critic"]) else None
-        self.critic.net.set_masks(critic)
-        self.target_critic.net.set_masks(critic)
+        masks = {k: v if any(m is not None for m in v) else None for k, v in state["masks"].items()}
+        self.set_masks(masks["actor"], masks["critic"])
         self.opt_actor.load_state_dict(state["opt_actor"])
         self.opt_critic.load_state_dict(state["opt_critic"])
         self.opt_alpha.load_state_dict(state["opt_alpha"])

@@ -52,14 +52,6 @@ def activation(cfg: NetworkConfig) -> nn.Module:
     return nn.ReLU() if cfg.activation == "relu" else nn.Tanh()
 
 
-def _activate(x: torch.Tensor, cfg: NetworkConfig) -> torch.Tensor:
-    if cfg.activation == "relu":
-        return F.relu(x)
-    if cfg.activation == "leaky_relu":
-        return F.leaky_relu(x, cfg.negative_slope)
-    return torch.tanh(x)
-
-
 class MLPStack(nn.Module):
     """`groups` independent MLPs of identical shape (`sizes` = [in, hidden..., out]), each weight optionally masked."""
 
@@ -68,6 +60,7 @@ class MLPStack(nn.Module):
         super().__init__()
         self.groups, self.sizes, self.names, self.cfg = groups, list(sizes), list(names), cfg
         self.batched_head = batched_head or groups == 1
+        self.act = activation(cfg)
         pairs = list(itertools.pairwise(sizes))
         self.weights = nn.ParameterList(nn.Parameter(torch.empty(groups, o, i)) for i, o in pairs)
         self.biases = nn.ParameterList(nn.Parameter(torch.empty(groups, o)) for _, o in pairs)
@@ -115,7 +108,7 @@ class MLPStack(nn.Module):
             else:  # one batched matmul for every group, the bias added by the GEMM
                 x = torch.baddbmm(b[:, None, :], x.expand(self.groups, *x.shape[-2:]), w.transpose(1, 2))
             if i < n - 1:
-                x = _activate(x, self.cfg)
+                x = self.act(x)
         return x
 
     def layers(self) -> Iterator[LayerView]:
