@@ -251,3 +251,19 @@ def test_sweeps_expand_into_named_variants_and_bad_variants_fail_before_any_job(
         path.write_text(yaml.safe_dump(config))
         with pytest.raises(ConfigError, match=re.escape(message)):
             load_config(path, {"preset": "smoke"})
+
+
+def test_validate_preset_lists_all_methods_and_the_rewire_diagnostic_without_changing_base_jobs():
+    """`all` inside a list expands to every base method; the validation study's Rewire arm with coeff 100 is a
+    variant whose value wins over Rewire's robustness override (1), while Rewire's own job spec keeps coeff 1."""
+    from rlrepro.config import load_config
+    from rlrepro.continual.methods.registry import method_names
+
+    resolved = load_config(ROOT / "config.yaml", {"preset": "validate"})
+    assert resolved.methods == [*method_names(), "rewire-coeff100"]
+    base = resolved.train_spec("rewire", "halfcheetah/robustness", 0)
+    arm = resolved.train_spec("rewire-coeff100", "halfcheetah/robustness", 0)
+    assert (base["method_hp"]["coeff"], arm["method_hp"]["coeff"], arm["method"]) == (1, 100, "rewire")
+    assert "variant" not in base and arm["variant"] == "rewire-coeff100"
+    assert {k: v for k, v in arm["method_hp"].items() if k != "coeff"} == {
+        k: v for k, v in base["method_hp"].items() if k != "coeff"}

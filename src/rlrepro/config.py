@@ -250,13 +250,16 @@ class Resolved:
     @staticmethod
     def _names(kind: str, chosen: Any, valid: list[str], variants: dict | None = None,
                sweeps: dict[str, list[str]] | None = None) -> list[str]:  # fmt: skip
-        """The preset's names: "all" = every base name; a sweep's name stands for its variants."""
+        """The preset's names: "all" = every base name (alone or in a list, e.g. [all, ewc-strong]); a sweep's name
+        stands for its variants."""
         if chosen == "all":
             return list(valid)
         variants, sweeps = variants or {}, sweeps or {}
         names = []
         for name in chosen:
-            if name in sweeps:
+            if name == "all":
+                names += valid
+            elif name in sweeps:
                 names += sweeps[name]
             elif name in valid or name in variants:
                 names.append(name)
