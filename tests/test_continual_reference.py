@@ -179,6 +179,43 @@ def test_continual_update_is_bit_identical_to_the_reference(case, task, fake_sce
     assert learner.updates == UPDATES and not math.isnan(float(learner.log_alpha.detach()))
 
 
+class _TiedCritic(torch.nn.Module):
+    """Q1 = k1·Σ(a − a₀) + c and Q2 = k2·Σ(a − a₀) + c with a₀ = a.detach(): an exact tie at the sampled actions
+    with different action gradients (what a real twin critic produces, rarely, after thousands of updates)."""
+
+    def __init__(self, k1: float, k2: float) -> None:
+        super().__init__()
+        self.k1, self.k2 = k1, k2
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        delta = (action - action.detach()).sum(-1)
+        return torch.stack([self.k1 * delta + 3.0, self.k2 * delta + 3.0])
+
+
+@pytest.mark.parametrize("flavour", ["salina", "pytorch_sac"])
+def test_exact_q_ties_route_the_policy_gradient_as_each_original_engine_did(flavour):
+    """SaLinA's torch.min(q1, q2) splits the gradient of a tie between the two critics (the continual engine before
+    the merge too); the pre-merge sparse engine's min(0) gives it to Q1. Found by tracing a real 4,600-update ft_1 run
+    of both engines update by update: they parted at the first tie (update 3,752), which the 40-update pins never hit."""
+    from rlrepro.engine.learner import actor_loss
+    from rlrepro.engine.networks import GaussianActor
+    from rlrepro.sparse.config import SparseSACConfig
+    from rlrepro.sparse.config import learner_config as sparse_learner_config
+
+    cfg = learner_config(SAC, 2) if flavour == "salina" else sparse_learner_config(SparseSACConfig(), 2)
+    obs = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+    grads = {}
+    for name, critic in (("tie", _TiedCritic(1.0, 5.0)), ("split", _TiedCritic(3.0, 3.0)), ("q1", _TiedCritic(1.0, 1.0))):
+        torch.manual_seed(0)
+        actor = GaussianActor(3, 2, NET)
+        loss, _ = actor_loss(actor, critic, obs, torch.tensor(0.1), cfg, torch.Generator().manual_seed(1))
+        loss.backward()
+        grads[name] = torch.cat([p.grad.flatten() for p in actor.parameters()])
+    expected, other = ("split", "q1") if flavour == "salina" else ("q1", "split")
+    assert torch.allclose(grads["tie"], grads[expected], atol=1e-6)
+    assert not torch.allclose(grads["tie"], grads[other], atol=1e-3)
+
+
 def test_the_continual_reference_check_can_fail(fake_scenario):
     """One changed constant (the TD target's discount) in the reference is caught."""
     scenario = dataclasses.replace(fake_scenario, steps_per_task=384)

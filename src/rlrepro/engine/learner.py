@@ -36,6 +36,15 @@ class Topology(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+def min_q(q: torch.Tensor, cfg: LearnerConfig) -> torch.Tensor:
+    """min(Q1, Q2) of a [2, ...] twin output. Equal values, different gradients on exact ties (Q1 == Q2 in float32,
+    which happens every few thousand updates at the paper's sizes and then moves every later bit): SaLinA's
+    `torch.min(q1, q2)` splits the gradient between both (the pre-merge continual engine did the same); the
+    pre-merge sparse engine's reduction `min(0)` gives all of it to Q1 (pytorch_sac's own `torch.min` splits it:
+    a difference left for the next sparse engine version, README "Fidelity")."""
+    return torch.minimum(q[0], q[1]) if cfg.arithmetic == "salina" else q.min(0).values
+
+
 def critic_loss(actor: GaussianActor, critic: TwinCritic, target_critic: TwinCritic, batch: Batch,
                 alpha: torch.Tensor, cfg: LearnerConfig, generator: torch.Generator | None) -> torch.Tensor:  # fmt: skip
     """MSE(Q1, y) + MSE(Q2, y) with the soft TD target y (detached): flat batches under SaLinA's arithmetic, [B, n]
@@ -44,7 +53,7 @@ def critic_loss(actor: GaussianActor, critic: TwinCritic, target_critic: TwinCri
         if cfg.arithmetic == "salina":
             obs, action = batch.obs, batch.action
             next_action, next_logp = actor.sample(batch.next_obs, generator)
-            next_q = target_critic(batch.next_obs, next_action).min(0).values
+            next_q = min_q(target_critic(batch.next_obs, next_action), cfg)
             entropy = next_logp.mean() if cfg.entropy_target == "batch_mean" else next_logp
             y = batch.reward * cfg.reward_scaling + cfg.discount * batch.not_done * (next_q - alpha * entropy)
         else:
@@ -52,7 +61,7 @@ def critic_loss(actor: GaussianActor, critic: TwinCritic, target_critic: TwinCri
             obs, action = batch.obs[:, 0], batch.action[:, 0]
             next_obs = batch.next_obs.reshape(b * n, -1)
             next_action, next_logp = actor.sample(next_obs, generator)
-            next_q = target_critic(next_obs, next_action).min(0).values.view(b, n)
+            next_q = min_q(target_critic(next_obs, next_action), cfg).view(b, n)
             if cfg.entropy_target == "batch_mean":
                 next_logp = next_logp.mean().expand(b * n)
             reward = batch.reward if cfg.reward_scaling == 1 else batch.reward * cfg.reward_scaling
@@ -69,9 +78,9 @@ def actor_loss(actor: GaussianActor, critic: TwinCritic, obs: torch.Tensor, alph
     # Each original's order of operations: it fixes the order in which autograd sums the gradients reaching a shared
     # node, hence the last bits.
     if cfg.arithmetic == "salina":
-        return -critic(obs, action).min(0).values.mean() + (alpha * logp).mean(), logp
+        return -min_q(critic(obs, action), cfg).mean() + (alpha * logp).mean(), logp
     entropy_term = alpha * logp
-    return (entropy_term - critic(obs, action).min(0).values).mean(), logp
+    return (entropy_term - min_q(critic(obs, action), cfg)).mean(), logp
 
 
 def entropy_loss(log_alpha: torch.Tensor, logp: torch.Tensor, target_entropy: float) -> torch.Tensor:
