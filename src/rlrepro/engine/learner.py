@@ -37,11 +37,11 @@ class Topology(Protocol):
 
 
 def min_q(q: torch.Tensor, cfg: LearnerConfig) -> torch.Tensor:
-    """min(Q1, Q2) of a [2, ...] twin output. Equal values, different gradients on exact ties (Q1 == Q2 in float32,
-    which happens every few thousand updates at the paper's sizes and then moves every later bit): SaLinA's
+    """min(Q1, Q2) of a [2, ...] twin output. Equal values, different gradients on exact ties (Q1 == Q2 in float32:
+    first seen at update 3,752 of a real ft_1 run, and every later bit moves with it): SaLinA's
     `torch.min(q1, q2)` splits the gradient between both (the pre-merge continual engine did the same); the
     pre-merge sparse engine's reduction `min(0)` gives all of it to Q1 (pytorch_sac's own `torch.min` splits it:
-    a difference left for the next sparse engine version, README "Fidelity")."""
+    a difference left for the next sparse engine version, README "Known deviations")."""
     return torch.minimum(q[0], q[1]) if cfg.arithmetic == "salina" else q.min(0).values
 
 
