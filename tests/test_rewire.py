@@ -121,3 +121,23 @@ def test_growth_of_pnn_packnet_and_csp_for_halfcheetah_shapes():
     for t in range(3):
         csp.on_task_start(t, ctx)
     assert csp.n_anchors == 3 and csp.memory_report()["stored_parameters"] == 3 * 139_532 + 1
+
+
+def test_rewire_anchor_diagnostic_reads_a_runs_policies(fake_scenario, tmp_path):
+    """workflow/scripts/rewire_anchor.py (the README's Rewire reading) on a real two-task run's policies file."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "workflow/scripts/rewire_anchor.py"
+    module_spec = importlib.util.spec_from_file_location("rewire_anchor", path)
+    script = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(script)
+    spec = TrainSpec(method="rewire", scenario=fake_scenario, seed=1, network=NetworkConfig(hidden_sizes=(16, 16)),
+                     sac=SACConfig(batch_size=16, initial_buffer_size=32, policy_update_delay=1),
+                     method_hp={"cycle": -1, "coeff": 1.0, "selection_rollouts": 1})  # fmt: skip
+    torch.save(train(spec, env_factory=fake_env_factory).policies(), tmp_path / "policies.pt")
+    lines = script.report(tmp_path, n_obs=64)
+    assert len(lines) == 1 + 2 + 1 and "rows to nearest anchor row" in lines[1]
+    moved = float(lines[1].split("weights moved ")[1].split()[0])
+    features = float(lines[3].split("trunk features changed ")[1].split()[0])
+    assert 0 < moved < 10 and 0 < features  # the shared weights trained on task 2, so task 1's features moved
