@@ -5,7 +5,7 @@ Printed per shared layer: the relative weight change ‖W₁ − W₀‖/‖W₀
 the learned alignment re-mapped at consolidation, and their mean displacement (positions out of the layer's width);
 for the first layer, the median distance of each task-1 row to its nearest task-0 row (relative to the mean row norm;
 0 = the rows are a permutation of the anchors). Then, on standard-normal observations: the relative change of task
-0's trunk features and the mean absolute change of its deterministic action (1.0 = the full action range).
+0's trunk features and the mean absolute change of its deterministic action (actions lie in [−1, 1]).
 
     python workflow/scripts/rewire_anchor.py results/validation/runs/halfcheetah/robustness/rewire/seed0
 """
