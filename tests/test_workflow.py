@@ -188,6 +188,55 @@ def test_report_lists_every_table_and_figure(workflow_copy):
 
 
 @pytest.mark.slow
+def test_a_fresh_clone_of_finished_runs_retrains_nothing_and_a_changed_spec_reruns_only_its_jobs(workflow_copy, tmp_path):
+    """A published study as git delivers it (no .snakemake/, file times in checkout order): `rlrepro adopt` checks each
+    run against its job spec and marks it up to date; a run whose spec changed is moved aside, never reused."""
+    if not (workflow_copy / "results/tables/continual_tables.html").exists():
+        pytest.skip("needs the smoke run of test_smoke_pipeline_end_to_end_then_precise_rerun")
+    clone = tmp_path / "clone"
+    for item in ("Snakefile", "workflow", "src"):
+        shutil.copytree(ROOT / item, clone / item)
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    (clone / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    shutil.copytree(workflow_copy / "results", clone / "results", ignore=shutil.ignore_patterns("_ckpt", "report.html"))
+    files = sorted(p for p in (clone / "results").rglob("*") if p.is_file())
+    for i, path in enumerate(files):  # git writes files in path order: results.parquet before its train.parquet
+        os.utime(path, ns=(10**18 + i * 10**9,) * 2)
+
+    def dry_run() -> dict[str, int]:
+        proc = snakemake(clone, "-n", "--config", "preset=smoke")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return job_counts(proc.stdout + proc.stderr)
+
+    def adopt() -> str:
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        proc = subprocess.run([sys.executable, "-m", "rlrepro", "adopt", "--preset", "smoke"], cwd=clone, env=env,
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+        return proc.stdout
+
+    assert dry_run().get("evaluate_run") == len(RUNS)  # the problem: every evaluation looks older than its training
+    assert f"{2 * len(RUNS) + 1 + 4} outputs match their job specs, 0 are stale" in adopt()
+    counts = dry_run()
+    assert not {"train_run", "evaluate_run", "random_reference", "train_sparse"} & set(counts), counts
+
+    # A changed hyperparameter of one method: that run is moved aside (kept) and only it retrains.
+    config["methods"]["sac_n"] = {"sac": {"lr_policy": 5.0e-4}}
+    (clone / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    assert "stale: results/runs/halfcheetah/forgetting/sac_n/seed0: trained with spec" in adopt()
+    assert len(list((clone / "results/stale").glob("*/runs/halfcheetah/forgetting/sac_n/seed0/policies.pt"))) == 1
+    counts = dry_run()
+    assert counts["train_run"] == 1 and counts["evaluate_run"] == 1 and "train_sparse" not in counts
+    # A changed evaluation budget: every evaluation and the random reference rerun, no training does.
+    config["presets"]["smoke"]["budget"]["eval_rollouts"] = 2
+    (clone / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    assert f"{len(RUNS)} are stale" in adopt()  # 8 evaluations (sac_n's went with its run) + the random reference
+    counts = dry_run()
+    assert (counts["train_run"], counts["evaluate_run"], counts["random_reference"]) == (1, len(RUNS), 1)
+    assert "train_sparse" not in counts
+
+
+@pytest.mark.slow
 def test_missing_runs_are_listed_not_averaged_away(workflow_copy):
     """With aggregate.allow_missing_runs, tables build from the runs that exist and name the missing ones."""
     if not (workflow_copy / "results/tables/continual_tables.html").exists():

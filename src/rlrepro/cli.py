@@ -52,6 +52,26 @@ def _spec(text: str) -> dict[str, Any]:
     return data
 
 
+def cmd_adopt(args: argparse.Namespace) -> int:
+    """Check every finished run of the preset against its job spec; touch the matching ones, move the others aside."""
+    from rlrepro.adopt import load_resolved, move_aside, plan, touch
+
+    resolved = load_resolved(Path(args.config), [Path(p) for p in args.configfile], args.preset)
+    adoption = plan(resolved)
+    for path, why in adoption.waiting:
+        print(f"left for Snakemake: {path}: {why}")
+    for path, why in adoption.stale:
+        print(f"stale: {path}: {why}")
+    print(f"{len(adoption.adopted)} outputs match their job specs, {len(adoption.stale)} are stale")
+    if args.dry_run:
+        return 0
+    if adoption.stale:
+        print(f"stale outputs moved to {move_aside(adoption, Path(resolved.results_dir))}: Snakemake reruns them")
+    extra = ["--configfile", args.config, *args.configfile, "--config", f"preset={resolved.preset_name}"]
+    touch(adoption.adopted, extra)
+    return 0
+
+
 def cmd_spec(args: argparse.Namespace) -> int:
     """Print the job spec Snakemake would pass to one job of the preset (train, evaluate or train-sparse)."""
     from rlrepro.config import load_config
@@ -193,13 +213,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import pandas as pd
     import torch
 
+    from rlrepro.config import stable_hash
     from rlrepro.continual import EvalSpec, evaluate
     from rlrepro.io import atomic_write_parquet
     from rlrepro.progress import Progress
     from rlrepro.results import run_frame
     from rlrepro.runlog import RunLog
 
-    spec = EvalSpec.from_dict(_spec(args.spec))
+    raw = _spec(args.spec)
+    spec = EvalSpec.from_dict(raw)
     spec = _on_device(spec, check_jax=spec.scenario.backend != "metaworld")
     _setup_runtime()
     run_dir = Path(args.run_dir)
@@ -228,6 +250,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         train_wall_time_s=meta["train_wall_time_s"],
         eval_wall_time_s=time.monotonic() - start,
     )
+    frame.attrs["eval_config_hash"] = stable_hash(raw)  # the evaluation's own spec (`rlrepro adopt` checks it)
     atomic_write_parquet(frame, args.out)
     return 0
 
@@ -235,16 +258,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_random_reference(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from rlrepro.config import stable_hash
     from rlrepro.continual import EvalSpec, evaluate_random
     from rlrepro.io import atomic_write_parquet
 
-    spec = EvalSpec.from_dict(_spec(args.spec))
+    raw = _spec(args.spec)
+    spec = EvalSpec.from_dict(raw)
     spec = _on_device(spec, check_jax=spec.scenario.backend != "metaworld")
     _setup_runtime()
     rows = pd.DataFrame(evaluate_random(spec))
     names = [t.name for t in spec.scenario.tasks]
     rows = rows.assign(scenario=spec.scenario.name, seed=spec.seed, task_name=rows["task"].map(lambda j: names[j]))
-    atomic_write_parquet(rows[["scenario", "seed", "task", "task_name", "metric", "value"]], Path(args.out))
+    rows = rows[["scenario", "seed", "task", "task_name", "metric", "value"]]
+    rows.attrs["eval_config_hash"] = stable_hash(raw)
+    atomic_write_parquet(rows, Path(args.out))
     return 0
 
 
@@ -567,6 +594,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("sysinfo", help="torch threads, BLAS path and devices this machine gives a job").set_defaults(
         func=cmd_sysinfo
     )
+    p = sub.add_parser(
+        "adopt",
+        help="mark a preset's finished runs up to date after a fresh clone or a copy (each checked against its job "
+        "spec; stale ones moved to <results_dir>/stale/)",
+    )
+    p.add_argument("--config", default="config.yaml")
+    p.add_argument("--configfile", action="append", default=[], help="overlay merged over --config, as Snakemake does")
+    p.add_argument("--preset", help="default: the config's preset")
+    p.add_argument("--dry-run", action="store_true", help="report only: move and touch nothing")
+    p.set_defaults(func=cmd_adopt)
+
     p = sub.add_parser("check-config", help="validate a config file and print the grid size")
     p.add_argument("--config", default="config.yaml")
     p.add_argument("--set", nargs="*", default=[], help="overrides KEY=VALUE (top level)")

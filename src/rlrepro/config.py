@@ -184,6 +184,13 @@ def variant_block(base_block: dict[str, Any], overrides: dict[str, Any]) -> dict
     return block
 
 
+# Where each job writes, under the preset's results directory: the Snakefile's output paths and `rlrepro adopt` read
+# these templates, so the two never disagree.
+RUN_DIR = "runs/{scenario}/{method}/seed{seed}"
+SPARSE_DIR = "sparse/{env}/{method}/keep{keep}/seed{seed}"
+RANDOM_REFERENCE = "references/{scenario}/seed{seed}/random.parquet"
+
+
 @dataclass(frozen=True)
 class Run:
     """One (method, scenario, seed) cell of the grid."""

@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from rlrepro.config import RANDOM_REFERENCE, RUN_DIR as RUN_TEMPLATE, SPARSE_DIR as SPARSE_TEMPLATE  # noqa: E402
 from rlrepro.config import Resolved, check_keys, load_schema  # noqa: E402
 from rlrepro.errors import ConfigError  # noqa: E402
 
@@ -67,9 +68,9 @@ CONDA_ENV = (
     else None
 )
 
-RUN_DIR = res("runs/{scenario}/{method}/seed{seed}")
+RUN_DIR = res(RUN_TEMPLATE)
 CKPT_DIR = res("_ckpt/{scenario}/{method}/seed{seed}")
-SPARSE_DIR = res("sparse/{env}/{method}/keep{keep}/seed{seed}")
+SPARSE_DIR = res(SPARSE_TEMPLATE)
 SPARSE_CKPT_DIR = res("_ckpt/sparse/{env}/{method}/keep{keep}/seed{seed}")
 
 
@@ -190,7 +191,7 @@ def random_reference_results(wildcards):
     if config["aggregate"].get("allow_missing_runs"):  # only the (scenario, seed) pairs some finished run has
         pairs = [(s, seed) for s, seed in pairs if present(
             [f"{RUN_DIR}/results.parquet".format(method=m, scenario=s, seed=seed) for m in RESOLVED.methods])]
-    return [res(f"references/{s}/seed{seed}/random.parquet") for s, seed in pairs]
+    return [res(RANDOM_REFERENCE.format(scenario=s, seed=seed)) for s, seed in pairs]
 
 
 def continual_run_results(wildcards):

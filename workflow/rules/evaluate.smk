@@ -24,7 +24,7 @@ rule evaluate_run:
 
 rule random_reference:
     output:
-        res("references/{scenario}/seed{seed}/random.parquet"),
+        res(RANDOM_REFERENCE),
     params:
         spec=eval_spec,
     log:

@@ -1,0 +1,128 @@
+"""Adopt finished runs that arrive without Snakemake's records: a fresh clone of a published study (git keeps neither
+file times nor `.snakemake/`), or runs copied from another machine.
+
+Snakemake decides what to rerun from its metadata (params, code, input) and, for outputs it has no record of, from
+file times alone. On a fresh clone those times follow the checkout order, not the order the jobs ran in: a committed
+DAPD run can look older than the dense run its threshold came from and retrain, and a config changed since the runs
+were made goes unnoticed. `rlrepro adopt` checks every finished run of the preset's grid against the job spec the
+current config gives it (meta.json's `config_hash`; the evaluation's `eval_config_hash`, kept in its Parquet's
+attributes; for DAPD the threshold re-derived from the dense run it read), marks the runs that match as up to date
+with `snakemake --touch`, and moves the ones that do not into `<results_dir>/stale/<UTC time>/` (never deleted), so
+that Snakemake reruns them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from rlrepro.config import RANDOM_REFERENCE, RUN_DIR, SPARSE_DIR, Resolved, stable_hash, validate
+
+
+@dataclass
+class Adoption:
+    """What `plan` found: outputs to mark up to date (Snakemake targets) and outputs that no longer match the config."""
+
+    adopted: list[Path] = field(default_factory=list)
+    stale: list[tuple[Path, str]] = field(default_factory=list)
+    waiting: list[tuple[Path, str]] = field(default_factory=list)  # left alone: their input is rerun first
+
+
+def load_resolved(config_path: Path, configfiles: list[Path], preset: str | None) -> Resolved:
+    """The config as Snakemake sees it: config.yaml, then each --configfile merged over it, then the preset."""
+    from snakemake.utils import update_config
+
+    config = yaml.safe_load(config_path.read_text())
+    for path in configfiles:
+        update_config(config, yaml.safe_load(path.read_text()) or {})
+    if preset:
+        config["preset"] = preset
+    return Resolved(validate(config))
+
+
+def _eval_hash(path: Path) -> str | None:
+    return pd.read_parquet(path).attrs.get("eval_config_hash")
+
+
+def _meta_hash(run_dir: Path) -> str | None:
+    return json.loads((run_dir / "meta.json").read_text()).get("config_hash")
+
+
+def _mismatch(what: str, got: str | None, want: str) -> str:
+    return f"{what} with spec {got or 'unrecorded'}, the config now gives {want}"
+
+
+def _check_evaluation(out: Adoption, path: Path, spec: dict[str, Any]) -> None:
+    if not path.exists():
+        return
+    want = stable_hash(spec)
+    if (got := _eval_hash(path)) == want:
+        out.adopted.append(path)
+    else:  # a continual run's training stands: only its evaluation reruns
+        out.stale.append((path, _mismatch("evaluated", got, want)))
+
+
+def plan(resolved: Resolved) -> Adoption:
+    """Compare every finished run of the grid (its meta.json exists: a train job writes it last) with its job spec."""
+    from rlrepro.sparse.config import resolve_threshold_from_dense
+
+    root = Path(resolved.results_dir)
+    out = Adoption()
+    for run in resolved.runs:
+        run_dir = root / RUN_DIR.format(scenario=run.scenario, method=run.method, seed=run.seed)
+        if not (run_dir / "meta.json").exists():
+            continue
+        want = stable_hash(resolved.train_spec(run.method, run.scenario, run.seed))
+        if (got := _meta_hash(run_dir)) != want:
+            out.stale.append((run_dir, _mismatch("trained", got, want)))
+            continue
+        out.adopted.append(run_dir / "meta.json")  # the training matches; now its evaluation
+        _check_evaluation(out, run_dir / "results.parquet", resolved.eval_spec(run.scenario, run.seed))
+    for scenario, seed in sorted({(r.scenario, r.seed) for r in resolved.runs}):
+        reference = root / RANDOM_REFERENCE.format(scenario=scenario, seed=seed)
+        _check_evaluation(out, reference, resolved.eval_spec(scenario, seed))
+    # Dense runs first: a DAPD run is checked against the threshold its (adopted) dense run gives.
+    for run in sorted(resolved.sparse.runs, key=lambda r: resolved.sparse.threshold_rule(r.method) is not None):
+        run_dir = root / SPARSE_DIR.format(env=run.env, method=run.method, keep=run.keep, seed=run.seed)
+        if not (run_dir / "meta.json").exists():
+            continue
+        spec: dict[str, Any] = resolved.sparse.spec(run.method, run.env, run.keep_ratio, run.seed)
+        ref = resolved.sparse.dense_reference(run.method, run.env, run.seed)
+        if ref is not None:
+            dense = root / SPARSE_DIR.format(env=ref.env, method=ref.method, keep=ref.keep, seed=ref.seed) / "results.parquet"
+            if dense not in out.adopted:
+                out.waiting.append((run_dir, f"its threshold's dense run {dense.parent} is not adopted: it reruns after it"))
+                continue
+            spec = resolve_threshold_from_dense(spec, dense)
+        want = stable_hash(spec)
+        if (got := _meta_hash(run_dir)) != want:
+            out.stale.append((run_dir, _mismatch("trained", got, want)))
+        else:
+            out.adopted.append(run_dir / "results.parquet")
+    return out
+
+
+def move_aside(adoption: Adoption, root: Path) -> Path:
+    """Move every stale output under `<root>/stale/<UTC time>/`, keeping its path below root."""
+    dest = root / "stale" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for path, _ in adoption.stale:
+        target = dest / path.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path.rename(target)
+    return dest
+
+
+def touch(targets: list[Path], snakemake_args: list[str]) -> None:
+    """Snakemake's own `--touch`: the adopted outputs and everything upstream of them get their times in DAG order."""
+    if not targets:
+        return
+    cmd = [sys.executable, "-m", "snakemake", "--touch", "--cores", "1", *snakemake_args, "--", *map(str, targets)]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
