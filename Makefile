@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CORES ?= all
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run report run-sparse validate bench test test-fast test-scenarios test-containers test-cuda-image test-slurm lint dry-run paper-dry-run clean-results
+.PHONY: run report run-sparse validate validate-tables bench test test-fast test-scenarios test-containers test-cuda-image test-slurm lint dry-run paper-dry-run clean-results
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,13 @@ run-sparse: $(STAMP)
 # reproduces"): 27 continual + 12 sparse jobs, about 15-19 core-hours (measured); outputs under results/validation/. Interrupt it
 # any time: jobs resume from their checkpoints and a rerun only adds what is missing.
 validate: $(STAMP)
+	$(BIN)/python -m rlrepro adopt --preset validate
 	$(BIN)/snakemake --cores $(CORES) --keep-going --config preset=validate
+
+# The study's tables and figures from the runs that exist (committed ones included), training nothing.
+validate-tables: $(STAMP)
+	$(BIN)/python -m rlrepro adopt --preset validate
+	$(BIN)/snakemake --cores $(CORES) tables figures --configfile config/overlays/partial.yaml --config preset=validate
 
 # Every benchmark of benchmarks/ (ratios measured in the same run; about 75 min on 2 cores, SB3 installed here).
 bench: $(STAMP)

@@ -194,8 +194,9 @@ def test_a_fresh_clone_of_finished_runs_retrains_nothing_and_a_changed_spec_reru
     if not (workflow_copy / "results/tables/continual_tables.html").exists():
         pytest.skip("needs the smoke run of test_smoke_pipeline_end_to_end_then_precise_rerun")
     clone = tmp_path / "clone"
+    clone.mkdir()
     for item in ("Snakefile", "workflow", "src"):
-        shutil.copytree(ROOT / item, clone / item)
+        (shutil.copytree if (ROOT / item).is_dir() else shutil.copy2)(ROOT / item, clone / item)
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     (clone / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     shutil.copytree(workflow_copy / "results", clone / "results", ignore=shutil.ignore_patterns("_ckpt", "report.html"))
