@@ -1,0 +1,52 @@
+"""`rlrepro adopt` on the committed validation runs: DAPD is adopted only with the threshold its dense run gives."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rlrepro.adopt import load_resolved, move_aside, plan
+
+ROOT = Path(__file__).resolve().parents[1]
+SPARSE = "results/validation/sparse/halfcheetah"
+DENSE, DAPD = f"{SPARSE}/dense/keep1/seed0", f"{SPARSE}/dapd/keep0.05/seed0"
+
+
+@pytest.fixture
+def study(tmp_path, monkeypatch) -> Path:
+    """The committed dense and DAPD seed-0 runs of the validate preset, in a scratch directory."""
+    if not (ROOT / DAPD / "meta.json").exists():
+        pytest.skip("needs the committed validation runs (dense and DAPD seed 0)")
+    for run in (DENSE, DAPD):
+        shutil.copytree(ROOT / run, tmp_path / run)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def adoption():
+    return plan(load_resolved(ROOT / "config.yaml", [], "validate"))
+
+
+def test_a_dapd_run_is_adopted_with_the_threshold_its_dense_run_gives(study):
+    out = adoption()
+    assert out.adopted == [Path(DENSE) / "results.parquet", Path(DAPD) / "results.parquet"] and not out.stale
+    # The dense run's results change (as a retrained dense run's would): DAPD's recorded threshold no longer follows.
+    frame = pd.read_parquet(Path(DENSE) / "results.parquet")
+    frame.loc[frame["metric"] == "eval_return", "value"] *= 1.01
+    frame.to_parquet(Path(DENSE) / "results.parquet", index=False)
+    out = adoption()
+    assert [path for path, _ in out.stale] == [Path(DAPD)]
+    assert "trained with spec" in out.stale[0][1]
+
+
+def test_a_stale_dense_run_is_moved_aside_and_its_dapd_run_waits_for_the_rerun(study):
+    meta = json.loads((Path(DENSE) / "meta.json").read_text())
+    (Path(DENSE) / "meta.json").write_text(json.dumps({**meta, "config_hash": "0" * 16}))
+    out = adoption()
+    assert [path for path, _ in out.stale] == [Path(DENSE)] and out.adopted == []
+    assert [path for path, _ in out.waiting] == [Path(DAPD)]
+    dest = move_aside(out, Path("results/validation"))
+    assert (dest / "sparse/halfcheetah/dense/keep1/seed0/model.pt").is_file() and not Path(DENSE).exists()
+    assert Path(DAPD, "model.pt").is_file()  # left in place: Snakemake reruns it after the dense run
