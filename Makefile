@@ -30,14 +30,15 @@ run-sparse: $(STAMP)
 # The reduced-budget validation study of both papers (config.yaml's `validate` preset; README, "What this pipeline
 # reproduces"): 27 continual + 12 sparse jobs, about 15-19 core-hours (measured); outputs under results/validation/. Interrupt it
 # any time: jobs resume from their checkpoints and a rerun only adds what is missing.
+VALIDATE ?= validate
 validate: $(STAMP)
-	$(BIN)/python -m rlrepro adopt --preset validate
-	$(BIN)/snakemake --cores $(CORES) --keep-going --config preset=validate
+	$(BIN)/python -m rlrepro adopt --preset $(VALIDATE)
+	$(BIN)/snakemake --cores $(CORES) --keep-going --config preset=$(VALIDATE)
 
 # The study's tables and figures from the runs that exist (committed ones included), training nothing.
 validate-tables: $(STAMP)
-	$(BIN)/python -m rlrepro adopt --preset validate
-	$(BIN)/snakemake --cores $(CORES) tables figures --configfile config/overlays/partial.yaml --config preset=validate
+	$(BIN)/python -m rlrepro adopt --preset $(VALIDATE)
+	$(BIN)/snakemake --cores $(CORES) tables figures --configfile config/overlays/partial.yaml --config preset=$(VALIDATE)
 
 # Every benchmark of benchmarks/ (ratios measured in the same run; about 75 min on 2 cores, SB3 installed here).
 bench: $(STAMP)
