@@ -1,4 +1,7 @@
-"""`rlrepro adopt` on the committed validation runs: DAPD is adopted only with the threshold its dense run gives."""
+"""`rlrepro adopt` on the committed validation runs: DAPD is adopted only with the threshold its dense run gives.
+
+These tests also fail when config.yaml's `validate` preset changes what those runs' jobs compute: the committed runs
+are then stale, and the study has to be re-run (`make validate` moves them aside and does) before they pass again."""
 
 import json
 import shutil
