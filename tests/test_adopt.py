@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rlrepro.adopt import load_resolved, move_aside, plan
+from rlrepro.adopt import move_aside, plan
+from rlrepro.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SPARSE = "results/validation/sparse/halfcheetah"
@@ -29,7 +30,7 @@ def study(tmp_path, monkeypatch) -> Path:
 
 
 def adoption():
-    return plan(load_resolved(ROOT / "config.yaml", [], "validate"))
+    return plan(load_config(ROOT / "config.yaml", {"preset": "validate"}))
 
 
 def test_a_dapd_run_is_adopted_with_the_threshold_its_dense_run_gives(study):

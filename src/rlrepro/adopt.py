@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
-from rlrepro.config import RANDOM_REFERENCE, RUN_DIR, SPARSE_DIR, Resolved, stable_hash, validate
+from rlrepro.config import RANDOM_REFERENCE, RUN_DIR, SPARSE_DIR, Resolved, stable_hash
 
 
 @dataclass
@@ -34,18 +33,6 @@ class Adoption:
     adopted: list[Path] = field(default_factory=list)
     stale: list[tuple[Path, str]] = field(default_factory=list)
     waiting: list[tuple[Path, str]] = field(default_factory=list)  # left alone: their input is rerun first
-
-
-def load_resolved(config_path: Path, configfiles: list[Path], preset: str | None) -> Resolved:
-    """The config as Snakemake sees it: config.yaml, then each --configfile merged over it, then the preset."""
-    from snakemake.utils import update_config
-
-    config = yaml.safe_load(config_path.read_text())
-    for path in configfiles:
-        update_config(config, yaml.safe_load(path.read_text()) or {})
-    if preset:
-        config["preset"] = preset
-    return Resolved(validate(config))
 
 
 def _eval_hash(path: Path) -> str | None:
@@ -66,7 +53,7 @@ def _check_evaluation(out: Adoption, path: Path, spec: dict[str, Any]) -> None:
     want = stable_hash(spec)
     if (got := _eval_hash(path)) == want:
         out.adopted.append(path)
-    else:  # a continual run's training stands: only its evaluation reruns
+    else:  # only the evaluation reruns: a continual run's training stands
         out.stale.append((path, _mismatch("evaluated", got, want)))
 
 

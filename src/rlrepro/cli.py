@@ -54,9 +54,10 @@ def _spec(text: str) -> dict[str, Any]:
 
 def cmd_adopt(args: argparse.Namespace) -> int:
     """Check every finished run of the preset against its job spec; touch the matching ones, move the others aside."""
-    from rlrepro.adopt import load_resolved, move_aside, plan, touch
+    from rlrepro.adopt import move_aside, plan, touch
+    from rlrepro.config import load_config
 
-    resolved = load_resolved(Path(args.config), [Path(p) for p in args.configfile], args.preset)
+    resolved = load_config(args.config, {"preset": args.preset} if args.preset else {}, args.configfile)
     adoption = plan(resolved)
     for path, why in adoption.waiting:
         print(f"left for Snakemake: {path}: {why}")

@@ -495,7 +495,13 @@ class SparseGrid:
         }
 
 
-def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Resolved:
+def load_config(path: Path | str, overrides: dict[str, Any] | None = None, overlays: list[Path | str] = ()) -> Resolved:
+    """The config file, each overlay merged over it as Snakemake merges `--configfile`s, then top-level overrides."""
     config = yaml.safe_load(Path(path).read_text())
+    if overlays:
+        from snakemake.utils import update_config
+
+        for overlay in overlays:
+            update_config(config, yaml.safe_load(Path(overlay).read_text()) or {})
     config.update(overrides or {})
     return Resolved(validate(config))

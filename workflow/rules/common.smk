@@ -8,8 +8,8 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from rlrepro.config import RANDOM_REFERENCE, RUN_DIR as RUN_TEMPLATE, SPARSE_DIR as SPARSE_TEMPLATE  # noqa: E402
-from rlrepro.config import Resolved, check_keys, load_schema  # noqa: E402
+from rlrepro.config import RANDOM_REFERENCE, Resolved, check_keys, load_schema  # noqa: E402
+from rlrepro.config import RUN_DIR as RUN_TEMPLATE, SPARSE_DIR as SPARSE_TEMPLATE  # noqa: E402
 from rlrepro.errors import ConfigError  # noqa: E402
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
