@@ -54,3 +54,9 @@ def test_a_stale_dense_run_is_moved_aside_and_its_dapd_run_waits_for_the_rerun(s
     dest = move_aside(out, Path("results/validation"))
     assert (dest / "sparse/halfcheetah/dense/keep1/seed0/model.pt").is_file() and not Path(DENSE).exists()
     assert Path(DAPD, "model.pt").is_file()  # left in place: Snakemake reruns it after the dense run
+    # The same run made stale again at once (within the same second): its own directory, nothing overwritten.
+    shutil.copytree(ROOT / DENSE, DENSE)
+    (Path(DENSE) / "meta.json").write_text(json.dumps({**meta, "config_hash": "1" * 16}))
+    again = move_aside(adoption(), Path("results/validation"))
+    assert again != dest and (again / "sparse/halfcheetah/dense/keep1/seed0/model.pt").is_file()
+    assert json.loads((dest / "sparse/halfcheetah/dense/keep1/seed0/meta.json").read_text())["config_hash"] == "0" * 16

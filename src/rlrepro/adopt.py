@@ -98,8 +98,18 @@ def plan(resolved: Resolved) -> Adoption:
 
 
 def move_aside(adoption: Adoption, root: Path) -> Path:
-    """Move every stale output under `<root>/stale/<UTC time>/`, keeping its path below root."""
-    dest = root / "stale" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    """Move every stale output under `<root>/stale/<UTC time>[-n]/` (a new directory each call: two calls within one
+    second never overwrite each other's files), keeping its path below root."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    (root / "stale").mkdir(parents=True, exist_ok=True)
+    dest, n = root / "stale" / stamp, 0
+    while True:
+        try:
+            dest.mkdir()
+            break
+        except FileExistsError:
+            n += 1
+            dest = root / "stale" / f"{stamp}-{n}"
     for path, _ in adoption.stale:
         target = dest / path.relative_to(root)
         target.parent.mkdir(parents=True, exist_ok=True)
