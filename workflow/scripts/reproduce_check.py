@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rlrepro.config import RUN_DIR, SPARSE_DIR
 from rlrepro.io import atomic_write_text
 
 WALL_CLOCK = {"train_time_s", "wall_time_s"}
@@ -38,10 +39,10 @@ def published(rev: str, tables: Path, name: str) -> pd.DataFrame | None:
 
 
 def run_path(results_dir: Path, suite: str, run: dict) -> Path:
+    """The run's results.parquet, by the path templates the Snakefile uses."""
     if suite == "continual":
-        return results_dir / "runs" / run["scenario"] / run["method"] / f"seed{run['seed']}" / "results.parquet"
-    keep = f"{run['keep_ratio']:g}"
-    return results_dir / "sparse" / run["env"] / run["method"] / f"keep{keep}" / f"seed{run['seed']}" / "results.parquet"
+        return results_dir / RUN_DIR.format(**run) / "results.parquet"
+    return results_dir / SPARSE_DIR.format(**run, keep=f"{run['keep_ratio']:g}") / "results.parquet"
 
 
 def comparable(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -77,7 +78,7 @@ def check(results_dir: Path, rev: str) -> pd.DataFrame:
         for run_key, old in table.groupby(["method", *where, "seed"], observed=True, sort=True):
             run = dict(zip(["method", *where, "seed"], run_key, strict=True))
             path = run_path(results_dir, suite, run)
-            entry = {"suite": suite, **run, "rerun": str(path.parent)}
+            entry = {"suite": suite, **run}
             if not path.exists():
                 rows.append({**entry, "verdict": "not re-run yet"})
                 continue
