@@ -11,6 +11,12 @@ entropy target, Polyak every `target_update_delay` (2); LeakyReLU(0.2) nets, cli
 
     python benchmarks/sac_update.py                    # both flavours, 2×256 and 3×256, 3 rounds of 300 updates
     python benchmarks/sac_update.py --flavour continual --hidden 256,256,256 --updates 500 --rounds 5
+    python benchmarks/sac_update.py --variants eager fused_adam compiled   # candidates for a next engine version
+
+`--variants` adds layouts that would move the last bits (so a new ENGINE_VERSION and a re-run of every published
+run): `fused_adam` (torch's fused CPU Adam kernel for the three optimisers) and `compiled` (each network's forward
+through `torch.compile`, inductor's C++ backend; the warm-up updates pay its compile time and are not timed).
+`eager` is the engine as every job runs it.
 """
 
 from __future__ import annotations
@@ -42,10 +48,30 @@ from rlrepro.sparse.train import build_learner
 OBS, ACT, BATCH, BUFFER = 17, 6, 256, 100_000
 
 
-def rlrepro_runner(hidden: list[int]):
+VARIANTS = ("eager", "fused_adam", "compiled")
+
+
+def apply_variant(learner, variant: str) -> None:
+    """Turn the engine's learner into a candidate layout (module docstring); `eager` leaves it as jobs run it."""
+    if variant == "fused_adam":
+        for name in ("opt_actor", "opt_critic", "opt_alpha"):
+            group = getattr(learner, name).param_groups[0]
+            setattr(learner, name, torch.optim.Adam(group["params"], lr=group["lr"], betas=group["betas"], fused=True))
+    elif variant == "compiled":
+        # one code object (MLPStack.forward) serves actor, critic and target at several shapes: past dynamo's default
+        # of 8 graphs per code object it would silently fall back to eager
+        torch._dynamo.config.recompile_limit = 64
+        for module in (learner.actor, learner.critic, learner.target_critic):
+            module.net.forward = torch.compile(module.net.forward, dynamic=False)
+    elif variant != "eager":
+        raise ValueError(f"unknown variant {variant!r}: choose from {VARIANTS}")
+
+
+def rlrepro_runner(hidden: list[int], variant: str = "eager"):
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     agent = build_learner(OBS, ACT, SparseSACConfig(hidden_sizes=hidden), torch.device("cpu"), gen)
+    apply_variant(agent, variant)
     replay = ReplayBuffer(BUFFER, OBS, ACT, torch.device("cpu"))
     replay.obs.normal_(generator=gen)
     replay.next_obs.normal_(generator=gen)
@@ -61,7 +87,7 @@ def rlrepro_runner(hidden: list[int]):
     return run
 
 
-def continual_runner(hidden: list[int]):
+def continual_runner(hidden: list[int], variant: str = "eager"):
     """The engine's learner in the continual flavour as its training loop drives it, on a filled replay."""
     from rlrepro.continual.config import SACConfig, learner_config
     from rlrepro.engine.config import NetworkConfig
@@ -75,6 +101,7 @@ def continual_runner(hidden: list[int]):
     cfg = SACConfig(batch_size=BATCH, policy_update_delay=2, target_update_delay=2)
     actor, critic = GaussianActor(OBS, ACT, net), TwinCritic(OBS, ACT, net)
     learner = SACLearner(actor, critic, learner_config(cfg, ACT), gen)
+    apply_variant(learner, variant)
     n_envs = 128
     replay = ReplayBuffer(BUFFER, OBS, ACT, torch.device("cpu"))
     obs = torch.randn(n_envs, OBS, generator=gen)
@@ -281,6 +308,7 @@ def main() -> None:
     parser.add_argument("--hidden", nargs="*", default=["256,256", "256,256,256"])
     parser.add_argument("--updates", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--variants", nargs="*", default=["eager"], choices=VARIANTS)
     args = parser.parse_args()
     torch.set_num_threads(1)
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core for both: XLA ignores thread settings
@@ -288,17 +316,23 @@ def main() -> None:
         f"torch {torch.__version__} ({torch.get_num_threads()} thread, BLAS: {blas.status()}), jax {jax.__version__}, "
         f"batch {BATCH}, pinned to CPU {min(os.sched_getaffinity(0))}"
     )
-    print(f"{'flavour':>10} {'shape':>12} {'rlrepro upd/s':>14} {'jax upd/s':>10} {'ratio':>6}")
+    print(f"{'flavour':>10} {'shape':>12} {'variant':>10} {'rlrepro upd/s':>14} {'jax upd/s':>10} {'ratio':>6}")
     for flavour, spec in itertools.product(args.flavour, args.hidden):
         hidden = [int(h) for h in spec.split(",")]
-        ours, bound = RUNNERS[flavour][0](hidden), RUNNERS[flavour][1](hidden)
-        ours(5)
-        r_ours, r_jax = [], []
-        for _ in range(args.rounds):  # interleaved, so load changes hit both alike
-            r_ours.append(rate(ours, args.updates))
+        ours = {v: RUNNERS[flavour][0](hidden, v) for v in args.variants}
+        bound = RUNNERS[flavour][1](hidden)
+        for run in ours.values():
+            run(20)  # warm-up (a compiled variant compiles here: its first critic and policy steps)
+        r_ours: dict[str, list[float]] = {v: [] for v in ours}
+        r_jax = []
+        for _ in range(args.rounds):  # interleaved, so load changes hit every runner alike
+            for v, run in ours.items():
+                r_ours[v].append(rate(run, args.updates))
             r_jax.append(rate(bound, args.updates))
-        a, b = statistics.median(r_ours), statistics.median(r_jax)
-        print(f"{flavour:>10} {'×'.join(map(str, hidden)):>12} {a:14.1f} {b:10.1f} {a / b:6.2f}")
+        b = statistics.median(r_jax)
+        for v, rates in r_ours.items():
+            a = statistics.median(rates)
+            print(f"{flavour:>10} {'×'.join(map(str, hidden)):>12} {v:>10} {a:14.1f} {b:10.1f} {a / b:6.2f}")
 
 
 if __name__ == "__main__":

@@ -20,12 +20,40 @@ def run(script: str, *args: str) -> str:
 
 
 def test_sac_update_prints_a_ratio_per_flavour_and_shape():
-    out = run("sac_update.py", "--hidden", "32,32", "32,32,32", "--updates", "3", "--rounds", "1")
-    rows = re.findall(r"^\s+(sparse|continual)\s+(32×32(?:×32)?)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", out, re.MULTILINE)
-    assert [r[:2] for r in rows] == [("sparse", "32×32"), ("sparse", "32×32×32"), ("continual", "32×32"),
-                                     ("continual", "32×32×32")]  # fmt: skip
-    for _, _, ours, bound, ratio in rows:
+    out = run("sac_update.py", "--hidden", "32,32", "32,32,32", "--updates", "3", "--rounds", "1",
+              "--variants", "eager", "fused_adam")  # fmt: skip
+    rows = re.findall(r"^\s+(sparse|continual)\s+(32×32(?:×32)?)\s+(eager|fused_adam)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$",
+                      out, re.MULTILINE)  # fmt: skip
+    assert [r[:3] for r in rows] == [(f, s, v) for f in ("sparse", "continual") for s in ("32×32", "32×32×32")
+                                     for v in ("eager", "fused_adam")]  # fmt: skip
+    for _, _, _, ours, bound, ratio in rows:
         assert float(ratio) == pytest.approx(float(ours) / float(bound), abs=0.01)
+
+
+def test_sac_update_variants_change_the_learner_as_named():
+    """`fused_adam` swaps in fused optimisers over the same parameters; an unknown name is refused."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import sac_update
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    import torch
+
+    from rlrepro.continual.config import SACConfig, learner_config
+    from rlrepro.engine.config import NetworkConfig
+    from rlrepro.engine.learner import SACLearner
+    from rlrepro.engine.networks import GaussianActor, TwinCritic
+
+    net = NetworkConfig(hidden_sizes=(8,))
+    learner = SACLearner(GaussianActor(3, 2, net), TwinCritic(3, 2, net), learner_config(SACConfig(), 2),
+                         torch.Generator().manual_seed(0))  # fmt: skip
+    params = list(learner.opt_critic.param_groups[0]["params"])
+    sac_update.apply_variant(learner, "eager")
+    assert not learner.opt_critic.defaults.get("fused")
+    sac_update.apply_variant(learner, "fused_adam")
+    assert learner.opt_critic.defaults["fused"] and learner.opt_critic.param_groups[0]["params"] == params
+    with pytest.raises(ValueError, match="unknown variant"):
+        sac_update.apply_variant(learner, "bogus")
 
 
 @pytest.mark.slow
