@@ -8,11 +8,17 @@ the medians reported, so a machine shared with other jobs slows every method ali
 
     python benchmarks/method_overhead.py                       # every method, 3 rounds of 200 updates
     python benchmarks/method_overhead.py --methods ft_1 rewire --updates 400 --rounds 5
+    python benchmarks/method_overhead.py --methods ft_1 rewire --rewire-gemm   # + Rewire with its wiring GEMMs
+
+`--rewire-gemm` adds the row `rewire/gemm`: Rewire with its learning route's permutation done by the GEMM
+`out @ permᵀ` (engine 0.2.0 as first released) instead of `rewire.permute_columns`' gather (same numbers, bit for
+bit: tests/test_rewire.py), measured in the same interleaved rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -99,16 +105,41 @@ def setup(method_name: str, updates_task0: int):
     return update, collect
 
 
+def with_wiring_gemm(runner):
+    """The runner's closures with Rewire's permutation by the GEMM instead of the gather (module docstring)."""
+    from rlrepro.continual.methods import rewire
+
+    @contextlib.contextmanager
+    def gemm():
+        gather, rewire.permute_columns = rewire.permute_columns, lambda out, perm: out @ perm.transpose(-1, -2)
+        try:
+            yield
+        finally:
+            rewire.permute_columns = gather
+
+    def wrap(fn):
+        def run(n: int) -> None:
+            with gemm():
+                fn(n)
+
+        return run
+
+    return tuple(wrap(fn) for fn in runner)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=list(method_names()))
     parser.add_argument("--updates", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rewire-gemm", action="store_true", help="add Rewire with its wiring GEMMs (docstring)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     runners = {m: setup(m, 2048) for m in args.methods}
-    per_update: dict[str, list[float]] = {m: [] for m in args.methods}
-    per_step: dict[str, list[float]] = {m: [] for m in args.methods}
+    if args.rewire_gemm:
+        runners["rewire/gemm"] = with_wiring_gemm(setup("rewire", 2048))
+    per_update: dict[str, list[float]] = {m: [] for m in runners}
+    per_step: dict[str, list[float]] = {m: [] for m in runners}
     for update, collect in runners.values():  # warm-up
         update(8)
         collect(8)
@@ -123,10 +154,10 @@ def main() -> None:
     base_u, base_c = statistics.median(per_update["ft_1"]), statistics.median(per_step["ft_1"])
     print(f"torch {torch.__version__} (1 thread), 3×256, batch 256, {ENVS} stand-in envs, second task; "
           f"medians of {args.rounds} interleaved rounds")  # fmt: skip
-    print(f"{'method':>8} {'ms/update':>10} {'× ft_1':>7} {'ms/step':>8} {'× ft_1':>7}")
-    for m in args.methods:
+    print(f"{'method':>11} {'ms/update':>10} {'× ft_1':>7} {'ms/step':>8} {'× ft_1':>7}")
+    for m in runners:
         u, c = statistics.median(per_update[m]), statistics.median(per_step[m])
-        print(f"{m:>8} {1e3 * u:10.2f} {u / base_u:7.2f} {1e3 * c:8.3f} {c / base_c:7.2f}")
+        print(f"{m:>11} {1e3 * u:10.2f} {u / base_u:7.2f} {1e3 * c:8.3f} {c / base_c:7.2f}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from conftest import fake_env_factory
 from rlrepro.continual import TrainSpec, build_method, load_stage_methods, train
 from rlrepro.continual.config import SACConfig
 from rlrepro.continual.methods.base import TaskContext
-from rlrepro.continual.methods.rewire import softsort_st, spaced_scores
+from rlrepro.continual.methods.rewire import mul_grad, permute_columns, softsort_st, spaced_scores
 from rlrepro.engine.config import NetworkConfig
 from rlrepro.engine.networks import TwinCritic
 
@@ -23,6 +23,30 @@ def test_softsort_forward_is_a_hard_permutation_with_a_gradient():
     noisy = softsort_st(scores.detach(), tau=1.0, beta=10.0)
     assert torch.allclose(noisy.sum(0), torch.ones(4)) and torch.allclose(noisy.sum(1), torch.ones(4))
     assert set(noisy.detach().round().unique().tolist()) == {0.0, 1.0}
+
+
+@pytest.mark.parametrize(("rows", "width", "tie"), [(512, 256, False), (256, 256, False), (5, 16, False), (64, 16, True)])
+def test_permuting_by_gather_is_the_gemm_bit_for_bit(rows, width, tie):
+    """The learning route's `out @ permᵀ` is a gather (rewire.permute_columns): the same floats forward, for `out`'s
+    gradient and for the scores' gradient through SoftSort, at the paper's width and the policy loss's 2·256 rows.
+    With tied scores two rows pick one column (not a permutation): still the GEMM's numbers."""
+    gen = torch.Generator().manual_seed(rows + width)
+    results = []
+    for permute in (lambda out, perm: out @ perm.transpose(-1, -2), permute_columns):
+        gen.manual_seed(rows + width)
+        scores = torch.linspace(0, 1, width) + 0.01 * torch.randn(width, generator=gen)
+        if tie:
+            scores[3] = scores[7]
+        scores.requires_grad_(True)
+        out = torch.randn(rows, width, generator=gen, requires_grad=True)
+        grad = torch.randn(rows, width, generator=gen)
+        perm = softsort_st(mul_grad(scores, 3), tau=0.1, beta=0.0)
+        if tie:
+            assert perm.detach().argmax(-1).unique().numel() == width - 1
+        y = permute(out, perm)
+        results.append((y.detach(), *torch.autograd.grad(y, [out, scores], grad)))
+    for name, gemm, gather in zip(("value", "out grad", "score grad"), *results, strict=True):
+        assert torch.equal(gemm, gather), f"{name}: max diff {(gemm - gather).abs().max().item()}"
 
 
 def lifecycle(method, n_tasks):

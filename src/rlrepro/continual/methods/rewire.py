@@ -40,6 +40,38 @@ def softsort_st(scores: torch.Tensor, tau: float, beta: float) -> torch.Tensor:
     return hard + soft - soft.detach()
 
 
+class _PermuteColumns(torch.autograd.Function):
+    """`out @ permᵀ` for a 2-D `out` and a straight-through permutation matrix, its forward a gather.
+
+    `perm` = hard + soft − soft.detach() has exact zeros off the hard one-hot and 1 + ε on it (|ε| ≤ 2⁻²⁴), one per
+    row, so each output of the GEMM is the single product out[:, j]·perm[i, j] plus exact zeros: the gather times
+    that entry is the same float. The backward is the two GEMMs autograd would run (`out`'s gradient grad @ perm;
+    `perm`'s gradᵀ @ out, its layout for a transposed right operand): a column of `perm` holds two nonzeros when two
+    scores tie exactly, and the GEMM's fused multiply-add then rounds their sum differently from a scatter.
+    """
+
+    @staticmethod
+    def forward(ctx, out: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        index = perm.argmax(-1)
+        ctx.save_for_backward(out, perm)
+        return out.index_select(-1, index) * perm.gather(-1, index[:, None]).squeeze(-1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # type: ignore[override]
+        out, perm = ctx.saved_tensors
+        grad_out = grad.mm(perm) if ctx.needs_input_grad[0] else None
+        grad_perm = grad.t().mm(out) if ctx.needs_input_grad[1] else None
+        return grad_out, grad_perm
+
+
+def permute_columns(out: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+    """`out @ perm.transpose(-1, -2)`, bit for bit (values and gradients); the forward a gather where `out` is 2-D
+    (every no-grad forward of the learning route, e.g. the TD target's, skips its GEMMs)."""
+    if out.dim() == 2 and perm.dim() == 2:
+        return _PermuteColumns.apply(out, perm)
+    return out @ perm.transpose(-1, -2)
+
+
 def mul_grad(x: torch.Tensor, k: float) -> torch.Tensor:
     """Identity in value, gradient × k (each of the K modes is trained only 1/K of the time)."""
     return x * k - x.detach() * (k - 1)
@@ -77,7 +109,7 @@ class LinearRewire(nn.Module):
         kind, index = route
         if kind == "learn":
             perm = softsort_st(mul_grad(self.v[index], k), tau, beta)
-            return out @ perm.transpose(-1, -2)
+            return permute_columns(out, perm)
         if kind == "hard":
             return out[..., torch.argsort(self.v[index].detach())]
         return out[..., self.cache[index]]
