@@ -111,7 +111,7 @@ def with_wiring_gemm(runner):
 
     @contextlib.contextmanager
     def gemm():
-        gather, rewire.permute_columns = rewire.permute_columns, lambda out, perm: out @ perm.transpose(-1, -2)
+        gather, rewire.permute_columns = rewire.permute_columns, rewire.permute_columns_by_gemm
         try:
             yield
         finally:

@@ -7,7 +7,13 @@ from conftest import fake_env_factory
 from rlrepro.continual import TrainSpec, build_method, load_stage_methods, train
 from rlrepro.continual.config import SACConfig
 from rlrepro.continual.methods.base import TaskContext
-from rlrepro.continual.methods.rewire import mul_grad, permute_columns, softsort_st, spaced_scores
+from rlrepro.continual.methods.rewire import (
+    mul_grad,
+    permute_columns,
+    permute_columns_by_gemm,
+    softsort_st,
+    spaced_scores,
+)
 from rlrepro.engine.config import NetworkConfig
 from rlrepro.engine.networks import TwinCritic
 
@@ -32,7 +38,7 @@ def test_permuting_by_gather_is_the_gemm_bit_for_bit(rows, width, tie):
     With tied scores two rows pick one column (not a permutation): still the GEMM's numbers."""
     gen = torch.Generator().manual_seed(rows + width)
     results = []
-    for permute in (lambda out, perm: out @ perm.transpose(-1, -2), permute_columns):
+    for permute in (permute_columns_by_gemm, permute_columns):
         gen.manual_seed(rows + width)
         scores = torch.linspace(0, 1, width) + 0.01 * torch.randn(width, generator=gen)
         if tie:

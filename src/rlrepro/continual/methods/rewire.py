@@ -64,12 +64,17 @@ class _PermuteColumns(torch.autograd.Function):
         return grad_out, grad_perm
 
 
+def permute_columns_by_gemm(out: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+    """`out @ perm.transpose(-1, -2)` as a GEMM: the layout engine 0.2.0 first shipped, the reference of the gather."""
+    return out @ perm.transpose(-1, -2)
+
+
 def permute_columns(out: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
     """`out @ perm.transpose(-1, -2)`, bit for bit (values and gradients); the forward a gather where `out` is 2-D
     (every no-grad forward of the learning route, e.g. the TD target's, skips its GEMMs)."""
     if out.dim() == 2 and perm.dim() == 2:
         return _PermuteColumns.apply(out, perm)
-    return out @ perm.transpose(-1, -2)
+    return permute_columns_by_gemm(out, perm)
 
 
 def mul_grad(x: torch.Tensor, k: float) -> torch.Tensor:
