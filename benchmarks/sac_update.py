@@ -12,11 +12,20 @@ entropy target, Polyak every `target_update_delay` (2); LeakyReLU(0.2) nets, cli
     python benchmarks/sac_update.py                    # both flavours, 2×256 and 3×256, 3 rounds of 300 updates
     python benchmarks/sac_update.py --flavour continual --hidden 256,256,256 --updates 500 --rounds 5
     python benchmarks/sac_update.py --variants eager fused_adam compiled   # candidates for a next engine version
+    python benchmarks/sac_update.py --gemm-floor      # how much of the update is GEMM, and what that leaves for the rest
 
 `--variants` adds layouts that would move the last bits (so a new ENGINE_VERSION and a re-run of every published
 run): `fused_adam` (torch's fused CPU Adam kernel for the three optimisers) and `compiled` (each network's forward
 through `torch.compile`, inductor's C++ backend; the warm-up updates pay its compile time and are not timed).
 `eager` is the engine as every job runs it.
+
+`--gemm-floor` answers "could any eager layout reach the target?": the GEMMs (mm, addmm, bmm, baddbmm) of two eager
+updates (one continual policy cycle) are recorded by torch.profiler with their shapes and replayed alone on
+contiguous random operands, timed like the updates. Printed per flavour and shape: the update's time, its GEMMs'
+time and share, the JAX update's time, the ratio the update would reach if everything but its GEMMs cost nothing
+(JAX time / GEMM time), and the time left for everything else at a 0.85 ratio. The replay drops the operands'
+strides (the engine multiplies by transposed weights; MKL takes a transposed operand without a copy), so it is an
+estimate of the floor, not a bound.
 """
 
 from __future__ import annotations
@@ -296,6 +305,30 @@ def jax_continual_runner(hidden: list[int]):
 RUNNERS = {"sparse": (rlrepro_runner, jax_runner), "continual": (continual_runner, jax_continual_runner)}
 
 
+GEMM_OPS = {"aten::mm": torch.mm, "aten::addmm": torch.addmm, "aten::bmm": torch.bmm, "aten::baddbmm": torch.baddbmm}
+
+
+def gemm_replay(run, updates: int = 2):
+    """`replay(n)`: the GEMMs of `updates` eager updates of `run`, in their order and shapes, n times over (module
+    docstring, `--gemm-floor`)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+        run(updates)
+    gen = torch.Generator().manual_seed(0)
+    calls = [
+        (GEMM_OPS[e.name], [torch.randn(*shape, generator=gen) for shape in e.input_shapes if shape])
+        for e in prof.events() if e.name in GEMM_OPS
+    ]  # fmt: skip
+    if not calls:
+        raise RuntimeError("the profiler recorded no GEMM in the update: --gemm-floor has nothing to replay")
+
+    def replay(n: int) -> None:
+        for _ in range(n):
+            for op, operands in calls:
+                op(*operands)
+
+    return replay, updates
+
+
 def rate(run, n: int) -> float:
     start = time.perf_counter()
     run(n)
@@ -309,7 +342,10 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--variants", nargs="*", default=["eager"], choices=VARIANTS)
+    parser.add_argument("--gemm-floor", action="store_true", help="also time the eager update's GEMMs alone")
     args = parser.parse_args()
+    if args.gemm_floor and "eager" not in args.variants:
+        args.variants.insert(0, "eager")  # the floor is the eager update's
     torch.set_num_threads(1)
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core for both: XLA ignores thread settings
     print(
@@ -317,6 +353,7 @@ def main() -> None:
         f"batch {BATCH}, pinned to CPU {min(os.sched_getaffinity(0))}"
     )
     print(f"{'flavour':>10} {'shape':>12} {'variant':>10} {'rlrepro upd/s':>14} {'jax upd/s':>10} {'ratio':>6}")
+    floors = []
     for flavour, spec in itertools.product(args.flavour, args.hidden):
         hidden = [int(h) for h in spec.split(",")]
         ours = {v: RUNNERS[flavour][0](hidden, v) for v in args.variants}
@@ -325,14 +362,31 @@ def main() -> None:
             run(20)  # warm-up (a compiled variant compiles here: its first critic and policy steps)
         r_ours: dict[str, list[float]] = {v: [] for v in ours}
         r_jax = []
+        if args.gemm_floor:
+            replay, per = gemm_replay(ours["eager"])
+            replay(2)
+        r_gemm = []
         for _ in range(args.rounds):  # interleaved, so load changes hit every runner alike
             for v, run in ours.items():
                 r_ours[v].append(rate(run, args.updates))
             r_jax.append(rate(bound, args.updates))
+            if args.gemm_floor:
+                r_gemm.append(rate(replay, max(1, args.updates // per)) * per)  # updates' GEMMs per second
         b = statistics.median(r_jax)
+        shape = "×".join(map(str, hidden))
         for v, rates in r_ours.items():
             a = statistics.median(rates)
-            print(f"{flavour:>10} {'×'.join(map(str, hidden)):>12} {v:>10} {a:14.1f} {b:10.1f} {a / b:6.2f}")
+            print(f"{flavour:>10} {shape:>12} {v:>10} {a:14.1f} {b:10.1f} {a / b:6.2f}")
+        if args.gemm_floor:
+            floors.append((flavour, shape, 1e3 / statistics.median(r_ours["eager"]), 1e3 / statistics.median(r_gemm),
+                           1e3 / b))  # fmt: skip
+    if floors:
+        print("\nGEMM floor (eager update; ms per update; 'if free': the ratio with every non-GEMM op at zero cost)")
+        print(f"{'flavour':>10} {'shape':>12} {'update':>8} {'GEMMs':>7} {'share':>6} {'jax':>7} {'if free':>8} "
+              f"{'rest @0.85':>10}")  # fmt: skip
+        for flavour, shape, update, gemm, jax_ms in floors:
+            print(f"{flavour:>10} {shape:>12} {update:8.3f} {gemm:7.3f} {gemm / update:6.2f} {jax_ms:7.3f} "
+                  f"{jax_ms / gemm:8.2f} {jax_ms / 0.85 - gemm:10.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -19,15 +19,23 @@ def run(script: str, *args: str) -> str:
     return out.stdout
 
 
-def test_sac_update_prints_a_ratio_per_flavour_and_shape():
-    out = run("sac_update.py", "--hidden", "32,32", "32,32,32", "--updates", "3", "--rounds", "1",
-              "--variants", "eager", "fused_adam")  # fmt: skip
+def test_sac_update_prints_a_ratio_per_flavour_and_shape_and_the_gemm_floor():
+    out = run("sac_update.py", "--hidden", "32,32", "32,32,32", "--updates", "4", "--rounds", "1",
+              "--variants", "fused_adam", "--gemm-floor")  # fmt: skip
     rows = re.findall(r"^\s+(sparse|continual)\s+(32×32(?:×32)?)\s+(eager|fused_adam)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$",
                       out, re.MULTILINE)  # fmt: skip
-    assert [r[:3] for r in rows] == [(f, s, v) for f in ("sparse", "continual") for s in ("32×32", "32×32×32")
-                                     for v in ("eager", "fused_adam")]  # fmt: skip
+    cases = [(f, s) for f in ("sparse", "continual") for s in ("32×32", "32×32×32")]
+    # --gemm-floor measures the eager update, so it adds `eager` in front of the variants asked for
+    assert [r[:3] for r in rows] == [(f, s, v) for f, s in cases for v in ("eager", "fused_adam")]
     for _, _, _, ours, bound, ratio in rows:
         assert float(ratio) == pytest.approx(float(ours) / float(bound), abs=0.01)
+    floor = re.findall(r"^\s+(sparse|continual)\s+(32×32(?:×32)?)" + r"\s+([\d.]+)" * 6 + "$",
+                       out.split("GEMM floor", 1)[1], re.MULTILINE)  # fmt: skip
+    assert [r[:2] for r in floor] == cases
+    for _, _, update, gemm, share, jax_ms, if_free, _ in floor:
+        # the GEMMs replayed alone are part of the update, so they take less time than it
+        assert 0 < float(gemm) < float(update) and float(share) == pytest.approx(float(gemm) / float(update), abs=0.01)
+        assert float(if_free) == pytest.approx(float(jax_ms) / float(gemm), rel=0.05)
 
 
 def test_sac_update_variants_change_the_learner_as_named():
