@@ -80,6 +80,22 @@ def test_use_singularity_with_the_unpublished_default_image_says_how_to_build_on
     assert plain.returncode == 0, plain.stderr
 
 
+def test_a_python_on_path_without_the_engine_stops_before_any_job(workflow_copy, tmp_path):
+    """Rules run `python -m rlrepro` from PATH: Snakemake called by path with another `python` first (here the base
+    interpreter with only its standard library) fails once, saying how to fix it, instead of in every job's log."""
+    bare = tmp_path / "bin" / "python"
+    bare.parent.mkdir()
+    bare.write_text(f'#!/bin/sh\nexec {sys._base_executable} -I -S "$@"\n')
+    bare.chmod(0o755)
+    target = "results/references/halfcheetah/forgetting/seed0/random.parquet"
+    env = {**os.environ, "PATH": f"{bare.parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--config", "preset=smoke", "--", target],
+                          cwd=workflow_copy, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode != 0
+    assert f"the jobs' `python` ({bare}) cannot import rlrepro, pandas, pyarrow, torch" in proc.stdout + proc.stderr
+    assert not (workflow_copy / target).exists() and not (workflow_copy / "results" / "logs").exists()
+
+
 @pytest.mark.slow
 def test_smoke_pipeline_end_to_end_then_precise_rerun(workflow_copy):
     proc = snakemake(workflow_copy, "--config", "preset=smoke")

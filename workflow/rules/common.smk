@@ -1,6 +1,8 @@
 # Config validation, the resolved grid, and the params slices every rule passes to the engine CLI.
 import json
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -32,6 +34,34 @@ if config["container"].startswith(UNPUBLISHED_IMAGE) and any(
         "docker-daemon://...`) and point `container:` at it in config.yaml or with --config "
         "container=docker://<registry>/rlrepro:<tag> (a digest or a .sif path are better)."
     )
+
+
+# Every rule runs `python -m rlrepro ...`; outside a container that is the first `python` on PATH, which is not the
+# environment's when Snakemake is called by path (`.venv/bin/snakemake` without the venv's bin on PATH): each job would
+# then fail with an import error in its own log. Say it once, before the first job starts (onstart: not in a dry run).
+JOB_MODULES = ("rlrepro", "pandas", "pyarrow", "torch")
+
+
+def check_job_python():
+    if any(m.name == "APPTAINER" for m in workflow.deployment_settings.deployment_method):
+        return  # the image's python runs the jobs
+    probe = "import importlib.util as u; print(' '.join(m for m in %r if u.find_spec(m) is None))" % (JOB_MODULES,)
+    python = shutil.which("python")  # the jobs' shells inherit this environment
+    if python is None:
+        problem = "there is no `python` on PATH"
+    else:
+        out = subprocess.run([python, "-c", probe], capture_output=True, text=True).stdout.split()
+        problem = out and f"the jobs' `python` ({python}) cannot import {', '.join(out)}"
+    if problem:
+        raise WorkflowError(
+            f"{problem}: every rule runs `python -m rlrepro` from PATH. Activate the project's environment first "
+            "(`source .venv/bin/activate`, or `export PATH=$PWD/.venv/bin:$PATH`; `make` targets do this) or run with "
+            "--use-singularity."
+        )
+
+onstart:
+    check_job_python()
+
 
 # Where the preset's runs, tables and figures go (`results_dir` of the preset; "results" unless it says otherwise), so
 # that a study (e.g. `validate`) and the demo never overwrite each other's runs.
