@@ -108,7 +108,7 @@ def stage_performance(results: pd.DataFrame, stem: Path | str) -> list[Path]:
         ax.set_xlabel("training stage (task index)")
         ax.set_ylabel("avg return on tasks seen so far")
         ax.set_title(str(results["scenario"].iloc[0]))
-        ax.legend(frameon=False)
+        ax.legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))  # beside the axes: never over a line
         return save(fig, stem, data)
 
 
@@ -133,7 +133,7 @@ def continual_curves(results: pd.DataFrame, stem: Path | str, boot: BootstrapCon
         ax.set_xlabel("env steps (all tasks)")
         ax.set_ylabel("training episode return")
         ax.set_title(str(results["scenario"].iloc[0]), pad=14)
-        ax.legend(frameon=False, fontsize=7)
+        ax.legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
         return save(fig, stem, data)
 
 
