@@ -22,12 +22,13 @@ try:
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
 
+# --use-singularity: every job runs in the `container:` image, with the image's python.
+IN_CONTAINER = any(m.name == "APPTAINER" for m in workflow.deployment_settings.deployment_method)
+
 # config.yaml's default `container:` names where the project's image would be published; no registry serves it yet.
 # Under --use-singularity, say so before any pull fails with a registry error, and say how to build and set one.
 UNPUBLISHED_IMAGE = "docker://rlrepro/rlrepro:"
-if config["container"].startswith(UNPUBLISHED_IMAGE) and any(
-    m.name == "APPTAINER" for m in workflow.deployment_settings.deployment_method
-):
+if config["container"].startswith(UNPUBLISHED_IMAGE) and IN_CONTAINER:
     raise WorkflowError(
         f"container {config['container']!r} is not published on any registry: build the image from docker/Dockerfile "
         "(docker/README.md: podman/docker build, then push it to your registry or `apptainer build rlrepro.sif "
@@ -43,7 +44,7 @@ JOB_MODULES = ("rlrepro", "pandas", "pyarrow", "torch")
 
 
 def check_job_python():
-    if any(m.name == "APPTAINER" for m in workflow.deployment_settings.deployment_method):
+    if IN_CONTAINER:
         return  # the image's python runs the jobs
     probe = "import importlib.util as u; print(' '.join(m for m in %r if u.find_spec(m) is None))" % (JOB_MODULES,)
     python = shutil.which("python")  # the jobs' shells inherit this environment
