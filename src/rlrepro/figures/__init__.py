@@ -27,6 +27,8 @@ STYLE = {
     "axes.spines.right": False,
     "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
 }
+# Legend placement beside the axes (saved with bbox_inches="tight"): with many methods a legend inside covers lines.
+LEGEND_BESIDE = {"frameon": False, "loc": "center left", "bbox_to_anchor": (1.0, 0.5)}
 
 
 def method_style(method: str) -> dict[str, str]:
@@ -108,7 +110,7 @@ def stage_performance(results: pd.DataFrame, stem: Path | str) -> list[Path]:
         ax.set_xlabel("training stage (task index)")
         ax.set_ylabel("avg return on tasks seen so far")
         ax.set_title(str(results["scenario"].iloc[0]))
-        ax.legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))  # beside the axes: never over a line
+        ax.legend(**LEGEND_BESIDE)
         return save(fig, stem, data)
 
 
@@ -133,7 +135,7 @@ def continual_curves(results: pd.DataFrame, stem: Path | str, boot: BootstrapCon
         ax.set_xlabel("env steps (all tasks)")
         ax.set_ylabel("training episode return")
         ax.set_title(str(results["scenario"].iloc[0]), pad=14)
-        ax.legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        ax.legend(fontsize=7, **LEGEND_BESIDE)
         return save(fig, stem, data)
 
 
@@ -243,7 +245,7 @@ def sparse_layer_density(results: pd.DataFrame, stem: Path | str) -> list[Path]:
             ax.set_yscale("log")
             ax.set_xlabel("env steps")
         axes[0][0].set_ylabel("layer density")
-        axes[0][-1].legend(frameon=False, fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        axes[0][-1].legend(fontsize=6, **LEGEND_BESIDE)
         return save(fig, stem)
 
 
@@ -310,5 +312,5 @@ def aggregate(runs: pd.DataFrame, stem: Path | str, boot: BootstrapConfig, metri
             ax_p.fill_between(taus, band[1], band[2], color=style["color"], alpha=0.15)
         ax_p.set_xlabel(f"τ ({metric})")
         ax_p.set_ylabel("fraction of runs > τ")
-        ax_p.legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        ax_p.legend(fontsize=7, **LEGEND_BESIDE)
         return save(fig, stem)
