@@ -17,7 +17,8 @@ entropy target, Polyak every `target_update_delay` (2); LeakyReLU(0.2) nets, cli
 `--variants` adds layouts that would move the last bits (so a new ENGINE_VERSION and a re-run of every published
 run): `fused_adam` (torch's fused CPU Adam kernel for the three optimisers) and `compiled` (each network's forward
 through `torch.compile`, inductor's C++ backend; the warm-up updates pay its compile time and are not timed).
-`eager` is the engine as every job runs it.
+`compiled_losses` compiles the TD loss and the policy loss whole (target, sampling, forwards, reductions; their
+backward with them). `eager` is the engine as every job runs it.
 
 `--gemm-floor` answers "could any eager layout reach the target?": the GEMMs (mm, addmm, bmm, baddbmm) of two eager
 updates (one continual policy cycle) are recorded by torch.profiler with their shapes and replayed alone on
@@ -57,7 +58,7 @@ from rlrepro.sparse.train import build_learner
 OBS, ACT, BATCH, BUFFER = 17, 6, 256, 100_000
 
 
-VARIANTS = ("eager", "fused_adam", "compiled")
+VARIANTS = ("eager", "fused_adam", "compiled", "compiled_losses")
 
 
 def apply_variant(learner, variant: str) -> None:
@@ -72,6 +73,25 @@ def apply_variant(learner, variant: str) -> None:
         torch._dynamo.config.recompile_limit = 64
         for module in (learner.actor, learner.critic, learner.target_critic):
             module.net.forward = torch.compile(module.net.forward, dynamic=False)
+    elif variant == "compiled_losses":
+        # the whole TD and policy losses (target, sampling, both networks' forwards, the reductions) as inductor graphs,
+        # so their backward is one compiled graph too; only this learner's calls see them (the module's functions are
+        # swapped in around its update and back, since other runners in the process share the module)
+        from rlrepro.engine import learner as module
+
+        torch._dynamo.config.recompile_limit = 64
+        compiled = {name: torch.compile(getattr(module, name), dynamic=False) for name in ("critic_loss", "actor_loss")}
+        update = learner.update
+
+        def compiled_update(*args, **kwargs):
+            saved = {name: getattr(module, name) for name in compiled}
+            vars(module).update(compiled)
+            try:
+                return update(*args, **kwargs)
+            finally:
+                vars(module).update(saved)
+
+        learner.update = compiled_update
     elif variant != "eager":
         raise ValueError(f"unknown variant {variant!r}: choose from {VARIANTS}")
 
@@ -352,7 +372,7 @@ def main() -> None:
         f"torch {torch.__version__} ({torch.get_num_threads()} thread, BLAS: {blas.status()}), jax {jax.__version__}, "
         f"batch {BATCH}, pinned to CPU {min(os.sched_getaffinity(0))}"
     )
-    print(f"{'flavour':>10} {'shape':>12} {'variant':>10} {'rlrepro upd/s':>14} {'jax upd/s':>10} {'ratio':>6}")
+    print(f"{'flavour':>10} {'shape':>12} {'variant':>15} {'rlrepro upd/s':>14} {'jax upd/s':>10} {'ratio':>6}")
     floors = []
     for flavour, spec in itertools.product(args.flavour, args.hidden):
         hidden = [int(h) for h in spec.split(",")]
@@ -376,7 +396,7 @@ def main() -> None:
         shape = "×".join(map(str, hidden))
         for v, rates in r_ours.items():
             a = statistics.median(rates)
-            print(f"{flavour:>10} {shape:>12} {v:>10} {a:14.1f} {b:10.1f} {a / b:6.2f}")
+            print(f"{flavour:>10} {shape:>12} {v:>15} {a:14.1f} {b:10.1f} {a / b:6.2f}")
         if args.gemm_floor:
             floors.append((flavour, shape, 1e3 / statistics.median(r_ours["eager"]), 1e3 / statistics.median(r_gemm),
                            1e3 / b))  # fmt: skip

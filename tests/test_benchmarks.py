@@ -39,7 +39,8 @@ def test_sac_update_prints_a_ratio_per_flavour_and_shape_and_the_gemm_floor():
 
 
 def test_sac_update_variants_change_the_learner_as_named():
-    """`fused_adam` swaps in fused optimisers over the same parameters; an unknown name is refused."""
+    """`fused_adam` swaps in fused optimisers over the same parameters; `compiled_losses` wraps this learner's update
+    and leaves the engine module's eager losses in place for every other learner; an unknown name is refused."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import sac_update
@@ -60,6 +61,11 @@ def test_sac_update_variants_change_the_learner_as_named():
     assert not learner.opt_critic.defaults.get("fused")
     sac_update.apply_variant(learner, "fused_adam")
     assert learner.opt_critic.defaults["fused"] and learner.opt_critic.param_groups[0]["params"] == params
+    from rlrepro.engine import learner as module
+
+    eager_loss = module.critic_loss
+    sac_update.apply_variant(learner, "compiled_losses")
+    assert "update" in vars(learner) and module.critic_loss is eager_loss
     with pytest.raises(ValueError, match="unknown variant"):
         sac_update.apply_variant(learner, "bogus")
 
