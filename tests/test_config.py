@@ -268,3 +268,40 @@ def test_validate_preset_lists_all_methods_and_the_rewire_diagnostic_without_cha
     assert "variant" not in base and arm["variant"] == "rewire-coeff100"
     assert {k: v for k, v in arm["method_hp"].items() if k != "coeff"} == {
         k: v for k, v in base["method_hp"].items() if k != "coeff"}
+
+
+@pytest.mark.parametrize("text", [".nan", ".inf", "-.inf", ".NaN", "-.Inf"])
+def test_nan_and_infinity_are_refused_with_the_key_named(text):
+    """JSON schema bounds never fail on NaN (every comparison with it is false), and .inf passes `minimum`: both are
+    refused before any job, in any numeric value."""
+    config = copy.deepcopy(BASE)
+    config["sac"] = {**BASE["sac"], "lr_q": yaml.safe_load(text)}
+    with pytest.raises(ConfigError, match=r"^config\.sac\.lr_q: -?(nan|inf) is not a finite number"):
+        validate(config)
+    nested = copy.deepcopy(BASE)
+    nested["methods"]["ewc"] = {**BASE["methods"]["ewc"], "scenario_overrides": {"halfcheetah/forgetting": {
+        "fisher_coeff": yaml.safe_load(text)}}}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"config\.methods\.ewc\.scenario_overrides\.halfcheetah/forgetting\.fisher_coeff"):
+        validate(nested)
+    assert validate(copy.deepcopy(BASE))  # the shipped config's finite values pass
+
+
+def test_snakemake_refuses_nan_before_scheduling_any_job(tmp_path):
+    """The issue's case: `sac: {lr_q: .nan}` in an overlay used to pass validation and a dry run scheduled the jobs."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    for item in ("Snakefile", "config.yaml", "workflow", "src"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / item)
+    (tmp_path / "overlay.yaml").write_text("sac:\n  lr_q: .nan\n")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", "overlay.yaml",
+                           "--config", "preset=smoke"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "invalid configuration: config.sac.lr_q: nan is not a finite number" in out
+    assert "Job stats" not in out and "rule train_run" not in out

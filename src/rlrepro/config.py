@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,10 +55,24 @@ def reject_exponent_strings(data: Any, where: str = "config") -> None:
                           f"mantissa): write {fixed}")  # fmt: skip
 
 
+def reject_non_finite(data: Any, where: str = "config") -> None:
+    """YAML reads `.nan`, `.inf` and `-.inf` as floats, and JSON schema bounds never fail on NaN (every comparison with
+    it is false): refuse them in any value, naming the key, before a job is scheduled with them."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            reject_non_finite(value, f"{where}.{key}")
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            reject_non_finite(value, f"{where}[{i}]")
+    elif isinstance(data, float) and not math.isfinite(data):
+        raise ConfigError(f"{where}: {data} is not a finite number; NaN and infinity are refused in every config value")
+
+
 def check_keys(data: Any, schema: dict[str, Any], where: str = "config", root: dict[str, Any] | None = None) -> None:
     """Reject keys the schema does not allow, naming the key and listing the valid ones (before jsonschema runs)."""
     if root is None:
         reject_exponent_strings(data, where)
+        reject_non_finite(data, where)
     root = root or schema
     schema = _deref(schema, root)
     if not isinstance(data, dict) or schema.get("type") != "object":

@@ -1,4 +1,5 @@
-"""The environment interface every backend implements, and the factory that picks a backend."""
+"""The environment interface every backend implements. The backends import it; it imports none of them (the
+factory that picks a backend is `rlrepro.envs.factory`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
-
-from rlrepro.scenarios import ScenarioSpec, TaskSpec
 
 
 @dataclass
@@ -43,15 +42,3 @@ class VecEnv(Protocol):
         ...
 
     def set_state(self, state: Any) -> None: ...
-
-
-def make_env(scenario: ScenarioSpec, task: TaskSpec, *, n_envs: int, env_cfg: dict[str, Any], device: torch.device) -> VecEnv:
-    """Build the env of one task of a scenario with the backend its domain names."""
-    if scenario.backend == "metaworld":
-        from rlrepro.envs.metaworld_backend import MetaWorldVecEnv
-
-        spurious = env_cfg.get("cw_spurious_reset_transition", True)
-        return MetaWorldVecEnv(scenario, task, n_envs=n_envs, device=device, spurious_reset_transition=spurious)
-    from rlrepro.envs.brax_backend import BraxVecEnv
-
-    return BraxVecEnv(scenario, task, n_envs=n_envs, backend=env_cfg.get("backend", "positional"), device=device)
