@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CORES ?= all
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run report run-sparse validate validate-tables bench test test-fast test-scenarios test-containers test-cuda-image test-slurm lint dry-run paper-dry-run clean-results
+.PHONY: run report run-sparse validate validate-tables bench docs test test-fast test-scenarios test-containers test-cuda-image test-slurm lint dry-run paper-dry-run clean-results
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/sac_halfcheetah.py
 	$(BIN)/python benchmarks/scaling.py
+
+# The documentation site into site/ (docs/, mkdocs.yml). --strict: a broken link or anchor, or a page missing from the
+# nav, fails the build. The reference pages are generated from the schema and registries as it builds (offline).
+docs: $(STAMP)
+	$(BIN)/pip install --quiet -c requirements.lock -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not scenarios and not containers and not cuda_image and not slurm"
