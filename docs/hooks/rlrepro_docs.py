@@ -38,7 +38,10 @@ def _src_path() -> None:
 # --- config reference -------------------------------------------------------------------------------------------
 def _cell(value: Any) -> str:
     text = json.dumps(value) if not isinstance(value, str) else value
-    return "`" + text.replace("|", "\\|") + "`"
+    if "|" in text:  # a pipe inside a code span would still split the table row
+        escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace("|", "&#124;")
+        return f"<code>{escaped}</code>"
+    return f"`{text}`"
 
 
 def _type(node: dict[str, Any]) -> str:
@@ -137,7 +140,7 @@ def config_reference(schema: dict[str, Any], config: dict[str, Any]) -> str:
         "# Configuration reference",
         "",
         "Generated when the site is built from `workflow/schemas/config.schema.yaml` (the schema every run is",
-        "validated against) and `config.yaml` (the value it sets, where a key has one value). `<preset>`, `<method>`",
+        "validated against) and `config.yaml` (its value, where it differs from the schema's default). `<preset>`, `<method>`",
         "and the like stand for names you choose. Unknown keys are refused, as are NaN and infinity in any value;",
         "see the [configuration guide](../configuration.md) for how the keys fit together.",
         "",
@@ -150,10 +153,14 @@ def config_reference(schema: dict[str, Any], config: dict[str, Any]) -> str:
     general = [section[0] for section in sections.values() if len(section) == 1]
     grouped = {"top-level settings": general, **{f"`{k}`": v for k, v in sections.items() if len(v) > 1}}
     for title, section in grouped.items():
-        out += [f"## {title}", "", "| key | type | default | bounds | config.yaml | description |", "|---|---|---|---|---|---|"]
+        out += [f"## {title}", "", "| key | type, bounds | default | description |", "|---|---|---|---|"]
         for r in section:
             description = r["description"].replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
-            out.append(f"| `{r['key']}` | {r['type']} | {r['default']} | {r['bounds']} | {r['config']} | {description} |")
+            kind = f"{r['type']}; {r['bounds']}" if r["bounds"] else r["type"]
+            default = r["default"]
+            if r["config"] and r["config"] != r["default"]:
+                default = f"{default}<br>config.yaml: {r['config']}" if default else f"config.yaml: {r['config']}"
+            out.append(f"| `{r['key']}` | {kind} | {default} | {description} |")
         out.append("")
     return "\n".join(out)
 
