@@ -56,7 +56,7 @@ class ReferenceContinualSAC:
         self.in_branch, self.batch_mean = target_in_policy_branch, batch_mean_entropy
         self.iteration = 0
 
-    def update(self, batch, generator: torch.Generator, extra_loss=None, hook=None) -> None:
+    def update(self, batch, generator: torch.Generator, extra_loss=None, grad_masks=None) -> None:
         cfg = self.cfg
         alpha = self.log_alpha.detach().exp()
         with torch.no_grad():
@@ -80,8 +80,9 @@ class ReferenceContinualSAC:
                 loss = loss + extra
             self.opt_actor.zero_grad(set_to_none=True)
             loss.backward()
-            if hook is not None:
-                hook()
+            for param, mask in grad_masks() if grad_masks is not None else []:  # the method's frozen weights
+                if param.grad is not None:
+                    param.grad.mul_(mask)
             self.opt_actor.step()
             self.critic.requires_grad_(True)
             self.opt_alpha.zero_grad(set_to_none=True)
@@ -142,7 +143,7 @@ def test_continual_update_is_bit_identical_to_the_reference(case, task, fake_sce
     if finetune:  # PackNet's fine-tune learner, as packnet.finetune builds it
         method._set_trainable(lambda owner: owner == task)
         rule = learner_config(cfg, 2, target_update_in_policy_branch=True)
-        learner = SACLearner(method.policy, critic, rule, generator, actor_grad_hook=method.mask_gradients)
+        learner = SACLearner(method.policy, critic, rule, generator, actor_grad_masks=method.gradient_masks)
     else:
         learner = trainer.learner
     # The reference starts from copies of everything the engine starts from, RNG states included.
@@ -164,12 +165,12 @@ def test_continual_update_is_bit_identical_to_the_reference(case, task, fake_sce
                         learner.log_alpha, generator)  # fmt: skip
 
     torch.set_rng_state(global_rng)
-    hook = ref_method.mask_gradients
+    masks = ref_method.gradient_masks
     for _ in range(UPDATES):
         with ref_method.learning_mode():
             batch = ref_replay.sample(cfg.batch_size, ref_generator)
             batch = batch if finetune else ref_method.prepare_batch(batch, ref_generator)
-            reference.update(batch, ref_generator, None if finetune else ref_method.extra_loss, hook)
+            reference.update(batch, ref_generator, None if finetune else ref_method.extra_loss, masks)
     ref = flat_state(ref_method, ref_critic, ref_target, [reference.opt_actor, reference.opt_critic, reference.opt_alpha],
                      reference.log_alpha, ref_generator)  # fmt: skip
 
@@ -262,7 +263,7 @@ def end_state(case: str, task: int, fake_scenario) -> dict[str, object]:
     if finetune:
         method._set_trainable(lambda owner: owner == task)
         rule = learner_config(cfg, 2, target_update_in_policy_branch=True)
-        learner = SACLearner(method.policy, critic, rule, generator, actor_grad_hook=method.mask_gradients)
+        learner = SACLearner(method.policy, critic, rule, generator, actor_grad_masks=method.gradient_masks)
     else:
         learner = trainer.learner
     for _ in range(UPDATES):

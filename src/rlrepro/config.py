@@ -342,6 +342,7 @@ class Resolved:
             "quirks": self.config["quirks"],
             "env": self.config["env"],
             "device": self.config["device"],
+            "engine": self.config["engine"],
             "log": self.config["log"],
         }
 
@@ -391,6 +392,7 @@ class SparseGrid:
 
         self.block = config.get("sparse") or {}
         self.device = config["device"]
+        self.engine = config["engine"]
         self.bootstrap = config["aggregate"]["bootstrap"]
         self.preset = preset or {}
         envs = list(self.block.get("envs", {}))
@@ -483,6 +485,7 @@ class SparseGrid:
             "method_hp": self.method_hp(method, env),
             "max_episode_steps": self.budget.get("max_episode_steps"),
             "device": self.device,
+            "engine": self.engine,
             # only when set: every other job keeps the spec (and so the results) it had
             **({"ips_threshold_from_dense": rule} if (rule := self.threshold_rule(method)) else {}),
         }

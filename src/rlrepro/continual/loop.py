@@ -23,10 +23,11 @@ from rlrepro.checkpoint import CheckpointStore, capture_rng, restore_rng
 from rlrepro.continual.config import EvalConfig, Quirks, SACConfig, TrainLogConfig, learner_config
 from rlrepro.continual.methods.base import Method, TaskContext
 from rlrepro.continual.methods.registry import method_class
-from rlrepro.engine.config import NetworkConfig, from_dict
+from rlrepro.engine.config import EngineConfig, NetworkConfig, from_dict
 from rlrepro.engine.learner import SACLearner
 from rlrepro.engine.networks import GaussianActor, TwinCritic, upgrade_legacy_state_dict
 from rlrepro.engine.replay import ReplayBuffer
+from rlrepro.engine.update import compile_wanted
 from rlrepro.envs import VecEnv, make_env
 from rlrepro.progress import Progress
 from rlrepro.runlog import RunLog
@@ -52,6 +53,7 @@ class TrainSpec:
     quirks: Quirks = field(default_factory=Quirks)
     env: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
+    engine: EngineConfig = field(default_factory=EngineConfig)
     log: TrainLogConfig = field(default_factory=TrainLogConfig)
     engine_version: str = ""
     variant: str | None = None
@@ -78,6 +80,7 @@ class TrainSpec:
             quirks=from_dict(Quirks, data.pop("quirks", {}), "quirks"),
             env=data.pop("env", {}),
             device=data.pop("device", "cpu"),
+            engine=from_dict(EngineConfig, data.pop("engine", {}), "engine"),
             log=from_dict(TrainLogConfig, data.pop("log", {}), "log"),
             **data,
         )
@@ -138,11 +141,13 @@ class TaskTrainer:
         capacity = min(cfg.buffer_size, self.budget + max(cfg.initial_buffer_size, 0) + cfg.n_timesteps * n_envs)
         self.replay = ReplayBuffer(capacity, env.obs_dim, env.action_dim, self.device, **method.replay_columns())
         self.actor = method.train_actor()
+        self.updates_per_epoch = int((cfg.inner_epochs or n_envs) * cfg.grad_updates_per_step)
+        planned_updates = self.budget // max(self.new_steps * n_envs, 1) * self.updates_per_epoch
         self.learner = SACLearner(
             self.actor, critic, learner_config(cfg, env.action_dim, spec.quirks), generator,
-            actor_parameters=method.trainable_parameters(), actor_grad_hook=method.mask_gradients,
+            actor_parameters=method.trainable_parameters(), actor_grad_masks=method.gradient_masks,
+            compile=compile_wanted(spec.engine, planned_updates),
         )  # fmt: skip
-        self.updates_per_epoch = int((cfg.inner_epochs or n_envs) * cfg.grad_updates_per_step)
         self.curve_every = max(self.budget // max(spec.log.curve_points, 1), 1)
         self.obs = env.reset(spec.seed * 1000 + task_index)
         self.calls = 0
@@ -369,7 +374,7 @@ def train(
         # Resumed inside this task: its trainer, env position and spent env steps come from the checkpoint.
         evaluator = TrainEnvEvaluator(env, spec, k, steps=0 if fresh else saved["evaluator_steps"])
         context = TaskContext(None, generator, critic, spec.sac, evaluate=evaluator, env=env, quirks=spec.quirks,
-                              make_env=env_maker(task), seed=spec.seed,
+                              make_env=env_maker(task), seed=spec.seed, engine=spec.engine,
                               extra_env_steps=0 if fresh else saved["extra_env_steps"])  # fmt: skip
         if fresh:
             method.on_task_start(k, context)

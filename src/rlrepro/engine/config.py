@@ -97,3 +97,16 @@ class LearnerConfig:
                            ("arithmetic", ("salina", "pytorch_sac"))):  # fmt: skip
             if getattr(self, key) not in valid:
                 raise ConfigError(f"unknown {key} {getattr(self, key)!r}; valid: {', '.join(valid)}")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the update runs (config.yaml's `engine` block; part of every training job's spec)."""
+
+    compile: bool | str = "auto"
+    """true: the whole update compiled as one graph (torch.compile; CUDA graphs on a GPU); false: the same function
+    eagerly (engine 0.2.0's arithmetic bit for bit); auto: compiled in jobs of ≥ 20,000 planned updates."""
+
+    def __post_init__(self) -> None:
+        if self.compile not in (True, False, "auto"):
+            raise ConfigError(f"engine.compile must be auto, true or false, got {self.compile!r}")

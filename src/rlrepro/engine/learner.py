@@ -25,6 +25,7 @@ from torch import nn
 from rlrepro.engine.config import LearnerConfig
 from rlrepro.engine.networks import GaussianActor, MLPStack, TwinCritic, forward_flops
 from rlrepro.engine.replay import Batch, nstep_soft_target
+from rlrepro.engine.update import AdamState, PolicyObjective, UpdateFunction, compile_update, parameter_names
 
 
 class Topology(Protocol):
@@ -45,14 +46,16 @@ def min_q(q: torch.Tensor, cfg: LearnerConfig) -> torch.Tensor:
     return torch.minimum(q[0], q[1]) if cfg.arithmetic == "salina" else q.min(0).values
 
 
-def critic_loss(actor: GaussianActor, critic: TwinCritic, target_critic: TwinCritic, batch: Batch,
-                alpha: torch.Tensor, cfg: LearnerConfig, generator: torch.Generator | None) -> torch.Tensor:  # fmt: skip
-    """MSE(Q1, y) + MSE(Q2, y) with the soft TD target y (detached): flat batches under SaLinA's arithmetic, [B, n]
-    windows with the n-step target under pytorch_sac's."""
+def td_target(actor: GaussianActor, target_critic: TwinCritic, batch: Batch, alpha: torch.Tensor, cfg: LearnerConfig,
+              generator: torch.Generator | None, noise: torch.Tensor | None = None,
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(states, actions, soft TD target y) of the critic step, without gradient: flat batches under SaLinA's
+    arithmetic, [B, n] windows with the n-step target under pytorch_sac's. `noise`: the next actions' Gaussian
+    noise when drawn by the caller (`next_action_rows` rows)."""
     with torch.no_grad():
         if cfg.arithmetic == "salina":
             obs, action = batch.obs, batch.action
-            next_action, next_logp = actor.sample(batch.next_obs, generator)
+            next_action, next_logp = actor.sample(batch.next_obs, generator, noise)
             next_q = min_q(target_critic(batch.next_obs, next_action), cfg)
             entropy = next_logp.mean() if cfg.entropy_target == "batch_mean" else next_logp
             y = batch.reward * cfg.reward_scaling + cfg.discount * batch.not_done * (next_q - alpha * entropy)
@@ -60,21 +63,35 @@ def critic_loss(actor: GaussianActor, critic: TwinCritic, target_critic: TwinCri
             b, n = batch.reward.shape
             obs, action = batch.obs[:, 0], batch.action[:, 0]
             next_obs = batch.next_obs.reshape(b * n, -1)
-            next_action, next_logp = actor.sample(next_obs, generator)
+            next_action, next_logp = actor.sample(next_obs, generator, noise)
             next_q = min_q(target_critic(next_obs, next_action), cfg).view(b, n)
             if cfg.entropy_target == "batch_mean":
                 next_logp = next_logp.mean().expand(b * n)
             reward = batch.reward if cfg.reward_scaling == 1 else batch.reward * cfg.reward_scaling
             y = nstep_soft_target(reward, batch.not_done, batch.ended, batch.valid, -alpha * next_logp.view(b, n),
                                   next_q, cfg.discount)  # fmt: skip
+    return obs, action, y
+
+
+def next_action_rows(batch: Batch) -> int:
+    """Rows of the TD target's next-action sample (the noise the critic step draws)."""
+    return batch.next_obs.shape[0] if batch.next_obs.dim() == 2 else batch.next_obs.shape[0] * batch.next_obs.shape[1]
+
+
+def critic_loss(actor: GaussianActor, critic: TwinCritic, target_critic: TwinCritic, batch: Batch,
+                alpha: torch.Tensor, cfg: LearnerConfig, generator: torch.Generator | None,
+                noise: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """MSE(Q1, y) + MSE(Q2, y) with the soft TD target y (`td_target`, detached)."""
+    obs, action, y = td_target(actor, target_critic, batch, alpha, cfg, generator, noise)
     q = critic(obs, action)
     return (q - y).pow(2).mean(1).sum()  # = MSE(Q1, y) + MSE(Q2, y), bit for bit, in fewer ops
 
 
 def actor_loss(actor: GaussianActor, critic: TwinCritic, obs: torch.Tensor, alpha: torch.Tensor, cfg: LearnerConfig,
-               generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+               generator: torch.Generator | None, noise: torch.Tensor | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """mean(α·log π(ã|s)) − mean(min Q(s, ã)) with ã reparameterised; also returns log π (for the α step)."""
-    action, logp = actor.sample(obs, generator)
+    action, logp = actor.sample(obs, generator, noise)
     # Each original's order of operations: it fixes the order in which autograd sums the gradients reaching a shared
     # node, hence the last bits.
     if cfg.arithmetic == "salina":
@@ -117,9 +134,14 @@ class SACLearner(nn.Module):
     """Optimisers, α and the target critic around an actor and a critic owned by the caller.
 
     `actor_parameters` (default: the actor's) are what the policy step optimises (a continual method may train part
-    of its actor). `actor_grad_hook` runs between the policy loss's backward and its optimizer step (PackNet freezes
-    owned weights there). Masked networks (`set_masks`) and topology schedules (`actor_topology`,
-    `critic_topology`) serve the sparse suite; `count_flops` accumulates its training FLOPs.
+    of its actor). `actor_grad_masks` returns (parameter, 0/1 mask) pairs multiplied into the policy step's
+    gradients before its optimizer step (PackNet freezes owned weights there). Masked networks (`set_masks`) and
+    topology schedules (`actor_topology`, `critic_topology`) serve the sparse suite; `count_flops` accumulates its
+    training FLOPs.
+
+    Every update runs `rlrepro.engine.update.sac_update`, one function of tensors, compiled whole when `compile` is
+    set (the job spec's `engine.compile`), except the rare updates a topology schedule must see dense gradients in
+    (RiGL/RLx2's topology steps, every ΔT updates), which take the stateful route below with the same arithmetic.
     """
 
     def __init__(
@@ -130,8 +152,9 @@ class SACLearner(nn.Module):
         generator: torch.Generator,
         *,
         actor_parameters: Iterable[nn.Parameter] | None = None,
-        actor_grad_hook: Callable[[], None] | None = None,
+        actor_grad_masks: Callable[[], list[tuple[nn.Parameter, torch.Tensor]]] | None = None,
         count_flops: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.actor, self.critic, self.cfg, self.generator = actor, critic, cfg, generator
@@ -141,10 +164,14 @@ class SACLearner(nn.Module):
         self.actor_parameters = list(actor.parameters() if actor_parameters is None else actor_parameters)
         betas = tuple(cfg.adam_betas)
         # foreach: one multi-tensor kernel per Adam op instead of a loop over tensors; bit-identical results.
-        self.opt_actor = torch.optim.Adam(self.actor_parameters, lr=cfg.lr_actor, betas=betas, foreach=True)
-        self.opt_critic = torch.optim.Adam(critic.parameters(), lr=cfg.lr_critic, betas=betas, foreach=True)
-        self.opt_alpha = torch.optim.Adam([self.log_alpha], lr=cfg.lr_alpha, betas=betas, foreach=True)
-        self.actor_grad_hook = actor_grad_hook
+        # capturable (compiled update only): bias corrections on the device, so no step count is read back.
+        adam = {"betas": betas, "foreach": True, "capturable": compile}
+        self.opt_actor = torch.optim.Adam(self.actor_parameters, lr=cfg.lr_actor, **adam)
+        self.opt_critic = torch.optim.Adam(critic.parameters(), lr=cfg.lr_critic, **adam)
+        self.opt_alpha = torch.optim.Adam([self.log_alpha], lr=cfg.lr_alpha, **adam)
+        self.actor_grad_masks = actor_grad_masks
+        self.compile = compile
+        self._update_fn: UpdateFunction | None = None
         self.actor_topology: Topology | None = None
         self.critic_topology: Topology | None = None
         self.zero_pruned = False
@@ -170,8 +197,9 @@ class SACLearner(nn.Module):
         self.critic.net.set_masks(critic_masks)
         self.target_critic.net.set_masks(critic_masks)
 
-    def masks_state(self) -> dict[str, list[torch.Tensor | None]]:
-        return {"actor": self.actor.net.masks, "critic": self.critic.net.masks}
+    def masks_state(self) -> dict[str, list[torch.Tensor | None] | None]:
+        """Each network's masks; None for a continual method's actor view, whose `net` is not an `MLPStack`."""
+        return {name: getattr(m.net, "masks", None) for name, m in (("actor", self.actor), ("critic", self.critic))}
 
     # --- acting -------------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -185,6 +213,84 @@ class SACLearner(nn.Module):
     # --- learning -----------------------------------------------------------------------------------------------
     def update(self, batch: Batch, extra_loss: Callable[[], torch.Tensor | None] | None = None) -> UpdateStats:
         """One gradient step: critic; then actor and α every policy_delay; then the target every target_delay."""
+        cfg = self.cfg
+        policy_step = self.updates % cfg.policy_delay == 0
+        target_step = self.updates % cfg.target_delay == 0 and (policy_step or not cfg.target_update_in_policy_branch)
+        if self._topology_step(policy_step):
+            return self._stateful_update(batch, extra_loss)
+        self._batch_rows = batch.reward.shape[0]
+        fn = self._function(extra_loss)
+        # the noise of both samples, from the job's generator in the stateful update's order (critic's, then policy's)
+        action_dim = self.actor.action_dim
+        noise_next = torch.randn(next_action_rows(batch), action_dim, generator=self.generator, device=batch.obs.device)
+        policy_obs = noise_pi = None
+        if policy_step:
+            policy_obs = policy_states(batch, cfg)
+            noise_pi = torch.randn(policy_obs.shape[0], action_dim, generator=self.generator, device=batch.obs.device)
+        masks = None
+        if self.actor_grad_masks is not None:
+            by_param = dict(self.actor_grad_masks())
+            masks = [by_param.get(p) for p in fn.actor_params]
+        # the optimisers' state tensors, taken afresh: loading a checkpoint into an optimiser replaces them
+        adam = [AdamState.of(opt) for opt in (self.opt_critic, self.opt_actor, self.opt_alpha)]
+        q_loss, pi_value, alpha, entropy = fn(self.log_alpha, *adam, batch, noise_next, noise_pi, policy_obs, masks,
+                                              policy_step, target_step)  # fmt: skip
+        for topology in (self.critic_topology, self.actor_topology if policy_step else None):
+            if topology is not None:
+                topology(None, self.generator)  # counts the step (not a topology step: no draw, no dense gradient)
+        if self.count_flops:
+            self._count_update_flops(batch, policy_step)
+        return self._finish(UpdateStats(q_loss, pi_value, alpha, entropy), policy_step)
+
+    def _finish(self, stats: UpdateStats, policy_step: bool) -> UpdateStats:
+        self.updates += 1
+        self.last_stats = stats
+        if policy_step:
+            self.last_policy_stats = stats
+        return stats
+
+    def _topology_step(self, policy_step: bool) -> bool:
+        """Whether this update must see dense gradients (a topology step of the critic's or, on a policy step, the
+        actor's schedule, or the policy step before a critic topology step whose growth includes the actor's
+        gradient): the only updates that leave the pure function."""
+        critic_t, actor_t = self.critic_topology, self.actor_topology
+        if critic_t is not None and critic_t.wants_dense_grad():
+            return True
+        if not policy_step:
+            return False
+        if actor_t is not None and actor_t.wants_dense_grad():
+            return True
+        if self.critic_grow_includes_actor_grad and critic_t is not None:
+            critic_t.step += 1  # the policy branch asks after this update's critic step has been counted
+            try:
+                return critic_t.wants_dense_grad()
+            finally:
+                critic_t.step -= 1
+        return False
+
+    def _function(self, extra_loss: Callable[[], torch.Tensor | None] | None) -> UpdateFunction:
+        """The pure update for this learner (built on first use, again if the extra loss changes)."""
+        fn = self._update_fn
+        if fn is not None and fn.objective._extra_loss == extra_loss:
+            return fn
+        owner = getattr(extra_loss, "__self__", None)
+        objective = PolicyObjective(self.actor, self.critic, owner if isinstance(owner, nn.Module) else None,
+                                    extra_loss, self.cfg)  # fmt: skip
+        trainable = [p for p in self.actor_parameters if p.requires_grad]
+        fn = UpdateFunction(
+            actor=self.actor, critic=self.critic, target_critic=self.target_critic, objective=objective,
+            actor_names=parameter_names(objective, trainable), actor_params=trainable,
+            critic_names=[n for n, _ in self.critic.named_parameters()], cfg=self.cfg,
+            zero_pruned_actor=self.actor_topology is not None, zero_pruned_critic=self.critic_topology is not None,
+            zero_pruned_target=self.zero_pruned,
+        )  # fmt: skip
+        if self.compile:
+            compile_update(fn, self.log_alpha.device)
+        self._update_fn = fn
+        return fn
+
+    def _stateful_update(self, batch: Batch, extra_loss: Callable[[], torch.Tensor | None] | None) -> UpdateStats:
+        """The update with `.backward()` and the optimisers' own `step()`, for topology steps (dense gradients)."""
         cfg = self.cfg
         self._batch_rows = batch.reward.shape[0]
         alpha = self.log_alpha.detach().exp()
@@ -213,18 +319,20 @@ class SACLearner(nn.Module):
             pi_loss.backward(inputs=[*(p for p in self.actor_parameters if p.requires_grad), *critic_ws])
             if critic_ws:
                 self._critic_grads_from_actor = [w.grad for w in critic_ws]
-            self._step(self.opt_actor, self.actor_parameters, self.actor_topology, self.actor, self.actor_grad_hook)
+            self._step(self.opt_actor, self.actor_parameters, self.actor_topology, self.actor, self._mask_actor_grads)
             self.opt_alpha.zero_grad(set_to_none=True)
             entropy_loss(self.log_alpha, logp, cfg.target_entropy).backward()
             self._step(self.opt_alpha, [self.log_alpha], None, None, None)
             pi_value, entropy = pi_loss.detach(), -logp.detach().mean()
         if self.updates % cfg.target_delay == 0 and (policy_step or not cfg.target_update_in_policy_branch):
             self._polyak()
-        self.updates += 1
-        self.last_stats = UpdateStats(q_loss.detach(), pi_value, alpha, entropy)
-        if policy_step:
-            self.last_policy_stats = self.last_stats
-        return self.last_stats
+        return self._finish(UpdateStats(q_loss.detach(), pi_value, alpha, entropy), policy_step)
+
+    def _mask_actor_grads(self) -> None:
+        if self.actor_grad_masks is not None:
+            for param, mask in self.actor_grad_masks():
+                if param.grad is not None:
+                    param.grad.mul_(mask)
 
     @staticmethod
     def _want_dense(topology: Topology | None, module: nn.Module) -> None:
@@ -267,7 +375,7 @@ class SACLearner(nn.Module):
         if self.zero_pruned:
             self.target_critic.net.zero_pruned_weights()
 
-    # --- checkpoints (the sparse loop's; the continual loop pickles its trainer with the learner in it) ---------
+    # --- checkpoints (both loops': plain data, tensors and numbers) ----------------------------------------------
     def full_state(self) -> dict[str, Any]:
         return {
             "modules": {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
@@ -290,8 +398,9 @@ class SACLearner(nn.Module):
         self.target_critic.load_state_dict(modules["target_critic"])
         with torch.no_grad():
             self.log_alpha.copy_(modules["log_alpha"])
-        masks = {k: v if any(m is not None for m in v) else None for k, v in state["masks"].items()}
-        self.set_masks(masks["actor"], masks["critic"])
+        masks = {k: v if v is not None and any(m is not None for m in v) else None for k, v in state["masks"].items()}
+        if isinstance(self.actor.net, MLPStack):  # a continual method's actor view carries no masks
+            self.set_masks(masks["actor"], masks["critic"])
         self.opt_actor.load_state_dict(state["opt_actor"])
         self.opt_critic.load_state_dict(state["opt_critic"])
         self.opt_alpha.load_state_dict(state["opt_alpha"])

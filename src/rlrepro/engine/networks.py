@@ -199,10 +199,13 @@ class GaussianActor(nn.Module):
             return mu, raw.clamp(lo, hi)
         return mu, lo + 0.5 * (hi - lo) * (torch.tanh(raw) + 1)
 
-    def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """A reparameterised action and its log-probability."""
+    def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None,
+               noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """A reparameterised action and its log-probability; `noise` (standard normal, μ's shape) when drawn by the
+        caller (the compiled update draws it before the graph, from the same generator, in the same order)."""
         mu, log_std = self.dist_params(obs)
-        noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        if noise is None:
+            noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         u = mu + log_std.exp() * noise
         if self.cfg.log_prob_mode == "sample":
             return torch.tanh(u), squashed_log_prob(u, mu, log_std)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from rlrepro.engine.config import LearnerConfig, NetworkConfig, from_dict
+from rlrepro.engine.config import EngineConfig, LearnerConfig, NetworkConfig, from_dict
 from rlrepro.errors import ConfigError, unknown_name
 
 SPARSE_METHODS = ("dense", "dapd", "rigl", "rlx2")
@@ -131,6 +131,7 @@ class SparseSpec:
     max_episode_steps: int | None = None
     """Episode cap (None: the env's own 1000); smoke presets shorten it."""
     device: str = "cpu"
+    engine: EngineConfig = field(default_factory=EngineConfig)
     engine_version: str = ""
     variant: str | None = None
     """The variant's name when this run is a named variant of `method` (config `variants`/`sweeps`)."""
@@ -146,6 +147,7 @@ class SparseSpec:
             raise unknown_name("sparse method", method, list(SPARSE_METHODS))
         data["sac"] = from_dict(SparseSACConfig, data.get("sac"), "sparse.sac")
         data["evaluation"] = from_dict(SparseEvalConfig, data.get("evaluation"), "sparse.evaluation")
+        data["engine"] = from_dict(EngineConfig, data.get("engine"), "engine")
         try:
             return cls(**data)
         except TypeError as err:

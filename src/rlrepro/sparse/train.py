@@ -24,6 +24,7 @@ from rlrepro.checkpoint import CheckpointStore, capture_rng, restore_rng
 from rlrepro.engine.learner import SACLearner
 from rlrepro.engine.networks import GaussianActor, MLPStack, TwinCritic, forward_flops
 from rlrepro.engine.replay import ReplayBuffer
+from rlrepro.engine.update import compile_wanted
 from rlrepro.envs.gym_backend import make_gym_env, rng_state, set_rng_state
 from rlrepro.progress import Progress
 from rlrepro.runlog import RunLog
@@ -60,12 +61,13 @@ def default_env_factory(spec: SparseSpec):
     return make_gym_env(spec.env_id, spec.env_kwargs, spec.max_episode_steps)
 
 
-def build_learner(obs_dim: int, action_dim: int, cfg, device: torch.device, generator: torch.Generator) -> SACLearner:
+def build_learner(obs_dim: int, action_dim: int, cfg, device: torch.device, generator: torch.Generator,
+                  compile: bool = False) -> SACLearner:  # fmt: skip
     """The engine's learner in the DAPD/pytorch_sac flavour, networks drawn actor first (as the original)."""
     net = network_config(cfg)
     actor = GaussianActor(obs_dim, action_dim, net).to(device)
     critic = TwinCritic(obs_dim, action_dim, net).to(device)
-    return SACLearner(actor, critic, learner_config(cfg, action_dim), generator, count_flops=True)
+    return SACLearner(actor, critic, learner_config(cfg, action_dim), generator, count_flops=True, compile=compile)
 
 
 def train_sparse(
@@ -92,7 +94,8 @@ def train_sparse(
         eval_env.reset(seed=spec.seed + 100)
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
     max_action = float(env.action_space.high.max())
-    agent = build_learner(obs_dim, action_dim, cfg, device, generator)
+    compile = compile_wanted(spec.engine, cfg.total_steps - cfg.seed_steps)
+    agent = build_learner(obs_dim, action_dim, cfg, device, generator, compile)
     dapd: DAPDConfig | None = spec.dapd() if spec.method == "dapd" else None
     dst: DSTConfig | None = spec.dst() if spec.method in ("rigl", "rlx2") else None
     if dst is not None:

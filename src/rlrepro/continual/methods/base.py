@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from rlrepro.continual.config import Quirks, SACConfig
-from rlrepro.engine.config import NetworkConfig
+from rlrepro.engine.config import EngineConfig, NetworkConfig
 from rlrepro.engine.networks import GaussianActor, TwinCritic
 from rlrepro.engine.replay import Batch, ReplayBuffer
 
@@ -44,6 +44,8 @@ class TaskContext:
     """A fresh instance of the task's env with the given number of copies (CSP's AlphaSearch rolls out on one)."""
     seed: int = 0
     """The run's seed."""
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    """How a learner the method builds runs its update (PackNet's fine-tune)."""
 
 
 class Method(nn.Module):
@@ -107,8 +109,10 @@ class Method(nn.Module):
         """Wraps every gradient update (Rewire's actor forwards differently on replay batches than when acting)."""
         yield
 
-    def mask_gradients(self) -> None:
-        """Called between the policy loss's backward and the optimizer step (PackNet freezes owned weights here)."""
+    def gradient_masks(self) -> list[tuple[nn.Parameter, torch.Tensor]]:
+        """(parameter, 0/1 mask) pairs multiplied into the policy step's gradients before its optimizer step
+        (PackNet freezes owned weights here); none by default."""
+        return []
 
     def on_task_end(self, task_index: int, context: TaskContext) -> None:
         """The current task's training is over (consolidate, prune, cache)."""

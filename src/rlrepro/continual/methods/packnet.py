@@ -25,6 +25,7 @@ from rlrepro.continual.methods.base import TaskContext
 from rlrepro.continual.methods.finetune import FineTuneOne
 from rlrepro.engine.learner import SACLearner
 from rlrepro.engine.networks import GaussianActor, count_parameters
+from rlrepro.engine.update import compile_wanted
 
 FREE = -1
 
@@ -54,10 +55,8 @@ class PackNet(FineTuneOne):
     def on_task_start(self, task_index: int, context: TaskContext) -> None:
         self._set_trainable(lambda owner: owner == FREE)
 
-    def mask_gradients(self) -> None:
-        for name, param in self.policy.named_parameters():
-            if param.grad is not None:
-                param.grad.mul_(self._trainable[self._key(name)])
+    def gradient_masks(self) -> list[tuple[nn.Parameter, torch.Tensor]]:
+        return [(param, self._trainable[self._key(name)]) for name, param in self.policy.named_parameters()]
 
     @torch.no_grad()
     def add_filter(self, task_index: int) -> None:
@@ -88,7 +87,8 @@ class PackNet(FineTuneOne):
             # The original builds the fine-tune's α optimiser with the policy optimiser's arguments (audit D11).
             cfg = dataclasses.replace(cfg, lr_entropy=cfg.lr_policy)
         rule = learner_config(cfg, self.action_dim, context.quirks, target_update_in_policy_branch=True)
-        learner = SACLearner(self.policy, context.critic, rule, context.generator, actor_grad_hook=self.mask_gradients)
+        learner = SACLearner(self.policy, context.critic, rule, context.generator, actor_grad_masks=self.gradient_masks,
+                             compile=compile_wanted(context.engine, updates))  # fmt: skip
         for _ in range(updates):
             learner.update(context.replay.sample(cfg.batch_size, context.generator))
 

@@ -51,10 +51,13 @@ class _PermuteColumns(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, out: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(out: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         index = perm.argmax(-1)
-        ctx.save_for_backward(out, perm)
         return out.index_select(-1, index) * perm.gather(-1, index[:, None]).squeeze(-1)
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple[torch.Tensor, torch.Tensor], output: torch.Tensor) -> None:
+        ctx.save_for_backward(*inputs)  # a separate context: what torch.func's transforms (the pure update) need
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # type: ignore[override]
@@ -246,7 +249,9 @@ class Rewire(Method):
         params: list[nn.Parameter] = []
         for layer in self.layers:
             params += [layer.linear.weight, layer.linear.bias, layer.v]
-            if self.cnt > 0:  # alignment scores exist from the second task on
+            # alignment scores exist from the second task on and only the regulariser (coeff > 0) reads them: without
+            # it they get no gradient, which torch's Adam skips and a pure update would step with zeros
+            if self.cnt > 0 and self.coeff > 0:
                 params += [layer.zv] + ([layer.av] if layer.av is not None else [])
         return params + list(self.heads[self.train_slot()].parameters())
 
