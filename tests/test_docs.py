@@ -145,3 +145,13 @@ def test_the_readme_quotes_only_committed_numbers():
     assert len(numbers) >= 10
     missing = [n for n in numbers if n not in sources]
     assert missing == [], f"numbers not in {table.group(1)}: {missing}"
+
+
+def test_the_hooks_the_extending_page_names_exist():
+    from rlrepro.continual.methods.base import Method
+
+    page = (ROOT / "docs/extending.md").read_text()
+    bullet = page[page.index("**A method with its own architecture**"):page.index("- **A sparse method**")]
+    named = set(re.findall(r"`([a-z_]+)`", bullet)) - {"net"}
+    assert len(named) >= 10
+    assert [n for n in sorted(named) if not callable(getattr(Method, n, None))] == []
