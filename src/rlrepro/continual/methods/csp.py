@@ -279,7 +279,8 @@ class CSP(Method):
         return {"inference_parameters": n + sum(map(len, self.best_alphas)), "stored_parameters": n + 1}
 
     def structure(self) -> dict[str, Any]:
-        return {**super().structure(), "n_anchors": self.n_anchors, "best_alphas": self.best_alphas}
+        # a copy: a stage's record must not grow with the later tasks' α (it shared the method's list before)
+        return {**super().structure(), "n_anchors": self.n_anchors, "best_alphas": [list(a) for a in self.best_alphas]}
 
     def rebuild(self, structure: dict[str, Any]) -> None:
         super().rebuild(structure)
@@ -287,3 +288,16 @@ class CSP(Method):
         while self.n_anchors < structure["n_anchors"]:
             for layer in self.layers:
                 layer.add_anchor()
+
+    ENV_ALPHA_STATE = ("env_alpha", "env_t", "env_prev_done")
+    """The per-env α and the original's step counters (drawn at task start, redrawn during collection)."""
+
+    def runtime_state(self) -> dict[str, Any]:
+        own = {name: getattr(self, name) for name in self.ENV_ALPHA_STATE if hasattr(self, name)}
+        return {**super().runtime_state(), **own}
+
+    def load_runtime_state(self, state: dict[str, Any]) -> None:
+        super().load_runtime_state(state)
+        for name in self.ENV_ALPHA_STATE:
+            if name in state:  # on the CPU, where collection keeps them (`every_step` moves them to the env's device)
+                setattr(self, name, state[name].cpu())
