@@ -27,9 +27,9 @@ report: $(STAMP)
 run-sparse: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) sparse --config preset=demo_sparse
 
-# The reduced-budget validation study of both papers (config.yaml's `validate` preset; README, "What this pipeline
-# reproduces"): 27 continual + 12 sparse jobs, about 15-19 core-hours (measured); outputs under results/validation/. Interrupt it
-# any time: jobs resume from their checkpoints and a rerun only adds what is missing.
+# The reduced-budget validation study of both papers (config.yaml's `validate` preset; docs/reproducing.md): 27
+# continual + 12 sparse jobs, about 15-19 core-hours (measured); outputs under results/validation/. Interrupt it any
+# time: jobs resume from their checkpoints and a rerun only adds what is missing.
 VALIDATE ?= validate
 validate: $(STAMP)
 	$(BIN)/python -m rlrepro adopt --preset $(VALIDATE)

@@ -462,7 +462,7 @@ class SparseGrid:
         return hp
 
     def spec(self, method: str, env: str, keep_ratio: float, seed: int) -> dict[str, Any]:
-        # The shared SAC block, the method's own `sac` over it (e.g. RLx2's own SAC, README), then the budget.
+        # The shared SAC block, the method's own `sac` over it (e.g. RLx2's own SAC, docs/fidelity.md), then the budget.
         sac = {**self.block["sac"], **self._method_block(method).get("sac", {})}
         evaluation = dict(self.block["evaluation"])
         for key, target, where in (("total_steps", "total_steps", sac), ("seed_steps", "seed_steps", sac),

@@ -25,7 +25,7 @@ PROVENANCE_SCHEMA: dict[str, str] = {
     "python_version": "category",
     "torch_version": "category",
 }
-# Column -> pandas dtype of a run's results.parquet (the README documents the same table).
+# Column -> pandas dtype of a run's results.parquet (docs/results.md documents the same table).
 RESULT_SCHEMA: dict[str, str] = {
     "suite": "category",
     "method": "category",

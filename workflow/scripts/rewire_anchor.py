@@ -1,5 +1,5 @@
 """How well Rewire's anchors held during a run's second task: reads a run's `policies.pt` and compares the method
-after task 0 with the method after task 1 (README, "The validation study", Rewire reading).
+after task 0 with the method after task 1 (docs/reproducing.md, "The validation study", Rewire reading).
 
 Printed per shared layer: the relative weight change ‖W₁ − W₀‖/‖W₀‖; the share of task 0's cached wiring entries that
 the learned alignment re-mapped at consolidation, and their mean displacement (positions out of the layer's width);

@@ -1,7 +1,7 @@
 """Single gymnasium MuJoCo environments for the sparse suite (HalfCheetah/Hopper/Walker2d/Ant-v5).
 
 The DAPD paper used the gym -v2 envs (mujoco_py, MuJoCo 2.0), which cannot be installed today; v5 is the
-maintained successor (README, "Sparse suite").
+maintained successor (docs/methods.md, "The sparse suite").
 """
 
 from __future__ import annotations
