@@ -78,7 +78,7 @@ def test_interrupted_anywhere_resumes_bit_identically(method, fake_scenario, tmp
             train(spec, env_factory=fake_env_factory, checkpoint_dir=tmp_path, checkpoint_interval_s=0)
         monkeypatch.undo()
         assert (tmp_path / "state.pt").exists()
-        resumed.append(torch.load(tmp_path / "state.pt", weights_only=False)["payload"]["phase"])
+        resumed.append(torch.load(tmp_path / "state.pt", weights_only=True)["payload"]["phase"])
     final = train(spec, env_factory=fake_env_factory, checkpoint_dir=tmp_path, checkpoint_interval_s=0)
     assert final.resumed_from is not None
     assert resumed[0] == "train"  # the first interruption came mid-task: a mid-task checkpoint was resumed

@@ -70,7 +70,7 @@ def test_same_seed_gives_identical_results_and_resume_matches(fake_scenario, tmp
     for sa, sb in zip(a.stages, b.stages, strict=True):
         assert all(torch.equal(sa["state"][k], sb["state"][k]) for k in sa["state"])
     # The last checkpoint, before task 1's end phase (train() never clears it; the CLI does once outputs exist):
-    saved = torch.load(tmp_path / "state.pt", weights_only=False)
+    saved = torch.load(tmp_path / "state.pt", weights_only=True)
     assert (saved["payload"]["task"], saved["payload"]["phase"]) == (1, "end")
     c = train(spec, env_factory=fake_env_factory, checkpoint_dir=tmp_path)
     assert c.resumed_from == {"task": 1, "phase": "end", "task_env_steps": 260}

@@ -65,10 +65,10 @@ def test_d2_pnn_critic_keeps_the_shared_3x256_whatever_the_policy_width(fake_sce
                       network=NetworkConfig(hidden_sizes=(8, 8)),
                       critic_network=NetworkConfig(hidden_sizes=(12, 12, 12)))  # fmt: skip
     train(small, env_factory=fake_env_factory, checkpoint_dir=tmp_path)
-    saved = torch.load(tmp_path / "state.pt", weights_only=False)["payload"]
-    critic_widths = [w.shape[1] for w in saved["critic"].net.weights]
+    saved = torch.load(tmp_path / "state.pt", weights_only=True)["payload"]
+    critic_widths = [saved["critic"]["state"][f"net.weights.{i}"].shape[1] for i in range(4)]
     assert critic_widths == [12, 12, 12, 1]
-    assert saved["method"].columns[0].w[0].out_features == 8
+    assert saved["method"]["state"]["columns.0.w.0.weight"].shape[0] == 8
 
 
 def test_d4_pnn_first_column_output_passes_through_the_activation():
@@ -174,8 +174,8 @@ def test_d5_csp_online_critic_sees_the_stored_behaviour_alpha(fake_scenario, tmp
     spec = TrainSpec("csp", fake_scenario, seed=0, sac=SACConfig(batch_size=16, initial_buffer_size=32), network=NET,
                      method_hp={"n_samples": 64, "n_estimations": 2, "n_rollouts": 2})  # fmt: skip
     train(spec, env_factory=fake_env_factory, checkpoint_dir=tmp_path)
-    replay = torch.load(tmp_path / "state.pt", weights_only=False)["payload"]["trainer"].replay
-    rows = replay.behaviour[: len(replay)].view(-1, 4, 2)  # [time, env, α]
+    replay = torch.load(tmp_path / "state.pt", weights_only=True)["payload"]["trainer"]["replay"]
+    rows = replay["behaviour"].view(-1, 4, 2)  # [time, env, α] (the checkpoint keeps the live rows, oldest first)
     assert (rows[:, 2:, 1] == 0).all() and (rows[:, :2, 1] > 0).all()
     assert torch.allclose(rows.sum(-1), torch.ones(rows.shape[:2]))
 

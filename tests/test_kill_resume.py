@@ -94,8 +94,8 @@ def test_continual_job_killed_anywhere_resumes_to_identical_outputs(method, tmp_
     meta = json.loads((run / "meta.json").read_text())
     assert meta["resumed_from"] is not None, err[-2000:]
     assert not ckpt.exists() and not (tmp_path / "reference_ckpt").exists()  # nothing resumable left behind
-    ref = torch.load(tmp_path / "reference" / "policies.pt", weights_only=False)
-    got = torch.load(run / "policies.pt", weights_only=False)
+    ref = torch.load(tmp_path / "reference" / "policies.pt", weights_only=True)
+    got = torch.load(run / "policies.pt", weights_only=True)
     for a, b in zip(ref["stages"], got["stages"], strict=True):
         assert a["structure"] == b["structure"]
         assert all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"])
@@ -142,6 +142,6 @@ def test_sparse_job_killed_anywhere_resumes_to_identical_outputs(tmp_path):
     keep = ["step", "metric", "layer", "value"]
     pd.testing.assert_frame_equal(without_wall_time(pd.read_parquet(tmp_path / "reference" / "results.parquet"))[keep],
                                   without_wall_time(pd.read_parquet(run / "results.parquet"))[keep])  # fmt: skip
-    ref, got = (torch.load(tmp_path / r / "model.pt", weights_only=False) for r in ("reference", "killed"))
+    ref, got = (torch.load(tmp_path / r / "model.pt", weights_only=True) for r in ("reference", "killed"))
     assert all(torch.equal(ref["actor"][k], got["actor"][k]) for k in ref["actor"])
     assert all(torch.equal(ref["critic"][k], got["critic"][k]) for k in ref["critic"])

@@ -289,7 +289,7 @@ def test_config_change_rerun_retrains_from_scratch_and_leaves_other_jobs_untouch
     proc = snakemake(tmp_path, *targets, "--config", "preset=smoke")
     assert proc.returncode == 0, proc.stderr[-4000:]
     untouched = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in runs["sac_n"].iterdir()}
-    stale = torch.load(runs["ft_n"] / "policies.pt", weights_only=False)
+    stale = torch.load(runs["ft_n"] / "policies.pt", weights_only=True)
 
     # The old spec's ft_n job is killed mid-task (as a wall-time limit would): its checkpoint stays behind.
     os.environ["RLREPRO_FAULT_KILL_AT"] = "epoch@90"
@@ -311,7 +311,7 @@ def test_config_change_rerun_retrains_from_scratch_and_leaves_other_jobs_untouch
     meta = json.loads((runs["ft_n"] / "meta.json").read_text())
     assert meta["resumed_from"] is None and not old_ckpt.exists()
     assert yaml.safe_load((runs["ft_n"] / "config.resolved.yaml").read_text())["sac"]["lr_policy"] == 1.0e-2
-    fresh = torch.load(runs["ft_n"] / "policies.pt", weights_only=False)
+    fresh = torch.load(runs["ft_n"] / "policies.pt", weights_only=True)
     assert any(not torch.equal(fresh["stages"][-1]["state"][k], v) for k, v in stale["stages"][-1]["state"].items())
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in runs["sac_n"].iterdir()} == untouched
 

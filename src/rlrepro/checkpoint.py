@@ -6,6 +6,12 @@ mismatch it is ignored with a log line that says which part differs, and removed
 corrupt) is reported and removed, and the job starts clean. Temporary files left by a kill during a write and the
 stage files of earlier versions are removed too. A job that completes calls `clear()`: no resumable state is left
 behind, so a later job with another spec can never pick it up.
+
+The file is data, never code: tensors, numbers, strings, lists and dicts (module, optimiser, replay and method state
+dicts; RNG states as tensors; the env's state as arrays), read with `torch.load(weights_only=True)`
+(`rlrepro.io.read_torch_data`). A file that holds pickled objects (written before format 3, or planted in a shared
+checkpoint folder) is refused before any of it runs: logged as an error naming it, kept aside as `state.pt.refused`,
+and the job starts clean.
 """
 
 from __future__ import annotations
@@ -22,12 +28,13 @@ import torch
 
 from rlrepro import ENGINE_VERSION, faults
 from rlrepro.config import stable_hash
-from rlrepro.io import atomic_torch_save
+from rlrepro.io import RefusedFile, atomic_torch_save, read_torch_data
 
 log = logging.getLogger("rlrepro")
 FILE_NAME = "state.pt"
-FORMAT = 2
-"""Layout of the payload: 2 since the one-engine merge (rlrepro.engine; continual checkpoints pickle its classes)."""
+FORMAT = 3
+"""Layout of the payload: 3 since checkpoints are data only (2: the one-engine merge, continual checkpoints pickled
+the engine's objects)."""
 LEGACY_PATTERNS = ("stage*.pt",)
 """Stage checkpoints of engine versions before the tagged format (no spec hash: never resumable)."""
 
@@ -39,19 +46,32 @@ def checkpoint_interval(default: float = 300.0) -> float:
 
 
 def capture_rng(device: torch.device | None = None) -> dict[str, Any]:
-    """Every process-wide random stream: torch (and CUDA's on a CUDA device), numpy's legacy global, Python's."""
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "random": random.getstate()}
+    """Every process-wide random stream as tensors and numbers: torch's (and CUDA's on a CUDA device), numpy's legacy
+    global (MT19937 keys, position, cached Gaussian) and Python's (its 625 words)."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, words, python_gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                  "gauss": float(gauss)},
+        "random": {"version": version, "words": torch.tensor(words, dtype=torch.int64), "gauss": python_gauss},
+    }  # fmt: skip
     if device is not None and device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def restore_rng(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["random"])
+    """Set every stream `capture_rng` saved (its tensors from wherever the checkpoint was mapped: RNG states live on
+    the CPU)."""
+    torch.set_rng_state(state["torch"].cpu())
+    legacy = state["numpy"]
+    keys = legacy["keys"].cpu().numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, legacy["pos"], legacy["has_gauss"], legacy["gauss"]))
+    python = state["random"]
+    random.setstate((python["version"], tuple(python["words"].tolist()), python["gauss"]))
     if "cuda" in state:
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([t.cpu() for t in state["cuda"]])
 
 
 class CheckpointStore:
@@ -98,11 +118,16 @@ class CheckpointStore:
         if not path.exists():
             return None
         try:
-            saved = torch.load(path, map_location=map_location, weights_only=False)
+            saved = read_torch_data(path, map_location)
             tag, payload = saved["tag"], saved["payload"]
-        except (ModuleNotFoundError, AttributeError) as err:  # pickled classes that moved: a pre-merge layout
-            log.warning("checkpoint %s was written by an older engine layout (%s); removed, starting clean", path, err)
-            path.unlink(missing_ok=True)
+        except RefusedFile as err:  # pickled objects: never run; kept aside for whoever wants to look at it
+            refused = path.with_name(f"{path.name}.refused")
+            path.replace(refused)
+            log.error(
+                "checkpoint %s refused: it holds pickled Python objects, not only tensors and plain data (%s); nothing "
+                "in it was run. Kept as %s, not resumed: the job starts clean (a checkpoint written before format %d "
+                "is not converted: only its progress is lost)", path, err.reason, refused.name, FORMAT,
+            )  # fmt: skip
             return None
         except Exception as err:  # any unreadable file is discarded the same way
             log.warning("checkpoint %s is unreadable (%s: %s); removed, starting clean", path, type(err).__name__, err)

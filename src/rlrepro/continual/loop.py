@@ -24,7 +24,7 @@ from rlrepro.continual.config import EvalConfig, Quirks, SACConfig, TrainLogConf
 from rlrepro.continual.methods.base import Method, TaskContext
 from rlrepro.continual.methods.registry import method_class
 from rlrepro.engine.config import EngineConfig, NetworkConfig, from_dict
-from rlrepro.engine.learner import SACLearner
+from rlrepro.engine.learner import SACLearner, UpdateStats
 from rlrepro.engine.networks import GaussianActor, TwinCritic, upgrade_legacy_state_dict
 from rlrepro.engine.replay import ReplayBuffer
 from rlrepro.engine.update import compile_wanted
@@ -125,9 +125,9 @@ class TaskTrainer:
     """SAC on one task (rewire.md §2.2): new replay, α and optimisers; windows of n_timesteps; UTD from config.
 
     Everything the loop carries between collection epochs lives on this object (learner with its optimisers, α
-    and target critic, replay, counters, the current observations and partial returns, the rows so far), so that
-    pickling it — with the method and critic in the same checkpoint, which keeps their shared references — and
-    the env's own state is enough to continue the task bit for bit.
+    and target critic, replay, counters, the current observations and partial returns, the rows so far): its
+    `state_dict` (tensors and numbers), loaded into a trainer rebuilt around the restored method, critic and env,
+    is enough to continue the task bit for bit.
     """
 
     def __init__(
@@ -163,10 +163,29 @@ class TaskTrainer:
         self.done = False
         self.elapsed_s = 0.0
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["env"] = None  # the env saves its own state (VecEnv.get_state); its compiled functions do not pickle
-        return state
+    COUNTERS = ("calls", "interactions", "updates", "next_curve", "warmed_up", "done", "elapsed_s")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the task stands, as data (the env keeps its own: `VecEnv.get_state`)."""
+        stats = None if self.stats is None else dataclasses.asdict(self.stats)
+        return {
+            "learner": self.learner.full_state(), "replay": self.replay.state_dict(), "obs": self.obs,
+            "episode_return": self.episode_return, "finished": list(self.finished), "rows": list(self.rows),
+            "stats": stats, "last_actor_loss": self.last_actor_loss,
+            **{name: getattr(self, name) for name in self.COUNTERS},
+        }  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from `state_dict` (this trainer built for the same task, method and critic)."""
+        self.learner.load_full_state(state["learner"])
+        self.replay.load_state_dict(state["replay"])
+        self.obs, self.episode_return = state["obs"].to(self.device), state["episode_return"].to(self.device)
+        self.finished = [t.to(self.device) for t in state["finished"]]
+        self.rows = list(state["rows"])
+        self.stats = None if state["stats"] is None else UpdateStats(**state["stats"])
+        self.last_actor_loss = state["last_actor_loss"]
+        for name in self.COUNTERS:
+            setattr(self, name, state[name])
 
     def collect(self, n_steps: int) -> None:
         cfg, env, replay, generator = self.spec.sac, self.env, self.replay, self.generator
@@ -340,11 +359,16 @@ def train(
     result = TrainResult(spec.method, spec.method_hp, dataclasses.asdict(spec.network), env.obs_dim, env.action_dim, [], [])
     first, phase, trainer, saved = 0, "start", None, store.load(map_location=device)
     if saved is not None:
-        method, critic, generator, trainer = saved["method"], saved["critic"], saved["generator"], saved["trainer"]
+        method = restore_method(saved["method"], spec.method, env.obs_dim, env.action_dim, spec.network, spec.method_hp,
+                                device)  # fmt: skip
+        critic = TwinCritic(saved["critic"]["obs_dim"], env.action_dim, critic_network).to(device)
+        critic.load_state_dict(saved["critic"]["state"])
+        generator.set_state(saved["generator"].cpu())
         result.stages, result.rows = saved["stages"], saved["rows"]
         first, phase = saved["task"], saved["phase"]
-        restore_rng(saved["rng"])
-        done_steps = trainer.interactions if trainer is not None else 0
+        if phase == "start":  # else once the task's trainer and env are rebuilt (building them may draw numbers)
+            restore_rng(saved["rng"])
+        done_steps = saved["trainer"]["interactions"] if saved["trainer"] is not None else 0
         result.resumed_from = {"task": first, "phase": phase, "task_env_steps": done_steps}
         log.info("resuming %s at task %d, phase %s, %d env steps into the task", spec.method, first, phase, done_steps)
         if progress is not None:
@@ -356,9 +380,11 @@ def train(
         if not store.enabled:
             return
         payload = {
-            "task": task, "phase": phase, "method": method, "critic": critic, "generator": generator,
-            "trainer": trainer if phase != "start" else None, "rng": capture_rng(device),
-            "env": env.get_state() if phase != "start" else None, "stages": result.stages, "rows": result.rows,
+            "task": task, "phase": phase, "method": method_checkpoint(method),
+            "critic": {"obs_dim": critic.net.sizes[0] - env.action_dim, "state": critic.state_dict()},
+            "generator": generator.get_state(), "trainer": trainer.state_dict() if phase != "start" else None,
+            "rng": capture_rng(device), "env": env.get_state() if phase != "start" else None,
+            "stages": result.stages, "rows": result.rows,
             "evaluator_steps": int(getattr(context.evaluate, "steps", 0)) if context else 0,
             "extra_env_steps": context.extra_env_steps if context else 0,
         }  # fmt: skip
@@ -381,8 +407,10 @@ def train(
             critic = context.critic = method.critic_for_task(critic).to(device)
             trainer, phase = TaskTrainer(method, critic, env, spec, k, generator), "train"
         else:
+            trainer = TaskTrainer(method, critic, env, spec, k, generator)
+            trainer.load_state_dict(saved["trainer"])
             env.set_state(saved["env"])
-            trainer.env = env
+            restore_rng(saved["rng"])
         if phase == "train":
             checkpoint_if_due = lambda: save(k, "train", context) if store.due() else None  # noqa: B023, E731
             rows = trainer.run(progress, after_epoch=checkpoint_if_due, run_log=run_log)
@@ -404,16 +432,47 @@ def train(
     return result
 
 
+def method_checkpoint(method: Method) -> dict[str, Any]:
+    """A method mid-task as data: its layout (`structure`), state dict and per-task attributes (`runtime_state`)."""
+    return {"structure": method.structure(), "state": method.state_dict(), "runtime": method.runtime_state()}
+
+
+def restore_method(saved: dict[str, Any], name: str, obs_dim: int, action_dim: int, network: NetworkConfig,
+                   hp: dict[str, Any], device: torch.device) -> Method:  # fmt: skip
+    """The method `method_checkpoint` (or a stage of a policies file, without `runtime`) saved, rebuilt from its name
+    and config: its layout first, then its tensors."""
+    method = build_method(name, obs_dim, action_dim, network, hp)
+    method.rebuild(saved["structure"])
+    if "runtime" not in saved:  # a policies file: engine 0.2.0's runs load too
+        method.to(device).load_state_dict(upgrade_legacy_state_dict(dict(saved["state"])))
+        return method
+    method.to(device).load_state_dict(saved["state"])
+    method.load_runtime_state(saved["runtime"])
+    return method
+
+
+def read_policies(path: Path | str) -> dict[str, Any]:
+    """A train job's policies file, read as data (`rlrepro.io.read_torch_data`: a file holding pickled objects is
+    refused before any of it runs) and checked to be one: the method's name, config and each stage's tensors."""
+    from rlrepro.errors import ConfigError
+    from rlrepro.io import read_torch_data
+
+    policies = read_torch_data(path)
+    keys = {"method", "method_hp", "network", "obs_dim", "action_dim", "stages"}
+    stages = policies.get("stages") if isinstance(policies, dict) else None
+    if (not isinstance(policies, dict) or not keys <= policies.keys() or not isinstance(stages, list)
+            or not all(isinstance(s, dict) and isinstance(s.get("structure"), dict) and isinstance(s.get("state"), dict)
+                       and all(isinstance(t, torch.Tensor) for t in s["state"].values()) for s in stages)):  # fmt: skip
+        raise ConfigError(f"{path}: not a policies file: expected keys {', '.join(sorted(keys))}, each stage a "
+                          "structure and a state dict of tensors")  # fmt: skip
+    return policies
+
+
 def load_stage_methods(policies: dict[str, Any], device: torch.device) -> list[Method]:
-    """Rebuild the method as it stood after each stage from a train job's policies file."""
-    methods = []
+    """Rebuild the method as it stood after each stage from a train job's policies file (`read_policies`)."""
     network = NetworkConfig(**policies["network"])
-    for stage in policies["stages"]:
-        method = build_method(policies["method"], policies["obs_dim"], policies["action_dim"], network, policies["method_hp"])
-        method.rebuild(stage["structure"])
-        method.load_state_dict(upgrade_legacy_state_dict(dict(stage["state"])))  # runs of engine 0.2.0 load too
-        methods.append(method.to(device).eval())
-    return methods
+    return [restore_method(stage, policies["method"], policies["obs_dim"], policies["action_dim"], network,
+                           policies["method_hp"], device).eval() for stage in policies["stages"]]  # fmt: skip
 
 
 @torch.no_grad()

@@ -156,23 +156,6 @@ class ReplayBuffer:
         self.oldest, self.size = 0, n
         self._last_idx = None if state["last_idx"] is None else state["last_idx"].to(self.device)
 
-    def __getstate__(self) -> dict:
-        """Pickled (continual checkpoints) as its live rows."""
-        return {"capacity": self.capacity, "device": self.device, "shapes": self._shapes(), "live": self.state_dict()}
-
-    def __setstate__(self, state: dict) -> None:
-        shapes = state["shapes"]
-        self.__init__(state["capacity"], shapes["obs"], shapes["action"], state["device"], shapes["behaviour"],
-                      shapes["next_action"], shapes["action_mean"])  # fmt: skip
-        self.load_state_dict(state["live"])
-
-    def _shapes(self) -> dict:
-        return {
-            "obs": self.obs.shape[1], "action": self.action.shape[1],
-            "behaviour": 0 if self.behaviour is None else self.behaviour.shape[1],
-            "next_action": self.next_action is not None, "action_mean": self.action_mean is not None,
-        }  # fmt: skip
-
 
 def nstep_soft_target(
     reward: torch.Tensor,

@@ -218,12 +218,19 @@ class BraxVecEnv:
         self._carry, obs = jax.device_put(self._reset(self.sys, key, self.obs_mask), self._device)
         return _to_torch(obs, self.device)
 
-    def get_state(self) -> Any:
-        """The auto-reset carry (current and initial brax states, step counters) as host arrays."""
-        return jax.device_get(self._carry)
+    def get_state(self) -> list[torch.Tensor]:
+        """The auto-reset carry (current and initial brax states, step counters): its array leaves as CPU tensors, in
+        the tree's order (the tree itself, brax's classes, is this env's own and is never saved)."""
+        return [torch.from_numpy(np.array(leaf)) for leaf in jax.tree.leaves(jax.device_get(self._carry))]
 
-    def set_state(self, state: Any) -> None:
-        self._carry = jax.device_put(state, self._device)
+    def set_state(self, state: list[torch.Tensor]) -> None:
+        if self._carry is None:
+            self.reset(0)  # the carry's tree, filled below
+        leaves, treedef = jax.tree.flatten(self._carry)
+        arrays = [t.cpu().numpy() for t in state]
+        if [(a.shape, a.dtype) for a in arrays] != [(x.shape, x.dtype) for x in leaves]:
+            raise ValueError("a saved env state that does not fit this env (other arrays, shapes or dtypes)")
+        self._carry = jax.device_put(jax.tree.unflatten(treedef, arrays), self._device)
 
     def step(self, action: torch.Tensor) -> StepResult:
         # Zero-copy on the action's own device (the DLPack exchange orders the CUDA streams); device_put is a

@@ -348,7 +348,7 @@ def _restore(saved, agent, replay, recent, pathways, generator, env, state: Loop
     if pathways is not None:
         for p, s in zip(pathways, saved["pathways"], strict=True):
             p.load_state_dict(s)
-    generator.set_state(saved["generator"])
+    generator.set_state(saved["generator"].cpu())
     restore_rng(saved["rng"])
     set_rng_state(env, saved["env_rng"])
     if saved.get("eval_env_rng") is not None:

@@ -133,3 +133,14 @@ class Method(nn.Module):
 
     def rebuild(self, structure: dict[str, Any]) -> None:
         self.tasks_seen = int(structure["tasks_seen"])
+
+    # --- resume checkpoints (mid-task) -------------------------------------------------------------------------
+    def runtime_state(self) -> dict[str, Any]:
+        """What a checkpoint taken inside a task needs besides `structure()` and the state dict, as data: the
+        parameters frozen so far (`requires_grad` is not in a state dict) and a method's own per-task attributes."""
+        return {"frozen": [name for name, p in self.named_parameters() if not p.requires_grad]}
+
+    def load_runtime_state(self, state: dict[str, Any]) -> None:
+        frozen = set(state["frozen"])
+        for name, p in self.named_parameters():
+            p.requires_grad_(name not in frozen)

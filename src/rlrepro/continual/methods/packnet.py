@@ -122,3 +122,10 @@ class PackNet(FineTuneOne):
         super().rebuild(structure)
         while len(self.snapshots) < structure["n_snapshots"]:
             self.snapshots.append(self.new_actor().requires_grad_(False))
+
+    def runtime_state(self) -> dict[str, Any]:
+        return {**super().runtime_state(), "trainable": dict(self._trainable)}  # which weights this phase trains
+
+    def load_runtime_state(self, state: dict[str, Any]) -> None:
+        super().load_runtime_state(state)
+        self._trainable = dict(state["trainable"])

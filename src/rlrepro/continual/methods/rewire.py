@@ -361,3 +361,10 @@ class Rewire(Method):
             self.heads.append(copy.deepcopy(self.heads[-1]))
         for layer in self.layers:
             layer.cache = torch.zeros(structure["n_slots"], layer.cache.shape[1], dtype=torch.long)
+
+    def runtime_state(self) -> dict[str, Any]:
+        return {**super().runtime_state(), "r0": self.r0}  # the pre-training return the task's selection compares to
+
+    def load_runtime_state(self, state: dict[str, Any]) -> None:
+        super().load_runtime_state(state)
+        self.r0 = state["r0"]
