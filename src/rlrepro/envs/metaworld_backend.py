@@ -6,18 +6,75 @@ MetaWorld v3 is not the v1 of the papers (39-d observations, re-tuned objects): 
 
 from __future__ import annotations
 
-import copy
+from typing import Any
 
+import mujoco
 import numpy as np
 import torch
+from gymnasium.spaces import Space
 
 from rlrepro.envs.base import StepResult
 from rlrepro.scenarios import ScenarioSpec, TaskSpec
 
 _NOT_STATE = frozenset({"model", "data", "mujoco_renderer", "spec"})
-"""Env attributes that are the compiled model, its data (saved whole) or renderer and spec (never change)."""
+"""Env attributes that are the compiled model, its data (saved as its integration state) or renderer and spec (never
+change)."""
 _MODEL_STATE = ("body_pos", "body_quat", "site_pos", "site_quat", "eq_data")
 """MjModel fields that MetaWorld's resets write (object, goal and target placement; mocap welds): part of the state."""
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+
+
+def _physics(env) -> np.ndarray:
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    out = np.empty(mujoco.mj_stateSize(env.model, spec), dtype=np.float64)
+    mujoco.mj_getState(env.model, env.data, out, spec)
+    return out
+
+
+def _to_data(value: Any, where: str) -> Any:
+    """An env attribute as tensors and plain values: numpy arrays and scalars tagged `__ndarray__` / `__scalar__`,
+    numpy Generators `__generator__` (their bit generator's state), gymnasium spaces `space_rng` (a space is rebuilt by
+    the env itself; only its RNG moves)."""
+    if isinstance(value, np.generic):  # before Python's types: np.float64 is a float
+        return {"__scalar__": torch.from_numpy(np.array(value))}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, np.ndarray):
+        return {"__ndarray__": torch.from_numpy(value.copy())}
+    if isinstance(value, np.random.Generator):
+        return {"__generator__": value.bit_generator.state}
+    if isinstance(value, Space):
+        rng = value._np_random  # None until first used: nothing to restore
+        return {"space_rng": None if rng is None else rng.bit_generator.state}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_data(v, f"{where}[{i}]") for i, v in enumerate(value))
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _to_data(v, f"{where}.{k}") for k, v in value.items()}
+    raise TypeError(f"MetaWorld env attribute {where} of type {type(value).__name__} has no data form for checkpoints")
+
+
+def _from_data(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return type(value)(_from_data(v) for v in value)
+    if not isinstance(value, dict):
+        return value
+    if value.keys() == {"__ndarray__"}:
+        return value["__ndarray__"].numpy().copy()
+    if value.keys() == {"__scalar__"}:
+        return value["__scalar__"].numpy()[()]
+    if value.keys() == {"__generator__"}:
+        return _set_generator(None, value["__generator__"])
+    return {k: _from_data(v) for k, v in value.items()}
+
+
+def _set_generator(generator: np.random.Generator | None, state: dict) -> np.random.Generator:
+    """`generator` (or a new one) set to a saved bit-generator state; only numpy's own bit generators are built."""
+    if state.get("bit_generator") not in _BIT_GENERATORS:
+        raise ValueError(f"saved RNG state of an unknown bit generator {state.get('bit_generator')!r}")
+    if generator is None or type(generator.bit_generator).__name__ != state["bit_generator"]:
+        generator = np.random.Generator(getattr(np.random, state["bit_generator"])())
+    generator.bit_generator.state = state
+    return generator
 
 
 def make_task_env(env_name: str, horizon: int):
@@ -72,30 +129,36 @@ class MetaWorldVecEnv:
         return self._tensor(obs)
 
     def get_state(self) -> dict:
-        """Each env's whole MjData (derived quantities included: MetaWorld reads body positions left by the last
-        mj_step, so a restored qpos/qvel alone would not reproduce the next step), the MjModel fields its resets move
-        (e.g. window-close places the window body and the goal site in the model) and its Python attributes (RNG,
-        goal, object positions, path length, previous observation); MetaWorld's own pickling is lossy."""
+        """Each env's physics (MuJoCo's integration state, `mjSTATE_INTEGRATION`: what the next `mj_step` reads;
+        MetaWorld recomputes everything derived with its own `mj_forward` after stepping), the MjModel fields its
+        resets move (e.g. window-close places the window body and the goal site in the model) and its Python
+        attributes (RNG, goal, object positions, path length, previous observation), all as tensors and plain values."""
         return {
-            "t": self.t.copy(),
-            "pending": self.pending.copy(),
-            "envs": [
-                {
-                    "attrs": {k: v for k, v in env.__dict__.items() if k not in _NOT_STATE},
-                    "data": env.data,
-                    "model": {name: getattr(env.model, name).copy() for name in _MODEL_STATE},
-                }
-                for env in self.envs
-            ],
-        }
+            "t": torch.from_numpy(self.t.copy()),
+            "pending": torch.from_numpy(self.pending.copy()),
+            "envs": [{"attrs": {k: _to_data(v, k) for k, v in env.__dict__.items() if k not in _NOT_STATE},
+                      "physics": torch.from_numpy(_physics(env)),
+                      "model": {name: torch.from_numpy(getattr(env.model, name).copy()) for name in _MODEL_STATE}}
+                     for env in self.envs],
+        }  # fmt: skip
 
     def set_state(self, state: dict) -> None:
-        self.t[:], self.pending[:] = state["t"], state["pending"]
+        self.t[:], self.pending[:] = state["t"].numpy(), state["pending"].numpy()
         for env, saved in zip(self.envs, state["envs"], strict=True):
-            env.__dict__.update(copy.deepcopy(saved["attrs"]))
-            env.data = copy.deepcopy(saved["data"])
+            for key, value in saved["attrs"].items():
+                current = env.__dict__.get(key)
+                if isinstance(value, dict) and value.keys() == {"space_rng"}:  # the env's own space (or a cached one
+                    if isinstance(current, Space) and value["space_rng"] is not None:  # it rebuilds alike): its RNG
+                        _set_generator(current.np_random, value["space_rng"])
+                else:
+                    env.__dict__[key] = _from_data(value)
+            physics = saved["physics"].numpy()
+            if physics.shape != _physics(env).shape:
+                raise ValueError("a saved MetaWorld physics state of another model size")
             for name, value in saved["model"].items():
-                getattr(env.model, name)[...] = value
+                if name in _MODEL_STATE:
+                    getattr(env.model, name)[...] = value.numpy()
+            mujoco.mj_setState(env.model, env.data, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
 
     def step(self, action: torch.Tensor) -> StepResult:
         actions = action.detach().cpu().numpy()
