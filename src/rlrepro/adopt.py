@@ -9,6 +9,10 @@ current config gives it (meta.json's `config_hash`; the evaluation's `eval_confi
 attributes; for DAPD the threshold re-derived from the dense run it read), marks the runs that match as up to date
 with `snakemake --touch`, and moves the ones that do not into `<results_dir>/stale/<UTC time>/` (never deleted), so
 that Snakemake reruns them.
+
+Runs that travel are data, never code: before a run is adopted its policies.pt (or model.pt) is read the way the
+pipeline reads it (`torch.load(weights_only=True)`). A file that holds pickled objects (a hostile file, or one an
+older rlrepro wrote) is refused: reported with the command that converts a trusted one, neither adopted nor moved.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ class Adoption:
     adopted: list[Path] = field(default_factory=list)
     stale: list[tuple[Path, str]] = field(default_factory=list)
     waiting: list[tuple[Path, str]] = field(default_factory=list)  # left alone: their input is rerun first
+    refused: list[str] = field(default_factory=list)
+    """Why a run's policies or model file was refused (it names the file); the run is left alone."""
 
 
 def _eval_hash(path: Path) -> str | None:
@@ -41,6 +47,24 @@ def _eval_hash(path: Path) -> str | None:
 
 def _meta_hash(run_dir: Path) -> str | None:
     return json.loads((run_dir / "meta.json").read_text()).get("config_hash")
+
+
+def _refusal(path: Path) -> str | None:
+    """Why the run file at `path` cannot be adopted (not data, or not what its job writes), or None."""
+    from rlrepro.continual import read_policies
+    from rlrepro.errors import ConfigError
+    from rlrepro.io import read_torch_data
+
+    try:
+        if path.name == "policies.pt":
+            read_policies(path)
+        elif not {"actor", "critic", "masks"} <= set(read_torch_data(path)):
+            return f"{path}: not a sparse run's model file (no actor, critic and masks)"
+    except ConfigError as err:
+        return str(err)
+    except Exception as err:  # a torn or foreign file
+        return f"{path}: unreadable ({type(err).__name__}: {err})"
+    return None
 
 
 def _mismatch(what: str, got: str | None, want: str) -> str:
@@ -71,6 +95,9 @@ def plan(resolved: Resolved) -> Adoption:
         if (got := _meta_hash(run_dir)) != want:
             out.stale.append((run_dir, _mismatch("trained", got, want)))
             continue
+        if (why := _refusal(run_dir / "policies.pt")) is not None:
+            out.refused.append(why)
+            continue
         out.adopted.append(run_dir / "meta.json")  # the training matches; now its evaluation
         _check_evaluation(out, run_dir / "results.parquet", resolved.eval_spec(run.scenario, run.seed))
     for scenario, seed in sorted({(r.scenario, r.seed) for r in resolved.runs}):
@@ -92,6 +119,8 @@ def plan(resolved: Resolved) -> Adoption:
         want = stable_hash(spec)
         if (got := _meta_hash(run_dir)) != want:
             out.stale.append((run_dir, _mismatch("trained", got, want)))
+        elif (why := _refusal(run_dir / "model.pt")) is not None:
+            out.refused.append(why)
         else:
             out.adopted.append(run_dir / "results.parquet")
     return out

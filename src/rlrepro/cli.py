@@ -53,7 +53,9 @@ def _spec(text: str) -> dict[str, Any]:
 
 
 def cmd_adopt(args: argparse.Namespace) -> int:
-    """Check every finished run of the preset against its job spec; touch the matching ones, move the others aside."""
+    """Check every finished run of the preset against its job spec; touch the matching ones, move the others aside.
+    Exit status 1 when a run's policies or model file is refused (not data: left in place, neither adopted nor
+    moved)."""
     from rlrepro.adopt import move_aside, plan, touch
     from rlrepro.config import load_config
 
@@ -63,13 +65,25 @@ def cmd_adopt(args: argparse.Namespace) -> int:
         print(f"left for Snakemake: {path}: {why}")
     for path, why in adoption.stale:
         print(f"stale: {path}: {why}")
-    print(f"{len(adoption.adopted)} outputs match their job specs, {len(adoption.stale)} are stale")
+    for why in adoption.refused:
+        print(f"refused: {why}")
+    print(f"{len(adoption.adopted)} outputs match their job specs, {len(adoption.stale)} are stale, "
+          f"{len(adoption.refused)} runs refused")  # fmt: skip
     if args.dry_run:
-        return 0
+        return 1 if adoption.refused else 0
     if adoption.stale:
         print(f"stale outputs moved to {move_aside(adoption, Path(resolved.results_dir))}: Snakemake reruns them")
     extra = ["--configfile", args.config, *args.configfile, "--config", f"preset={resolved.preset_name}"]
     touch(adoption.adopted, extra)
+    return 1 if adoption.refused else 0
+
+
+def cmd_convert_legacy(args: argparse.Namespace) -> int:
+    """Rewrite policies.pt / model.pt files of older rlrepro versions (pickled objects) as data, on the user's word."""
+    from rlrepro.legacy import convert
+
+    for path in args.paths:
+        print(f"{path}: {convert(Path(path))}")
     return 0
 
 
@@ -212,10 +226,9 @@ def cmd_train_sparse(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import pandas as pd
-    import torch
 
     from rlrepro.config import stable_hash
-    from rlrepro.continual import EvalSpec, evaluate
+    from rlrepro.continual import EvalSpec, evaluate, read_policies
     from rlrepro.io import atomic_write_parquet
     from rlrepro.progress import Progress
     from rlrepro.results import run_frame
@@ -227,7 +240,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _setup_runtime()
     run_dir = Path(args.run_dir)
     meta = json.loads((run_dir / "meta.json").read_text())
-    policies = torch.load(run_dir / "policies.pt", map_location="cpu", weights_only=False)
+    policies = read_policies(run_dir / "policies.pt")  # data only: a file holding pickled objects is refused
     train_rows = pd.read_parquet(run_dir / "train.parquet")
     sc = spec.scenario
     total = sc.n_tasks * len(policies["stages"]) * spec.evaluation.n_rollouts * sc.n_eval_envs * sc.episode_length
@@ -605,6 +618,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="default: the config's preset")
     p.add_argument("--dry-run", action="store_true", help="report only: move and touch nothing")
     p.set_defaults(func=cmd_adopt)
+
+    p = sub.add_parser(
+        "convert-legacy",
+        help="rewrite policies.pt / model.pt files that an older rlrepro wrote with pickled objects as data (loads them "
+        "with pickle: only for files you trust)",
+    )
+    p.add_argument("paths", nargs="+", type=Path)
+    p.set_defaults(func=cmd_convert_legacy)
 
     p = sub.add_parser("check-config", help="validate a config file and print the grid size")
     p.add_argument("--config", default="config.yaml")

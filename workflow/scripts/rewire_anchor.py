@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from rlrepro.continual import load_stage_methods
+from rlrepro.continual import load_stage_methods, read_policies
 
 
 def report(run_dir: Path, n_obs: int = 4096) -> list[str]:
-    policies = torch.load(run_dir / "policies.pt", map_location="cpu", weights_only=False)
+    policies = read_policies(run_dir / "policies.pt")  # data only: a file holding pickled objects is refused
     stage0, stage1 = load_stage_methods(policies, torch.device("cpu"))[:2]
     lines = [f"{run_dir}"]
     for i, (a, b) in enumerate(zip(stage0.layers, stage1.layers, strict=True)):

@@ -13,7 +13,7 @@ from typing import Any
 
 PUBLIC = (
     "EvalSpec", "TaskTrainer", "TrainEnvEvaluator", "TrainResult", "TrainSpec", "build_method", "configure_threads",
-    "evaluate", "evaluate_random", "load_stage_methods", "run_episodes", "seed_everything", "train",
+    "evaluate", "evaluate_random", "load_stage_methods", "read_policies", "run_episodes", "seed_everything", "train",
 )  # fmt: skip
 __all__ = list(PUBLIC)
 
