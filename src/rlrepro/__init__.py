@@ -5,5 +5,5 @@ modules while it parses the workflow.
 """
 
 # Bump deliberately when an engine change must rerun existing results: it is part of every job's params.
-ENGINE_VERSION = "0.2.0"
+ENGINE_VERSION = "0.3.0"
 __version__ = ENGINE_VERSION

@@ -58,21 +58,25 @@ class AdamState:
     capturable: bool
 
     @classmethod
-    def of(cls, opt: torch.optim.Adam) -> AdamState:
+    def of(cls, opt: torch.optim.Adam, capturable: bool) -> AdamState:
         """The state tensors of `opt` (allocated as its first `step()` would), shared with it: checkpoints keep
-        saving and loading the optimiser itself."""
+        saving and loading the optimiser itself. `capturable`: Adam's bias corrections computed from step counts
+        kept on the parameters' device (the compiled update; torch allows it eagerly on accelerators only)."""
         (group,) = opt.param_groups
         params = [p for p in group["params"] if p.requires_grad]
         for p in params:
             state = opt.state[p]
             if not state:
-                on_device = group["capturable"] or group["fused"]
-                state["step"] = torch.zeros((), dtype=torch.float32, device=p.device if on_device else "cpu")
+                state["step"] = torch.zeros((), dtype=torch.float32)
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            if capturable and state["step"].device != p.device:
+                # once per learner (and after a checkpoint load, which puts it back on the CPU); opt.step() reads a
+                # step count from any device
+                state["step"] = state["step"].to(p.device)
         return cls(params, [opt.state[p]["exp_avg"] for p in params], [opt.state[p]["exp_avg_sq"] for p in params],
                    [opt.state[p]["step"] for p in params], group["lr"], tuple(group["betas"]), group["eps"],
-                   group["capturable"])  # fmt: skip
+                   capturable)  # fmt: skip
 
     def apply(self, grads: list[torch.Tensor]) -> None:
         """Adam's step on the parameters in place (torch's multi-tensor kernel, as `torch.optim.Adam(foreach=True)`)."""

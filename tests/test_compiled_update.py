@@ -1,0 +1,165 @@
+"""The compiled update (`engine.compile: true`): one graph per update branch for every method, no graph break, no
+recompilation after warm-up, and the same numbers as the same function run eagerly (which tests/test_bitwise.py and
+tests/test_continual_reference.py pin to engine 0.2.0 bit for bit).
+
+Tolerances, measured on this machine: after one update every tensor agrees to float32 rounding (≤ 6e-8 absolute).
+After 200 updates the continual flavour stays within 3e-6 of the tensors' norms. The sparse flavour's ReLU networks
+part further (≈1e-3 of the norm after 200 updates): the first departure is one discrete event (a single critic weight
+jumps ≈1e-5 in one update, a ReLU unit whose pre-activation sits within rounding of zero for one sample), which Adam's
+momentum then carries; a one-ulp perturbation of a weight under the eager function alone does not part that far
+within 200 updates only because no unit happens to flip. Each compile costs 10-60 s on one core: `make test-compile`.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from test_bitwise import ACT, OBS, filled_replay, random_masks
+from test_continual_reference import SAC, trained_state
+from torch._dynamo.utils import counters
+
+from rlrepro.engine.config import EngineConfig
+from rlrepro.engine.learner import SACLearner
+from rlrepro.engine.update import AUTO_COMPILE_MIN_UPDATES, compile_wanted
+from rlrepro.scenarios import ScenarioSpec, TaskSpec
+from rlrepro.sparse.config import SparseSACConfig
+from rlrepro.sparse.masks import enable_dst
+from rlrepro.sparse.train import build_learner
+
+UPDATES, WARMUP = 200, 8
+CONTINUAL = [("ft_1", 1), ("ft_l2", 1), ("ewc", 1), ("pnn", 1), ("rewire", 0), ("rewire", 1), ("csp", 1),
+             ("packnet", 1), ("sac_n", 1), ("ft_n", 1)]  # fmt: skip
+SCENARIO = ScenarioSpec("fake/two", "fake", "fake", (TaskSpec("a", {}), TaskSpec("b", {"gravity": -1.0})),
+                        steps_per_task=384, n_train_envs=4, n_eval_envs=4, episode_length=16)  # fmt: skip
+
+
+def make_compiled(learner: SACLearner) -> None:
+    learner.compile, learner._update_fn = True, None
+
+
+def tensors(*modules: torch.nn.Module) -> list[torch.Tensor]:
+    return [t.detach().clone() for m in modules for t in m.state_dict().values() if t.is_floating_point()]
+
+
+def departure(a: list[torch.Tensor], b: list[torch.Tensor]) -> tuple[float, float]:
+    """(largest absolute difference, largest difference relative to its tensor's norm)."""
+    assert len(a) == len(b)
+    absolute = max((x - y).abs().max().item() for x, y in zip(a, b, strict=True))
+    relative = max(((x - y).norm() / x.norm().clamp(min=1e-12)).item() for x, y in zip(a, b, strict=True))
+    return absolute, relative
+
+
+def run_twins(step, make_learner, *, watch) -> dict[str, object]:
+    """Run `UPDATES` updates eagerly and compiled from the same state; count dynamo's graphs and breaks, refuse any
+    recompilation after the warm-up, and return the departures after 1 and after all updates."""
+    results = {}
+    for compiled in (False, True):
+        torch._dynamo.reset()
+        counters.clear()
+        learner, context = make_learner()
+        if compiled:
+            make_compiled(learner)
+        snapshots = []
+        for i in range(UPDATES):
+            if compiled and i == WARMUP:
+                torch._dynamo.config.error_on_recompile = True
+            try:
+                step(learner, context)
+            finally:
+                torch._dynamo.config.error_on_recompile = False
+            if i in (0, UPDATES - 1):
+                snapshots.append(tensors(*watch(learner, context)))
+        results[compiled] = snapshots
+        if compiled:
+            results["graphs"] = counters["stats"]["unique_graphs"]
+            results["breaks"] = dict(counters["graph_break"])
+            results["compile_s"] = learner.compile_s
+    results["first"] = departure(results[False][0], results[True][0])
+    results["last"] = departure(results[False][1], results[True][1])
+    return results
+
+
+@pytest.mark.compile
+@pytest.mark.parametrize(("name", "task"), CONTINUAL, ids=[f"{n}-task{t}" for n, t in CONTINUAL])
+def test_every_continual_method_runs_as_one_compiled_graph(name, task):
+    def make():
+        _, method, critic, trainer, generator = trained_state(name, SCENARIO, task)
+        return trainer.learner, (method, trainer, generator)
+
+    def step(learner, context):
+        method, trainer, generator = context
+        with method.learning_mode():
+            batch = method.prepare_batch(trainer.replay.sample(SAC.batch_size, generator), generator)
+            learner.update(batch, method.extra_loss)
+
+    out = run_twins(step, make, watch=lambda learner, c: (c[0], learner.critic, learner.target_critic, learner))
+    assert out["breaks"] == {}
+    # policy delay 2 and target delay 2: (policy + target) and (critic only) graphs
+    assert out["graphs"] == 2
+    assert out["compile_s"] > 0
+    assert out["first"][0] <= 1e-6, out["first"]
+    assert out["last"][1] <= 1e-4, out["last"]
+
+
+SPARSE = ["dense", "dapd", "rigl", "rlx2"]
+
+
+@pytest.mark.compile
+@pytest.mark.parametrize("method", SPARSE)
+def test_the_sparse_flavour_runs_as_one_compiled_graph(method):
+    cfg = SparseSACConfig(hidden_sizes=[32, 32], batch_size=64)
+    replay = filled_replay(600, seed=7)
+
+    def make():
+        torch.manual_seed(3)
+        learner = build_learner(OBS, ACT, cfg, torch.device("cpu"), torch.Generator().manual_seed(11))
+        if method == "dapd":  # pathway masks, raw weights kept
+            g = torch.Generator().manual_seed(5)
+            learner.set_masks(random_masks(learner.actor.net, 0.3, g), random_masks(learner.critic.net, 0.3, g))
+        elif method in ("rigl", "rlx2"):  # topology steps (dense gradients, the stateful route) every 50 updates
+            enable_dst(learner, 0.9, 0.9, delta=50, zeta=0.5, t_end=10_000, random_grow=method == "rlx2",
+                       critic_grow_includes_actor_grad=method == "rlx2")  # fmt: skip
+        return learner, learner.generator
+
+    def step(learner, generator):
+        n = 3 if method == "rlx2" and learner.updates >= 100 else 1  # RLx2's n-step target after its delay
+        learner.update(replay.sample_windows(cfg.batch_size, generator, n))
+
+    out = run_twins(step, make, watch=lambda learner, _: (learner,))
+    assert out["breaks"] == {}
+    # target delay 2: two branches; RLx2's switch to 3-step windows (a new batch shape) traces both again
+    assert out["graphs"] == (4 if method == "rlx2" else 2)
+    assert out["first"][0] <= 1e-6, out["first"]
+    assert out["last"][1] <= 2e-2, out["last"]
+
+
+@pytest.mark.compile
+def test_a_topology_step_leaves_the_graph_and_counts_once():
+    """RiGL's topology step takes the stateful route (dense gradients) and the schedule counts every update once,
+    compiled or not: the masks after 120 updates with a topology step every 50 are the eager run's."""
+    cfg = SparseSACConfig(hidden_sizes=[32, 32], batch_size=64)
+    replay = filled_replay(600, seed=7)
+    masks = {}
+    for compiled in (False, True):
+        torch._dynamo.reset()
+        torch.manual_seed(3)
+        learner = build_learner(OBS, ACT, cfg, torch.device("cpu"), torch.Generator().manual_seed(11), compiled)
+        enable_dst(learner, 0.9, 0.9, delta=50, zeta=0.5, t_end=10_000, random_grow=False)
+        for _ in range(120):
+            learner.update(replay.sample_windows(cfg.batch_size, learner.generator, 1))
+        assert learner.critic_topology.step == 120 and learner.actor_topology.step == 120
+        masks[compiled] = copy.deepcopy(learner.masks_state())
+    for part in ("actor", "critic"):
+        before = [m.sum().item() for m in masks[False][part]]
+        assert before == [m.sum().item() for m in masks[True][part]]  # swaps are 1:1
+        changed = sum(int((a != b).sum()) for a, b in zip(masks[False][part], masks[True][part], strict=True))
+        assert changed <= 0.01 * sum(m.numel() for m in masks[False][part])  # near-tied scores may pick another
+
+
+@pytest.mark.parametrize(("setting", "updates", "expected"), [
+    ("auto", AUTO_COMPILE_MIN_UPDATES - 1, False), ("auto", AUTO_COMPILE_MIN_UPDATES, True), (True, 10, True),
+    (False, 10**7, False)])  # fmt: skip
+def test_auto_compiles_only_jobs_that_outlast_their_compile(setting, updates, expected):
+    assert compile_wanted(EngineConfig(compile=setting), updates) is expected
