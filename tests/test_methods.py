@@ -181,17 +181,23 @@ def test_packnet_claims_an_eighth_per_task_and_never_moves_owned_weights(fake_sc
         assert torch.equal(stage0.policy_for_task(0).deterministic(OBS), stage1.policy_for_task(0).deterministic(OBS))
 
 
-def test_packnet_finetune_trains_only_the_task_s_weights():
-    m = build_method("packnet", 3, 2, NET, {"finetune_updates": 30})
+@pytest.mark.parametrize("updates", [30, 0])
+def test_packnet_finetune_trains_only_the_task_s_weights(updates):
+    """With 30 fine-tune updates the task's surviving output-layer weights move and the pruned ones stay zero; with 0
+    (a fine-tune that does nothing) the same check finds them unmoved, so it can fail."""
+    m = build_method("packnet", 3, 2, NET, {"finetune_updates": updates})
     m.on_task_start(0, context())
     ctx = context()
     before = {n: p.detach().clone() for n, p in m.policy.named_parameters()}
     m.on_task_end(0, ctx)
+    output = f"net.weights.{len(NET.hidden_sizes)}"  # always has a path (hidden ones may be cut off by pruning)
+    names = [name for name, _ in m.policy.named_parameters()]
+    assert output in names and f"net.weights.{len(NET.hidden_sizes) + 1}" not in names
     for name, param in m.policy.named_parameters():
         owned = m.owner(name) == 0
-        if name == "net.4.weight":  # the output layer always has a path (hidden ones may be cut off by pruning)
-            assert not torch.equal(param[owned], before[name][owned])  # fine-tuned
-        assert torch.all(param[~owned] == 0)
+        assert owned.any() and torch.all(param[~owned] == 0)
+        if name == output:
+            assert torch.equal(param[owned], before[name][owned]) == (updates == 0)  # fine-tuned only with updates
 
 
 def test_csp_adds_a_midpoint_anchor_and_a_fresh_alpha_critic():
