@@ -2,8 +2,11 @@
 
 The worst case: a full replay (the paper's 1.28M transitions) of HalfCheetah (18-d observations, 6-d actions) and of
 Humanoid (244-d, 17-d), with the paper's 3x256 policy (ft_1) and critic, the learner's three optimisers and target
-critic, written through the same `CheckpointStore.save` (atomic: temporary file, fsync, rename) a job uses. Each
-shape is also written with a half-full replay (a checkpoint only carries the filled rows).
+critic, in the continual loop's own layout (the method's structure, state dict and runtime state, the critic's state
+dict, the trainer's learner `full_state()` and replay rows, generator and RNG states: tensors and plain values),
+written through the same `CheckpointStore.save` (atomic: temporary file, fsync, rename) a job uses and read back
+through `CheckpointStore.load` (`torch.load(weights_only=True)`). Each shape is also written with a half-full replay (a
+checkpoint only carries the filled rows).
 
     python benchmarks/checkpoint.py                 # both shapes, full and half-full replay
     python benchmarks/checkpoint.py --capacity 100000
@@ -22,6 +25,7 @@ import torch
 from rlrepro.checkpoint import CheckpointStore, capture_rng
 from rlrepro.continual import build_method
 from rlrepro.continual.config import SACConfig, learner_config
+from rlrepro.continual.loop import method_checkpoint
 from rlrepro.engine.config import NetworkConfig
 from rlrepro.engine.learner import SACLearner
 from rlrepro.engine.networks import TwinCritic
@@ -42,8 +46,9 @@ def payload(obs_dim: int, action_dim: int, capacity: int, filled: int) -> dict:
     for start in range(0, filled, chunk):
         n = min(chunk, filled - start)
         replay.put(torch.randn(n, obs_dim), torch.rand(n, action_dim), torch.randn(n), torch.ones(n), torch.randn(n, obs_dim))
-    return {"method": method, "critic": critic, "learner": learner, "replay": replay, "generator": generator,
-            "rng": capture_rng()}  # fmt: skip
+    trainer = {"learner": learner.full_state(), "replay": replay.state_dict()}
+    return {"method": method_checkpoint(method), "critic": {"obs_dim": obs_dim, "state": critic.state_dict()},
+            "trainer": trainer, "generator": generator.get_state(), "rng": capture_rng()}  # fmt: skip
 
 
 def main() -> None:

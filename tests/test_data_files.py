@@ -179,3 +179,22 @@ def test_convert_legacy_rewrites_a_trusted_old_file_as_data(fake_scenario, tmp_p
     torch.save({"trainer": OldNetworkConfig()}, state)
     proc = subprocess.run([*run[:-1], str(state)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "resume checkpoints are not converted" in proc.stderr
+
+
+def test_the_pipeline_has_one_loader_for_torch_files_and_no_other_unpickling():
+    """Local jobs, `--use-singularity` and SLURM run the same `python -m rlrepro` commands (workflow/rules): one loader,
+    `rlrepro.io.read_torch_data` (weights_only), and pickle only in `convert-legacy`, on the user's word."""
+    import ast
+
+    loaders = {("torch", "load"), ("pickle", "load"), ("pickle", "loads"), ("np", "load"), ("numpy", "load"),
+               ("yaml", "load"), ("yaml", "unsafe_load"), ("pd", "read_pickle"), ("marshal", "loads")}  # fmt: skip
+    calls = {}
+    for path in [*ROOT.glob("src/rlrepro/**/*.py"), *ROOT.glob("workflow/**/*.py"), *ROOT.glob("benchmarks/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name):
+                if (node.func.value.id, node.func.attr) in loaders:
+                    safe = [k.value.value for k in node.keywords if k.arg == "weights_only"]
+                    calls.setdefault(path.relative_to(ROOT).as_posix(), []).append((node.func.attr, *safe))
+    assert calls == {"src/rlrepro/io.py": [("load", True)], "src/rlrepro/legacy.py": [("load", False)]}
+    rules = "".join(p.read_text() for p in [*ROOT.glob("workflow/rules/*.smk"), ROOT / "Snakefile"])
+    assert "python -m rlrepro evaluate" in rules and "python -m rlrepro train " in rules and "pickle" not in rules
