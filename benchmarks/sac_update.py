@@ -7,18 +7,15 @@ Continual (Rewire/SaLinA) flavour: windows of two (batch 256), the TD step, then
 the policy loss over both steps of every window (2·256 states) and the α step through exp(log α), the batch-mean
 entropy target, Polyak every `target_update_delay` (2); LeakyReLU(0.2) nets, clipped log σ. HalfCheetah's shapes
 (obs 17, act 6). Reported: updates per second, medians of interleaved rounds, and the ratio rlrepro / JAX (issue
-16's target: ≥ 0.85 for both flavours).
+31's target: ≥ 0.95 for both flavours, compiled).
 
-    python benchmarks/sac_update.py                    # both flavours, 2×256 and 3×256, 3 rounds of 300 updates
+    python benchmarks/sac_update.py                    # both flavours, 2×256 and 3×256, eager and compiled
     python benchmarks/sac_update.py --flavour continual --hidden 256,256,256 --updates 500 --rounds 5
-    python benchmarks/sac_update.py --variants eager fused_adam compiled   # candidates for a next engine version
-    python benchmarks/sac_update.py --gemm-floor      # how much of the update is GEMM, and what that leaves for the rest
+    python benchmarks/sac_update.py --gemm-floor      # how much of the eager update is GEMM
 
-`--variants` adds layouts that would move the last bits (so a new ENGINE_VERSION and a re-run of every published
-run): `fused_adam` (torch's fused CPU Adam kernel for the three optimisers) and `compiled` (each network's forward
-through `torch.compile`, inductor's C++ backend; the warm-up updates pay its compile time and are not timed).
-`compiled_losses` compiles the TD loss and the policy loss whole (target, sampling, forwards, reductions; their
-backward with them). `eager` is the engine as every job runs it.
+`--variants`: `eager` and `compiled` are the engine's `engine.compile: false / true`, the same update function run
+eagerly or compiled whole (one inductor graph per update branch; the warm-up updates pay the compile, printed, and
+are not timed).
 
 `--gemm-floor` answers "could any eager layout reach the target?": the GEMMs (mm, addmm, bmm, baddbmm) of two eager
 updates (one continual policy cycle) are recorded by torch.profiler with their shapes and replayed alone on
@@ -58,42 +55,14 @@ from rlrepro.sparse.train import build_learner
 OBS, ACT, BATCH, BUFFER = 17, 6, 256, 100_000
 
 
-VARIANTS = ("eager", "fused_adam", "compiled", "compiled_losses")
+VARIANTS = ("eager", "compiled")
 
 
 def apply_variant(learner, variant: str) -> None:
-    """Turn the engine's learner into a candidate layout (module docstring); `eager` leaves it as jobs run it."""
-    if variant == "fused_adam":
-        for name in ("opt_actor", "opt_critic", "opt_alpha"):
-            group = getattr(learner, name).param_groups[0]
-            setattr(learner, name, torch.optim.Adam(group["params"], lr=group["lr"], betas=group["betas"], fused=True))
-    elif variant == "compiled":
-        # one code object (MLPStack.forward) serves actor, critic and target at several shapes: past dynamo's default
-        # of 8 graphs per code object it would silently fall back to eager
-        torch._dynamo.config.recompile_limit = 64
-        for module in (learner.actor, learner.critic, learner.target_critic):
-            module.net.forward = torch.compile(module.net.forward, dynamic=False)
-    elif variant == "compiled_losses":
-        # the whole TD and policy losses (target, sampling, both networks' forwards, the reductions) as inductor graphs,
-        # so their backward is one compiled graph too; only this learner's calls see them (the module's functions are
-        # swapped in around its update and back, since other runners in the process share the module)
-        from rlrepro.engine import learner as module
-
-        torch._dynamo.config.recompile_limit = 64
-        compiled = {name: torch.compile(getattr(module, name), dynamic=False) for name in ("critic_loss", "actor_loss")}
-        update = learner.update
-
-        def compiled_update(*args, **kwargs):
-            saved = {name: getattr(module, name) for name in compiled}
-            vars(module).update(compiled)
-            try:
-                return update(*args, **kwargs)
-            finally:
-                vars(module).update(saved)
-
-        learner.update = compiled_update
-    elif variant != "eager":
+    """`eager` / `compiled`: the learner's `engine.compile: false / true`."""
+    if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}: choose from {VARIANTS}")
+    learner.compile, learner._update_fn = variant == "compiled", None
 
 
 def rlrepro_runner(hidden: list[int], variant: str = "eager"):
@@ -361,7 +330,7 @@ def main() -> None:
     parser.add_argument("--hidden", nargs="*", default=["256,256", "256,256,256"])
     parser.add_argument("--updates", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--variants", nargs="*", default=["eager"], choices=VARIANTS)
+    parser.add_argument("--variants", nargs="*", default=["eager", "compiled"], choices=VARIANTS)
     parser.add_argument("--gemm-floor", action="store_true", help="also time the eager update's GEMMs alone")
     args = parser.parse_args()
     if args.gemm_floor and "eager" not in args.variants:
@@ -372,14 +341,18 @@ def main() -> None:
         f"torch {torch.__version__} ({torch.get_num_threads()} thread, BLAS: {blas.status()}), jax {jax.__version__}, "
         f"batch {BATCH}, pinned to CPU {min(os.sched_getaffinity(0))}"
     )
-    print(f"{'flavour':>10} {'shape':>12} {'variant':>15} {'rlrepro upd/s':>14} {'jax upd/s':>10} {'ratio':>6}")
+    print(f"{'flavour':>10} {'shape':>12} {'variant':>15} {'rlrepro upd/s':>14} {'jax upd/s':>10} {'ratio':>6} "
+          f"{'warm-up s':>10}")  # fmt: skip
     floors = []
     for flavour, spec in itertools.product(args.flavour, args.hidden):
         hidden = [int(h) for h in spec.split(",")]
         ours = {v: RUNNERS[flavour][0](hidden, v) for v in args.variants}
         bound = RUNNERS[flavour][1](hidden)
-        for run in ours.values():
-            run(20)  # warm-up (a compiled variant compiles here: its first critic and policy steps)
+        compile_s = {}
+        for v, run in ours.items():
+            start = time.perf_counter()
+            run(20)  # warm-up (the compiled variant compiles here: one graph per update branch)
+            compile_s[v] = time.perf_counter() - start
         r_ours: dict[str, list[float]] = {v: [] for v in ours}
         r_jax = []
         if args.gemm_floor:
@@ -396,7 +369,7 @@ def main() -> None:
         shape = "×".join(map(str, hidden))
         for v, rates in r_ours.items():
             a = statistics.median(rates)
-            print(f"{flavour:>10} {shape:>12} {v:>15} {a:14.1f} {b:10.1f} {a / b:6.2f}")
+            print(f"{flavour:>10} {shape:>12} {v:>15} {a:14.1f} {b:10.1f} {a / b:6.2f} {compile_s[v]:10.1f}")
         if args.gemm_floor:
             floors.append((flavour, shape, 1e3 / statistics.median(r_ours["eager"]), 1e3 / statistics.median(r_gemm),
                            1e3 / b))  # fmt: skip

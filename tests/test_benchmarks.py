@@ -20,14 +20,14 @@ def run(script: str, *args: str) -> str:
 
 
 def test_sac_update_prints_a_ratio_per_flavour_and_shape_and_the_gemm_floor():
+    # eager only: the compiled variant would pay a compile per case (tests/test_compiled_update.py covers it)
     out = run("sac_update.py", "--hidden", "32,32", "32,32,32", "--updates", "4", "--rounds", "1",
-              "--variants", "fused_adam", "--gemm-floor")  # fmt: skip
-    rows = re.findall(r"^\s+(sparse|continual)\s+(32×32(?:×32)?)\s+(eager|fused_adam)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$",
-                      out, re.MULTILINE)  # fmt: skip
+              "--variants", "eager", "--gemm-floor")  # fmt: skip
+    rows = re.findall(r"^\s+(sparse|continual)\s+(32×32(?:×32)?)\s+(eager|compiled)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)"
+                      r"\s+([\d.]+)$", out, re.MULTILINE)  # fmt: skip
     cases = [(f, s) for f in ("sparse", "continual") for s in ("32×32", "32×32×32")]
-    # --gemm-floor measures the eager update, so it adds `eager` in front of the variants asked for
-    assert [r[:3] for r in rows] == [(f, s, v) for f, s in cases for v in ("eager", "fused_adam")]
-    for _, _, _, ours, bound, ratio in rows:
+    assert [r[:3] for r in rows] == [(f, s, "eager") for f, s in cases]
+    for _, _, _, ours, bound, ratio, _ in rows:
         assert float(ratio) == pytest.approx(float(ours) / float(bound), abs=0.01)
     floor = re.findall(r"^\s+(sparse|continual)\s+(32×32(?:×32)?)" + r"\s+([\d.]+)" * 6 + "$",
                        out.split("GEMM floor", 1)[1], re.MULTILINE)  # fmt: skip
@@ -38,9 +38,9 @@ def test_sac_update_prints_a_ratio_per_flavour_and_shape_and_the_gemm_floor():
         assert float(if_free) == pytest.approx(float(jax_ms) / float(gemm), rel=0.05)
 
 
-def test_sac_update_variants_change_the_learner_as_named():
-    """`fused_adam` swaps in fused optimisers over the same parameters; `compiled_losses` wraps this learner's update
-    and leaves the engine module's eager losses in place for every other learner; an unknown name is refused."""
+def test_sac_update_variants_switch_the_engine_compile():
+    """`eager` and `compiled` are the learner's engine.compile false / true (its update function rebuilt); an
+    unknown name is refused."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import sac_update
@@ -56,16 +56,10 @@ def test_sac_update_variants_change_the_learner_as_named():
     net = NetworkConfig(hidden_sizes=(8,))
     learner = SACLearner(GaussianActor(3, 2, net), TwinCritic(3, 2, net), learner_config(SACConfig(), 2),
                          torch.Generator().manual_seed(0))  # fmt: skip
-    params = list(learner.opt_critic.param_groups[0]["params"])
+    sac_update.apply_variant(learner, "compiled")
+    assert learner.compile and learner._update_fn is None
     sac_update.apply_variant(learner, "eager")
-    assert not learner.opt_critic.defaults.get("fused")
-    sac_update.apply_variant(learner, "fused_adam")
-    assert learner.opt_critic.defaults["fused"] and learner.opt_critic.param_groups[0]["params"] == params
-    from rlrepro.engine import learner as module
-
-    eager_loss = module.critic_loss
-    sac_update.apply_variant(learner, "compiled_losses")
-    assert "update" in vars(learner) and module.critic_loss is eager_loss
+    assert not learner.compile
     with pytest.raises(ValueError, match="unknown variant"):
         sac_update.apply_variant(learner, "bogus")
 
