@@ -1,7 +1,5 @@
 """The continual framework on the fake env: method hooks, growth, evaluation matrix, determinism and resume."""
 
-import dataclasses
-
 import pytest
 import torch
 from conftest import fake_env_factory
@@ -75,16 +73,6 @@ def test_same_seed_gives_identical_results_and_resume_matches(fake_scenario, tmp
     c = train(spec, env_factory=fake_env_factory, checkpoint_dir=tmp_path)
     assert c.resumed_from == {"task": 1, "phase": "end", "task_env_steps": 260}
     assert all(torch.equal(b.stages[1]["state"][k], c.stages[1]["state"][k]) for k in b.stages[1]["state"])
-
-
-def test_quirk_flags_change_training(fake_scenario):
-    base = train(spec_for("ft_1", fake_scenario), env_factory=fake_env_factory)
-    for quirks in ({"keep_critic_across_tasks": False}, {"truncation_as_terminal": False}):
-        spec = spec_for("ft_1", fake_scenario)
-        spec = dataclasses.replace(spec, quirks=dataclasses.replace(spec.quirks, **quirks))
-        other = train(spec, env_factory=fake_env_factory)
-        last = other.stages[-1]["state"]
-        assert any(not torch.equal(last[k], base.stages[-1]["state"][k]) for k in last), quirks
 
 
 def test_evaluate_fills_the_stage_by_task_matrix(fake_scenario):
