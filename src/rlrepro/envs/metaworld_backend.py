@@ -59,9 +59,9 @@ def _from_data(value: Any) -> Any:
     if not isinstance(value, dict):
         return value
     if value.keys() == {"__ndarray__"}:
-        return value["__ndarray__"].numpy().copy()
+        return value["__ndarray__"].cpu().numpy().copy()
     if value.keys() == {"__scalar__"}:
-        return value["__scalar__"].numpy()[()]
+        return value["__scalar__"].cpu().numpy()[()]
     if value.keys() == {"__generator__"}:
         return _set_generator(None, value["__generator__"])
     return {k: _from_data(v) for k, v in value.items()}
@@ -143,7 +143,8 @@ class MetaWorldVecEnv:
         }  # fmt: skip
 
     def set_state(self, state: dict) -> None:
-        self.t[:], self.pending[:] = state["t"].numpy(), state["pending"].numpy()
+        # .cpu(): a checkpoint is mapped to the job's device; MetaWorld's state lives on the host
+        self.t[:], self.pending[:] = state["t"].cpu().numpy(), state["pending"].cpu().numpy()
         for env, saved in zip(self.envs, state["envs"], strict=True):
             for key, value in saved["attrs"].items():
                 current = env.__dict__.get(key)
@@ -152,12 +153,12 @@ class MetaWorldVecEnv:
                         _set_generator(current.np_random, value["space_rng"])
                 else:
                     env.__dict__[key] = _from_data(value)
-            physics = saved["physics"].numpy()
+            physics = saved["physics"].cpu().numpy()
             if physics.shape != _physics(env).shape:
                 raise ValueError("a saved MetaWorld physics state of another model size")
             for name, value in saved["model"].items():
                 if name in _MODEL_STATE:
-                    getattr(env.model, name)[...] = value.numpy()
+                    getattr(env.model, name)[...] = value.cpu().numpy()
             mujoco.mj_setState(env.model, env.data, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
 
     def step(self, action: torch.Tensor) -> StepResult:
