@@ -135,6 +135,7 @@ CASES = [("ft_1", 1), ("ft_l2", 1), ("ewc", 1), ("pnn", 1), ("rewire", 0), ("rew
 
 @pytest.mark.parametrize(("case", "task"), CASES)
 def test_continual_update_is_bit_identical_to_the_reference(case, task, fake_scenario):
+    """On the fake env (a test double, conftest.FakeVecEnv): the engine's updates against the reference's, bit for bit."""
     name = case.removesuffix("-finetune")
     scenario = dataclasses.replace(fake_scenario, steps_per_task=384)
     _, method, critic, trainer, generator = trained_state(name, scenario, task)
@@ -218,7 +219,8 @@ def test_exact_q_ties_route_the_policy_gradient_as_each_original_engine_did(flav
 
 
 def test_the_continual_reference_check_can_fail(fake_scenario):
-    """One changed constant (the TD target's discount) in the reference is caught."""
+    """One changed constant (the TD target's discount) in the reference is caught. (On the fake env, a test double:
+    conftest.FakeVecEnv.)"""
     scenario = dataclasses.replace(fake_scenario, steps_per_task=384)
     _, method, critic, trainer, generator = trained_state("ft_1", scenario, 0)
     learner = trainer.learner
@@ -287,6 +289,7 @@ def end_state(case: str, task: int, fake_scenario) -> dict[str, object]:
 
 @pytest.mark.parametrize(("case", "task"), CASES)
 def test_continual_engine_matches_its_pre_merge_end_state(case, task, fake_scenario):
+    """On the fake env (a test double, conftest.FakeVecEnv): a whole task's end state against the stored pre-merge snapshot."""
     ours = end_state(case, task, fake_scenario)
     path = SNAPSHOTS / f"{case}-task{task}.pt"
     if os.environ.get("RLREPRO_UPDATE_SNAPSHOTS"):

@@ -58,6 +58,7 @@ def test_d1_critic_target_uses_the_batch_mean_entropy_as_the_originals_broadcast
 
 
 def test_d2_pnn_critic_keeps_the_shared_3x256_whatever_the_policy_width(fake_scenario, tmp_path):
+    """On the fake env (a test double, conftest.FakeVecEnv): the critic's shape does not depend on the physics."""
     raw = load_config(ROOT / "config.yaml", {"preset": "smoke"}).train_spec("pnn", "halfcheetah/forgetting", 0)
     spec = TrainSpec.from_dict(raw)
     assert spec.network.hidden_sizes == (96, 96, 96) and spec.critic_network.hidden_sizes == (256, 256, 256)
@@ -96,6 +97,7 @@ def test_d4_pnn_first_column_output_passes_through_the_activation():
 
 
 def test_d10_evaluation_after_stage_s_is_seeded_with_s_plus_one(fake_scenario, monkeypatch):
+    """On the fake env (a test double, conftest.FakeVecEnv): the seeds evaluation passes, not the physics."""
     from rlrepro.continual import EvalSpec, evaluate
     from rlrepro.continual import loop as continual
 
@@ -158,6 +160,7 @@ def csp_at_second_task(n_envs: int = 4, **hp):
 
 
 def test_d5_csp_online_critic_sees_the_stored_behaviour_alpha(fake_scenario, tmp_path):
+    """On the fake env (a test double, conftest.FakeVecEnv): what the critic is given, not the physics."""
     m, _, _ = csp_at_second_task()
     batch = fixed_batch(8)
     behaviour = torch.tensor([[0.7, 0.3], [1.0, 0.0]]).repeat(4, 1)  # half the envs act in the old subspace
@@ -181,6 +184,7 @@ def test_d5_csp_online_critic_sees_the_stored_behaviour_alpha(fake_scenario, tmp
 
 
 def test_d6_alpha_search_rolls_out_on_its_own_env_one_episode_per_candidate():
+    """On fake envs (test doubles, conftest.FakeVecEnv): which env the search builds and the steps it spends."""
     m, env, ctx = csp_at_second_task(n_rollouts=4, n_validation_steps=16)
     made = []
 
@@ -376,7 +380,8 @@ def test_s2_dapd_initial_collection_has_the_originals_off_by_one():
 
 def test_f1_rewire_selection_rollouts_are_seeded_like_the_stage_evaluation(fake_scenario, monkeypatch):
     """Found beyond the audit: the original's mode selection calls its stage evaluation during training, before the
-    stage counter moves, so every candidate of task k is rolled out with seed·13 + k·100."""
+    stage counter moves, so every candidate of task k is rolled out with seed·13 + k·100. (On the fake env, a test
+    double: conftest.FakeVecEnv.)"""
     from rlrepro.continual import loop as continual
 
     seeds = []

@@ -152,7 +152,7 @@ def test_continual_collection_and_update_loop_reads_back_nothing(method, fake_sc
     """Every continual method, two tasks, through the real training loop: inside collection (acting, the method's
     per-step hooks, storing) and the update loop (sampling, the method's batch preparation, the learner's update with
     the method's extra loss and gradient masks) nothing is read back to the host; the loop's syncs are once per curve
-    point, outside both."""
+    point, outside both. (On the fake env, a test double: conftest.FakeVecEnv.)"""
     method, _, draws = method.partition("-")
     spec = spec_for(method, fake_scenario)
     if draws:  # CSP with its host-sync-free α draws (`alpha_draws: every_step`)

@@ -113,6 +113,7 @@ def test_alignment_regulariser_is_zero_on_task_one_and_positive_later():
 
 
 def test_rewire_trains_two_tasks_with_selection_and_keeps_task_one(fake_scenario):
+    """On the fake env (a test double, conftest.FakeVecEnv); Rewire on real Brax: tests/test_resume_real_envs.py."""
     spec = TrainSpec(
         method="rewire",
         scenario=fake_scenario,
@@ -154,7 +155,8 @@ def test_growth_of_pnn_packnet_and_csp_for_halfcheetah_shapes():
 
 
 def test_rewire_anchor_diagnostic_reads_a_runs_policies(fake_scenario, tmp_path):
-    """workflow/scripts/rewire_anchor.py (the README's Rewire reading) on a real two-task run's policies file."""
+    """workflow/scripts/rewire_anchor.py (the README's Rewire reading) on a two-task run's policies file (trained on the
+    fake env, a test double: conftest.FakeVecEnv)."""
     import importlib.util
     from pathlib import Path
 

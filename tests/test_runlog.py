@@ -27,6 +27,7 @@ def test_without_the_variable_nothing_is_written(tmp_path, monkeypatch):
 
 
 def test_continual_training_curves_are_written_as_it_trains(fake_scenario, tmp_path, monkeypatch):
+    """On the fake env (a test double, conftest.FakeVecEnv): the event files, not the physics, are under test."""
     monkeypatch.setenv("RLREPRO_TENSORBOARD_DIR", str(tmp_path))
     spec = TrainSpec("ft_1", fake_scenario, seed=0, sac=SACConfig(batch_size=16, initial_buffer_size=32),
                      network=NetworkConfig(hidden_sizes=(8, 8)), log=TrainLogConfig(curve_points=8))  # fmt: skip

@@ -194,6 +194,7 @@ def test_a_method_with_no_run_at_all_is_listed_as_missing():
 
 
 def test_per_task_table_puts_each_method_next_to_the_random_reference(fake_scenario):
+    """The random reference evaluated on the fake env (a test double, conftest.FakeVecEnv)."""
     from conftest import fake_env_factory
 
     from rlrepro.continual import EvalSpec, evaluate_random
