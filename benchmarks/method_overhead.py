@@ -9,10 +9,12 @@ the medians reported, so a machine shared with other jobs slows every method ali
     python benchmarks/method_overhead.py                       # every method, 3 rounds of 200 updates
     python benchmarks/method_overhead.py --methods ft_1 rewire --updates 400 --rounds 5
     python benchmarks/method_overhead.py --methods ft_1 rewire --rewire-gemm   # + Rewire with its wiring GEMMs
+    python benchmarks/method_overhead.py --compiled            # + every method with the compiled update
 
 `--rewire-gemm` adds the row `rewire/gemm`: Rewire with its learning route's permutation done by the GEMM
 `out @ permᵀ` (engine 0.2.0 as first released) instead of `rewire.permute_columns`' gather (same numbers, bit for
-bit: tests/test_rewire.py), measured in the same interleaved rounds.
+bit: tests/test_rewire.py), measured in the same interleaved rounds. `--compiled` adds `<method>/compiled` rows:
+the same second task with the compiled update (engine.compile: true; its compile is paid in the warm-up).
 """
 
 from __future__ import annotations
@@ -66,8 +68,9 @@ class StandInEnv:
         return StepResult(self.state.clone(), -(self.state**2).sum(1), done, done.clone(), self.state.clone())
 
 
-def setup(method_name: str, updates_task0: int):
-    """The method at its second task with a filled replay: returns (update(n), collect(n)) closures."""
+def setup(method_name: str, updates_task0: int, compiled: bool = False):
+    """The method at its second task with a filled replay: returns (update(n), collect(n)) closures; `compiled`: its
+    second task's learner runs the compiled update (engine.compile: true)."""
     tasks = (TaskSpec("normal", {}), TaskSpec("inverted_actions", {"action_swap": list(range(ACT))}))
     scenario = ScenarioSpec("standin/two", "standin", "standin", tasks, steps_per_task=updates_task0 * 2,
                             n_train_envs=ENVS, n_eval_envs=ENVS, episode_length=1000)  # fmt: skip
@@ -92,6 +95,7 @@ def setup(method_name: str, updates_task0: int):
             method.on_task_end(k, context)
     while len(trainer.replay) < 4096:
         trainer.collect(trainer.new_steps)
+    trainer.learner.compile = compiled
 
     def update(n: int) -> None:
         with method.learning_mode():
@@ -133,14 +137,17 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rewire-gemm", action="store_true", help="add Rewire with its wiring GEMMs (docstring)")
+    parser.add_argument("--compiled", action="store_true", help="add each method with the compiled update (docstring)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     runners = {m: setup(m, 2048) for m in args.methods}
+    if args.compiled:
+        runners.update({f"{m}/compiled": setup(m, 2048, compiled=True) for m in args.methods})
     if args.rewire_gemm:
         runners["rewire/gemm"] = with_wiring_gemm(setup("rewire", 2048))
     per_update: dict[str, list[float]] = {m: [] for m in runners}
     per_step: dict[str, list[float]] = {m: [] for m in runners}
-    for update, collect in runners.values():  # warm-up
+    for update, collect in runners.values():  # warm-up (and the compiled rows' compile)
         update(8)
         collect(8)
     for _ in range(args.rounds):
@@ -154,10 +161,10 @@ def main() -> None:
     base_u, base_c = statistics.median(per_update["ft_1"]), statistics.median(per_step["ft_1"])
     print(f"torch {torch.__version__} (1 thread), 3×256, batch 256, {ENVS} stand-in envs, second task; "
           f"medians of {args.rounds} interleaved rounds")  # fmt: skip
-    print(f"{'method':>11} {'ms/update':>10} {'× ft_1':>7} {'ms/step':>8} {'× ft_1':>7}")
+    print(f"{'method':>16} {'ms/update':>10} {'× ft_1':>7} {'ms/step':>8} {'× ft_1':>7}")
     for m in runners:
         u, c = statistics.median(per_update[m]), statistics.median(per_step[m])
-        print(f"{m:>11} {1e3 * u:10.2f} {u / base_u:7.2f} {1e3 * c:8.3f} {c / base_c:7.2f}")
+        print(f"{m:>16} {1e3 * u:10.2f} {u / base_u:7.2f} {1e3 * c:8.3f} {c / base_c:7.2f}")
 
 
 if __name__ == "__main__":

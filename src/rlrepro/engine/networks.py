@@ -66,7 +66,10 @@ class MLPStack(nn.Module):
         self.biases = nn.ParameterList(nn.Parameter(torch.empty(groups, o)) for _, o in pairs)
         self._init(cfg.init)
         self.masks: list[torch.Tensor | None] = [None] * len(self.weights)
-        self._active_weights = self.n_weights()
+        # counted once: the training loop reads them every update (FLOP accounting) and the shapes never change
+        self._n_weights = sum(w.numel() for w in self.weights)
+        self._n_biases = sum(b.numel() for b in self.biases)
+        self._active_weights = self._n_weights
         self.dense_grads: list[torch.Tensor] | None = None
         """When set to a list before a forward, the layers' effective weights retain their (dense) gradient."""
 
@@ -136,10 +139,10 @@ class MLPStack(nn.Module):
                 w.mul_(m)
 
     def n_weights(self) -> int:
-        return sum(w.numel() for w in self.weights)
+        return self._n_weights
 
     def n_biases(self) -> int:
-        return sum(b.numel() for b in self.biases)
+        return self._n_biases
 
     def n_active_weights(self) -> int:
         """Unmasked weights (as of the last `set_masks`; RiGL/RLx2 updates keep every layer's count)."""

@@ -74,6 +74,10 @@ class AdamState:
                 # once per learner (and after a checkpoint load, which puts it back on the CPU); opt.step() reads a
                 # step count from any device
                 state["step"] = state["step"].to(p.device)
+            if capturable and p.device.type == "cuda":
+                # state the graph mutates in place: CUDA graphs record it at a fixed address instead of copying it in
+                for key in ("step", "exp_avg", "exp_avg_sq"):
+                    torch._dynamo.mark_static_address(state[key])
         return cls(params, [opt.state[p]["exp_avg"] for p in params], [opt.state[p]["exp_avg_sq"] for p in params],
                    [opt.state[p]["step"] for p in params], group["lr"], tuple(group["betas"]), group["eps"],
                    capturable)  # fmt: skip
@@ -154,10 +158,17 @@ class UpdateFunction:
     zero_pruned_critic: bool = False
     zero_pruned_target: bool = False
     compiled: Any = field(default=None, repr=False)
+    cuda_graphs: bool = False
+    """The compiled function replays CUDA graphs: its outputs live in the graphs' memory, overwritten by the next
+    replay, so the caller gets copies (device-side, no sync)."""
 
-    def __call__(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, ...]:
-        fn = self.compiled if self.compiled is not None else sac_update
-        return fn(self, *args, **kwargs)
+    def __call__(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor | None, ...]:
+        if self.compiled is None:
+            return sac_update(self, *args, **kwargs)
+        if not self.cuda_graphs:
+            return self.compiled(self, *args, **kwargs)
+        torch.compiler.cudagraph_mark_step_begin()
+        return tuple(t.clone() if t is not None else None for t in self.compiled(self, *args, **kwargs))
 
 
 def sac_update(f: UpdateFunction, log_alpha: torch.Tensor, critic_opt: AdamState, actor_opt: AdamState,
@@ -220,8 +231,13 @@ def compile_update(f: UpdateFunction, device: torch.device) -> None:
     # Random ops stay outside the graph (noise is an input) except a method's own draws (Rewire's Gumbel noise):
     # keep them on the eager generator's stream, so compiling changes arithmetic only, not which numbers are drawn.
     inductor_config.fallback_random = True
+    # the graph's inputs are guarded by dynamo already; inductor's own per-call size/stride assertions on ~70 inputs
+    # cost a few percent of a small update
+    inductor_config.size_asserts = False
     # one graph per (policy_step, target_step) and per task structure (a method's new column, slot or mask set)
     dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
     dynamo_config.cache_size_limit = max(getattr(dynamo_config, "cache_size_limit", 8), 64)
-    mode = os.environ.get("RLREPRO_COMPILE_MODE") or ("reduce-overhead" if device.type == "cuda" else None)
+    # $RLREPRO_COMPILE_MODE overrides the choice (benchmarks/gpu.py times the graphs with and without CUDA graphs)
+    mode = os.environ.get("RLREPRO_COMPILE_MODE") or ("reduce-overhead" if device.type == "cuda" else "default")
+    f.cuda_graphs = mode == "reduce-overhead"
     f.compiled = torch.compile(sac_update, fullgraph=True, dynamic=False, mode=mode)
