@@ -35,7 +35,9 @@ from rlrepro.engine.networks import TwinCritic, upgrade_legacy_state_dict
 NET = NetworkConfig(hidden_sizes=(16, 16))
 SAC = SACConfig(batch_size=32, initial_buffer_size=64, policy_update_delay=2, target_update_delay=2,
                 lr_policy=1e-3, lr_q=1e-3, clip_grad=0.0)  # fmt: skip
-HP = {"packnet": {"finetune_updates": 0}, "csp": {"n_estimations": 2, "n_samples": 64, "n_rollouts": 2},
+# CSP with the original's random stream (`alpha_draws: on_redraw`): the pins below were made with it
+HP = {"packnet": {"finetune_updates": 0}, "csp": {"n_estimations": 2, "n_samples": 64, "n_rollouts": 2,
+                                                  "alpha_draws": "on_redraw"},
       "ewc": {"fisher_coeff": 10.0, "n_samples": 64}, "ft_l2": {"l2_coeff": 10.0}}  # fmt: skip
 UPDATES = 40
 

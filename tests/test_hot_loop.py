@@ -137,16 +137,16 @@ class HostSyncFound(AssertionError):
 
 
 KNOWN_SYNCS = {
-    "csp": "CSP's faithful collection decides on the host, every env step, whether an episode ended (`done.cpu()`, "
-    "`bool(redraw.any())`) and only then draws new α from the global CPU generator, as the original's random stream "
-    "does; `alpha_draws: every_step` (tested below as csp-every_step) is the sync-free option, another stream",
+    "csp-on_redraw": "CSP's original random stream (`alpha_draws: on_redraw`) decides on the host, every env step, "
+    "whether an episode ended (`done.cpu()`, `bool(redraw.any())`) and only then draws new α from the global CPU "
+    "generator; the default since engine 0.3.0 (`every_step`) draws on the env's device every step, another stream",
 }
 
 
 @pytest.mark.parametrize(
     "method",
-    [*(pytest.param(m, marks=pytest.mark.xfail(reason=KNOWN_SYNCS[m], strict=True, raises=HostSyncFound))
-       if m in KNOWN_SYNCS else m for m in method_names()), "csp-every_step"],
+    [*method_names(), pytest.param("csp-on_redraw", marks=pytest.mark.xfail(
+        reason=KNOWN_SYNCS["csp-on_redraw"], strict=True, raises=HostSyncFound))],
 )  # fmt: skip
 def test_continual_collection_and_update_loop_reads_back_nothing(method, fake_scenario, monkeypatch):
     """Every continual method, two tasks, through the real training loop: inside collection (acting, the method's
@@ -155,7 +155,7 @@ def test_continual_collection_and_update_loop_reads_back_nothing(method, fake_sc
     point, outside both. (On the fake env, a test double: conftest.FakeVecEnv.)"""
     method, _, draws = method.partition("-")
     spec = spec_for(method, fake_scenario)
-    if draws:  # CSP with its host-sync-free α draws (`alpha_draws: every_step`)
+    if draws:  # CSP with the original's random stream (`alpha_draws: on_redraw`), one host read per env step
         spec = dataclasses.replace(spec, method_hp={**spec.method_hp, "alpha_draws": draws})
     mode = HotLoopReads()
 

@@ -147,7 +147,7 @@ class CSP(Method):
         in the first episode of a task. The audit's D8 expected it to read 0 right after a reset (a second draw one
         step after each end); it does not: the original increments the tensor it has just written in place."""
         repeat = int(self.hp.get("repeat_alpha", 100))
-        if self.hp.get("alpha_draws", "on_redraw") == "every_step":
+        if self.hp.get("alpha_draws", "every_step") == "every_step":
             # No host sync: the counters stay on the env's device and fresh α is drawn there at every step, kept
             # only where a redraw is due. Same distribution; another random stream than the original's.
             device = done.device
