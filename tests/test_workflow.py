@@ -33,12 +33,27 @@ def job_counts(output: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE) if m.group(1) != "total"}
 
 
-@pytest.fixture(scope="module")
-def workflow_copy(tmp_path_factory) -> Path:
-    dest = tmp_path_factory.mktemp("pipeline")
+def copy_workflow(dest: Path) -> Path:
     for item in ("Snakefile", "config.yaml", "workflow", "src"):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / item)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def workflow_copy(tmp_path_factory) -> Path:
+    """A copy of the workflow with no results (dry runs and checks that stop before any job)."""
+    return copy_workflow(tmp_path_factory.mktemp("pipeline"))
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    """A copy of the workflow after the smoke pipeline ran to the end, once per module for every test that needs it,
+    whichever runs first (tests that change its results work on their own copy; config.yaml is restored after a
+    change)."""
+    dest = copy_workflow(tmp_path_factory.mktemp("smoke"))
+    proc = snakemake(dest, "--config", "preset=smoke")
+    assert proc.returncode == 0, proc.stderr[-4000:]
     return dest
 
 
@@ -97,9 +112,8 @@ def test_a_python_on_path_without_the_engine_stops_before_any_job(workflow_copy,
 
 
 @pytest.mark.slow
-def test_smoke_pipeline_end_to_end_then_precise_rerun(workflow_copy):
-    proc = snakemake(workflow_copy, "--config", "preset=smoke")
-    assert proc.returncode == 0, proc.stderr[-4000:]
+def test_smoke_pipeline_end_to_end_then_precise_rerun(smoke_run):
+    workflow_copy = smoke_run
     res = workflow_copy / "results"
     for method, scenario in RUNS:
         run = res / "runs" / scenario / method / "seed0"
@@ -178,13 +192,46 @@ def test_smoke_pipeline_end_to_end_then_precise_rerun(workflow_copy):
     assert job_counts(out) == {"train_sparse": 1, "sparse_tables": 1, "sparse_curves": 1, "sparse_layer_density": 1,
                                "sparse": 1}  # fmt: skip
     assert set(re.findall(r"wildcards: .*method=(\w+)", out)) == {"rigl"}
+    (workflow_copy / "config.yaml").write_text((ROOT / "config.yaml").read_text())  # as the other tests expect it
 
 
 @pytest.mark.slow
-def test_report_lists_every_table_and_figure(workflow_copy):
-    """`snakemake --report` after the smoke run (the previous test) embeds every table and figure."""
-    if not (workflow_copy / "results/tables/continual_tables.html").exists():
-        pytest.skip("needs the smoke run of test_smoke_pipeline_end_to_end_then_precise_rerun")
+def test_rerun_contract_what_reruns_nothing_and_what_reruns_everything(smoke_run):
+    """The README's rerun contract on the finished smoke run: the checkpoint interval and TensorBoard are not job
+    parameters (changing them schedules no job), and a new ENGINE_VERSION is one (every job reruns)."""
+    config_path, engine = smoke_run / "config.yaml", smoke_run / "src/rlrepro/__init__.py"
+    original_config, original_engine = config_path.read_text(), engine.read_text()
+
+    def dry_run(*args: str) -> str:
+        proc = snakemake(smoke_run, "-n", *args, "--config", "preset=smoke")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout + proc.stderr
+
+    everything = job_counts(dry_run("--forceall"))
+    assert everything["train_run"] == len(RUNS) and everything["train_sparse"] == 4
+    try:
+        assert "Nothing to be done" in dry_run()
+        config = yaml.safe_load(original_config)
+        assert (config["checkpoint_interval_s"], config["tensorboard"]) == (300, False)
+        config.update(checkpoint_interval_s=5, tensorboard=True)
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        assert "Nothing to be done" in dry_run()
+        config_path.write_text(original_config)
+        assert re.search(r'^ENGINE_VERSION = "[^"]+"$', original_engine, re.MULTILINE)
+        engine.write_text(re.sub(r'^ENGINE_VERSION = "[^"]+"$', 'ENGINE_VERSION = "99.0.0"', original_engine,
+                                 flags=re.MULTILINE))  # fmt: skip
+        out = dry_run()
+        assert job_counts(out) == everything
+        assert "params" in out.split("Reasons:")[-1].lower()  # scheduled because the jobs' params changed
+    finally:
+        config_path.write_text(original_config)
+        engine.write_text(original_engine)
+
+
+@pytest.mark.slow
+def test_report_lists_every_table_and_figure(smoke_run):
+    """`snakemake --report` after the smoke run embeds every table and figure."""
+    workflow_copy = smoke_run
     (workflow_copy / "config.yaml").write_text((ROOT / "config.yaml").read_text())
     proc = snakemake(workflow_copy, "--report", "results/report.html", "--config", "preset=smoke")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -204,11 +251,10 @@ def test_report_lists_every_table_and_figure(workflow_copy):
 
 
 @pytest.mark.slow
-def test_a_fresh_clone_of_finished_runs_retrains_nothing_and_a_changed_spec_reruns_only_its_jobs(workflow_copy, tmp_path):
+def test_a_fresh_clone_of_finished_runs_retrains_nothing_and_a_changed_spec_reruns_only_its_jobs(smoke_run, tmp_path):
     """A published study as git delivers it (no .snakemake/, file times in checkout order): `rlrepro adopt` checks each
     run against its job spec and marks it up to date; a run whose spec changed is moved aside, never reused."""
-    if not (workflow_copy / "results/tables/continual_tables.html").exists():
-        pytest.skip("needs the smoke run of test_smoke_pipeline_end_to_end_then_precise_rerun")
+    workflow_copy = smoke_run
     clone = tmp_path / "clone"
     clone.mkdir()
     for item in ("Snakefile", "workflow", "src"):
@@ -254,10 +300,11 @@ def test_a_fresh_clone_of_finished_runs_retrains_nothing_and_a_changed_spec_reru
 
 
 @pytest.mark.slow
-def test_missing_runs_are_listed_not_averaged_away(workflow_copy):
-    """With aggregate.allow_missing_runs, tables build from the runs that exist and name the missing ones."""
-    if not (workflow_copy / "results/tables/continual_tables.html").exists():
-        pytest.skip("needs the smoke run of test_smoke_pipeline_end_to_end_then_precise_rerun")
+def test_missing_runs_are_listed_not_averaged_away(smoke_run, tmp_path):
+    """With aggregate.allow_missing_runs, tables build from the runs that exist and name the missing ones (on a copy
+    of the smoke run: one of its runs is deleted)."""
+    workflow_copy = tmp_path / "smoke"
+    shutil.copytree(smoke_run, workflow_copy, symlinks=True, ignore=shutil.ignore_patterns("_ckpt", "report.html"))
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["aggregate"]["allow_missing_runs"] = True
     (workflow_copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
