@@ -268,9 +268,9 @@ def test_r1_critic_grow_score_adds_the_actor_gradient_of_the_step_before(monkeyp
     recorded = []
     real_actor_loss = agent_module.actor_loss
 
-    def recording_actor_loss(actor, critic, obs, alpha, cfg, generator):
+    def recording_actor_loss(actor, critic, obs, alpha, cfg, generator, noise=None):
         critic.net.dense_grads, before = [], critic.net.dense_grads
-        loss, log_prob = real_actor_loss(actor, critic, obs, alpha, cfg, generator)
+        loss, log_prob = real_actor_loss(actor, critic, obs, alpha, cfg, generator, noise)
         recorded.append(torch.autograd.grad(loss, critic.net.dense_grads, retain_graph=True))
         critic.net.dense_grads = before
         return loss, log_prob
@@ -283,6 +283,8 @@ def test_r1_critic_grow_score_adds_the_actor_gradient_of_the_step_before(monkeyp
         seen = []
         monkeypatch.setattr(agent.critic_topology, "_update_topology", lambda grads, g, seen=seen: seen.append(grads))
         monkeypatch.setattr(agent_module, "actor_loss", recording_actor_loss if not flag else real_actor_loss)
+        if not flag:  # the recording reads autograd's graph: every update on the stateful route (the same bits)
+            monkeypatch.setattr(agent, "_topology_step", lambda policy_step: True)
         batches = [replay.sample_windows(32, torch.Generator().manual_seed(i)) for i in range(3)]
         for batch in batches:  # the third critic step is the topology update
             agent.update(batch)
