@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CORES ?= all
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: test-compile run report run-sparse validate validate-tables bench docs test test-fast test-scenarios test-containers test-cuda-image test-slurm lint dry-run paper-dry-run clean-results
+.PHONY: test-compile test-resume run report run-sparse validate validate-tables bench docs test test-fast test-scenarios test-containers test-cuda-image test-slurm lint dry-run paper-dry-run clean-results
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -56,15 +56,19 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not scenarios and not containers and not cuda_image and not slurm and not compile"
+	$(BIN)/python -m pytest -q -m "not scenarios and not containers and not cuda_image and not slurm and not compile and not resume"
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not scenarios and not containers and not cuda_image and not slurm and not compile"
+	$(BIN)/python -m pytest -q -m "not slow and not scenarios and not containers and not cuda_image and not slurm and not compile and not resume"
 
 # The compiled update (engine.compile: true) of every method: one graph per branch, no break, no recompile, the eager
 # function's numbers (about 10 min on 2 cores: each case pays its compile).
 test-compile: $(STAMP)
 	$(BIN)/python -m pytest -q -m compile tests/test_compiled_update.py
+
+# Real training processes SIGKILLed at random moments and restarted (Brax, MuJoCo, MetaWorld): identical outputs.
+test-resume: $(STAMP)
+	$(BIN)/python -m pytest -q -m resume
 
 test-scenarios: $(STAMP)
 	$(BIN)/python -m pytest -q -m scenarios

@@ -86,7 +86,7 @@ def run_twins(step, make_learner, *, watch) -> dict[str, object]:
 @pytest.mark.parametrize(("name", "task"), CONTINUAL, ids=[f"{n}-task{t}" for n, t in CONTINUAL])
 def test_every_continual_method_runs_as_one_compiled_graph(name, task):
     def make():
-        _, method, critic, trainer, generator = trained_state(name, SCENARIO, task)
+        _, method, _critic, trainer, generator = trained_state(name, SCENARIO, task)
         return trainer.learner, (method, trainer, generator)
 
     def step(learner, context):

@@ -1,7 +1,8 @@
 """Runs and checkpoints are data, not code: every torch file the pipeline reads back (policies.pt, model.pt, state.pt)
 is loaded with `torch.load(weights_only=True)`. A file whose pickle would run a command on load is refused by
 evaluation (`rlrepro evaluate --run-dir`), by resume and by `rlrepro adopt`, with a message naming the file, and the
-command never runs; a trusted file of an older rlrepro is converted by `rlrepro convert-legacy`."""
+command never runs; a trusted file of an older rlrepro is converted by `rlrepro convert-legacy`. The files are made
+by short training runs on the fake env (a test double, conftest.FakeVecEnv): what is checked is how they are read."""
 
 from __future__ import annotations
 

@@ -79,6 +79,8 @@ def code_blocks(page: str) -> dict[str, str]:
 
 
 def test_the_extending_page_worked_example_runs(tmp_path, monkeypatch, fake_scenario):
+    """The page's method file and config blocks, registered and trained on the fake env (a test double,
+    conftest.FakeVecEnv): the page's code runs as written."""
     blocks = code_blocks((ROOT / "docs/extending.md").read_text())
     # 1. The method file, importable from where the page says it lives (here: a copy under a temporary root).
     module_file = tmp_path / "weight_decay_example.py"

@@ -23,6 +23,8 @@ import torch
 
 from rlrepro.config import load_config
 
+pytestmark = pytest.mark.resume  # real processes killed and restarted: `make test-resume`, in CI
+
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = "halfcheetah/forgetting"
 

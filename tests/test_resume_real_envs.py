@@ -130,6 +130,7 @@ def continual_world_spec(method: str) -> dict:
     return spec
 
 
+@pytest.mark.resume
 def test_continual_world_job_killed_anywhere_resumes_to_identical_outputs(tmp_path):
     """Real MetaWorld env state (physics, the model fields resets move, the env's Python attributes: RNG, goal, object
     positions, path length) through real SIGKILLs: at a random moment, at a random epoch, in a checkpoint write."""
@@ -171,6 +172,7 @@ def sparse_spec(method: str) -> dict:
     return spec
 
 
+@pytest.mark.resume
 @pytest.mark.parametrize("method", ["dapd", "rigl"])
 def test_dapd_and_rigl_jobs_killed_mid_run_resume_to_identical_outputs(method, tmp_path):
     """DAPD: killed inside the first evaluation (the last checkpoint, at step 200, has the masks still moving), then
