@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,33 +40,36 @@ def _deref(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
 _YAML11_EXPONENT = re.compile(r"^[+-]?(\d+|\d*\.\d+|\d+\.)[eE][+-]?\d+$")
 
 
+def config_leaves(data: Any, where: str = "config") -> Iterator[tuple[str, Any]]:
+    """Every value of a nested config that is not a dict or a list, with the key path that names it, depth first."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from config_leaves(value, f"{where}.{key}")
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield from config_leaves(value, f"{where}[{i}]")
+    else:
+        yield where, data
+
+
 def reject_exponent_strings(data: Any, where: str = "config") -> None:
     """YAML 1.1 (PyYAML, Snakemake's loader) reads `3e-4` as a string: name the key and say how to write it, instead
     of a type error at job time."""
-    if isinstance(data, dict):
-        for key, value in data.items():
-            reject_exponent_strings(value, f"{where}.{key}")
-    elif isinstance(data, list):
-        for i, value in enumerate(data):
-            reject_exponent_strings(value, f"{where}[{i}]")
-    elif isinstance(data, str) and _YAML11_EXPONENT.match(data.strip()):
-        mantissa, exponent = data.strip().lower().split("e")
-        fixed = f"{mantissa if '.' in mantissa else mantissa + '.0'}e{exponent}"
-        raise ConfigError(f"{where}: {data!r} is read as a string, not a number (YAML 1.1 needs a dot in the "
-                          f"mantissa): write {fixed}")  # fmt: skip
+    for path, value in config_leaves(data, where):
+        if isinstance(value, str) and _YAML11_EXPONENT.match(value.strip()):
+            mantissa, exponent = value.strip().lower().split("e")
+            fixed = f"{mantissa if '.' in mantissa else mantissa + '.0'}e{exponent}"
+            raise ConfigError(f"{path}: {value!r} is read as a string, not a number (YAML 1.1 needs a dot in the "
+                              f"mantissa): write {fixed}")  # fmt: skip
 
 
 def reject_non_finite(data: Any, where: str = "config") -> None:
     """YAML reads `.nan`, `.inf` and `-.inf` as floats, and JSON schema bounds never fail on NaN (every comparison with
     it is false): refuse them in any value, naming the key, before a job is scheduled with them."""
-    if isinstance(data, dict):
-        for key, value in data.items():
-            reject_non_finite(value, f"{where}.{key}")
-    elif isinstance(data, list):
-        for i, value in enumerate(data):
-            reject_non_finite(value, f"{where}[{i}]")
-    elif isinstance(data, float) and not math.isfinite(data):
-        raise ConfigError(f"{where}: {data} is not a finite number; NaN and infinity are refused in every config value")
+    for path, value in config_leaves(data, where):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{path}: {value} is not a finite number; NaN and infinity are refused in every config "
+                              f"value")  # fmt: skip
 
 
 def check_keys(data: Any, schema: dict[str, Any], where: str = "config", root: dict[str, Any] | None = None) -> None:
