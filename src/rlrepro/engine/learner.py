@@ -35,7 +35,7 @@ log = logging.getLogger("rlrepro")
 class Topology(Protocol):
     """A network's dynamic sparse training schedule (RiGL/RLx2: rlrepro.sparse.masks.DSTScheduler)."""
 
-    def wants_dense_grad(self) -> bool: ...
+    def wants_dense_grad(self, ahead: int = 0) -> bool: ...
     def __call__(self, dense_grads: list[torch.Tensor] | None, generator: torch.Generator) -> bool: ...
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
@@ -273,13 +273,8 @@ class SACLearner(nn.Module):
             return False
         if actor_t is not None and actor_t.wants_dense_grad():
             return True
-        if self.critic_grow_includes_actor_grad and critic_t is not None:
-            critic_t.step += 1  # the policy branch asks after this update's critic step has been counted
-            try:
-                return critic_t.wants_dense_grad()
-            finally:
-                critic_t.step -= 1
-        return False
+        # the policy branch asks after this update's critic step has been counted: one call ahead
+        return self.critic_grow_includes_actor_grad and critic_t is not None and critic_t.wants_dense_grad(ahead=1)
 
     def _function(self, extra_loss: Callable[[], torch.Tensor | None] | None) -> UpdateFunction:
         """The pure update for this learner (built on first use, again if the extra loss changes)."""

@@ -110,9 +110,10 @@ class DSTScheduler:
         self.step = 0
         self.topology_updates = 0
 
-    def wants_dense_grad(self) -> bool:
-        """Whether the next call is a topology update (so this batch's dense gradient must be kept)."""
-        nxt = self.step + 1
+    def wants_dense_grad(self, ahead: int = 0) -> bool:
+        """Whether the next call (`ahead` calls later: the one after) is a topology update (so this batch's dense
+        gradient must be kept)."""
+        nxt = self.step + 1 + ahead
         return nxt % self.delta == 0 and nxt < self.t_end
 
     def drop_fraction(self) -> float:
