@@ -164,3 +164,20 @@ def test_a_topology_step_leaves_the_graph_and_counts_once():
     (False, 10**7, False)])  # fmt: skip
 def test_auto_compiles_only_jobs_that_outlast_their_compile(setting, updates, expected):
     assert compile_wanted(EngineConfig(compile=setting), updates) is expected
+
+
+def test_with_torch_compile_disabled_a_compiled_learner_runs_eagerly_with_the_eager_bits(monkeypatch):
+    """TORCH_COMPILE_DISABLE=1 (dynamo's `disable`) turns `engine.compile: true` into the eager function, with
+    engine 0.2.0's arithmetic (Adam's host-side bias corrections), instead of failing the fullgraph compile."""
+    monkeypatch.setattr(torch._dynamo.config, "disable", True)
+    cfg = SparseSACConfig(hidden_sizes=[16, 16], batch_size=32)
+    replay = filled_replay(200, seed=2)
+    ends = []
+    for compiled in (False, True):
+        torch.manual_seed(3)
+        learner = build_learner(OBS, ACT, cfg, torch.device("cpu"), torch.Generator().manual_seed(11), compiled)
+        for _ in range(6):
+            learner.update(replay.sample_windows(cfg.batch_size, learner.generator, 1))
+        assert learner._update_fn.compiled is None and learner.compile_s == 0.0
+        ends.append(tensors(learner))
+    assert all(torch.equal(a, b) for a, b in zip(*ends, strict=True))

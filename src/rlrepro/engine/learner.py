@@ -239,7 +239,7 @@ class SACLearner(nn.Module):
         # the optimisers' state tensors, taken afresh: loading a checkpoint into an optimiser replaces them
         adam = [AdamState.of(opt, self.compile) for opt in (self.opt_critic, self.opt_actor, self.opt_alpha)]
         graph = (policy_step, target_step, tuple(batch.reward.shape))
-        first_call = self.compile and graph not in self._traced
+        first_call = fn.compiled is not None and graph not in self._traced
         start = time.perf_counter() if first_call else 0.0
         q_loss, pi_value, alpha, entropy = fn(self.log_alpha, *adam, batch, noise_next, noise_pi, policy_obs, masks,
                                               policy_step, target_step)  # fmt: skip

@@ -19,6 +19,7 @@ results then move in their last bits (float32 tolerance after 200 updates, measu
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,8 +85,11 @@ class AdamState:
 
     def apply(self, grads: list[torch.Tensor]) -> None:
         """Adam's step on the parameters in place (torch's multi-tensor kernel, as `torch.optim.Adam(foreach=True)`)."""
+        # capturable where torch allows it: in the compiled graph, or eagerly on an accelerator (a compiled update that
+        # runs eagerly after all, e.g. under TORCH_COMPILE_DISABLE=1 on a CPU, steps as torch's default Adam does)
+        capturable = self.capturable and (torch.compiler.is_compiling() or self.params[0].device.type != "cpu")
         adam_kernel(
-            self.params, grads, self.exp_avg, self.exp_avg_sq, [], self.step, foreach=True, capturable=self.capturable,
+            self.params, grads, self.exp_avg, self.exp_avg_sq, [], self.step, foreach=True, capturable=capturable,
             amsgrad=False, beta1=self.betas[0], beta2=self.betas[1], lr=self.lr, weight_decay=0.0, eps=self.eps,
             maximize=False,
         )  # fmt: skip
@@ -227,6 +231,10 @@ def compile_update(f: UpdateFunction, device: torch.device) -> None:
     """Compile `sac_update` whole for this learner: inductor on CPU, CUDA graphs on top of it on a GPU."""
     from torch._dynamo import config as dynamo_config
     from torch._inductor import config as inductor_config
+
+    if dynamo_config.disable:  # TORCH_COMPILE_DISABLE=1: the same function, eagerly (as engine.compile: false)
+        logging.getLogger("rlrepro").warning("torch.compile is disabled (TORCH_COMPILE_DISABLE): the update runs eagerly")
+        return
 
     # Random ops stay outside the graph (noise is an input) except a method's own draws (Rewire's Gumbel noise):
     # keep them on the eager generator's stream, so compiling changes arithmetic only, not which numbers are drawn.
