@@ -181,3 +181,29 @@ def test_with_torch_compile_disabled_a_compiled_learner_runs_eagerly_with_the_ea
         assert learner._update_fn.compiled is None and learner.compile_s == 0.0
         ends.append(tensors(learner))
     assert all(torch.equal(a, b) for a, b in zip(*ends, strict=True))
+
+
+def test_gradient_clipping_in_the_pure_update_is_the_stateful_updates_bit_for_bit():
+    """`clip_grad > 0` (a continual `sac:` key) runs `clip_by_total_norm` in the pure update and
+    `nn.utils.clip_grad_norm_` on the stateful route: the same arithmetic, so the same bits after a few updates
+    (eagerly; the clipping is active: the gradients' norm is far above the bound)."""
+    from rlrepro.continual.config import SACConfig, learner_config
+    from rlrepro.engine.config import NetworkConfig
+    from rlrepro.engine.networks import GaussianActor, TwinCritic
+    from rlrepro.engine.replay import Batch
+
+    ends = []
+    for stateful in (False, True):
+        torch.manual_seed(0)
+        net = NetworkConfig(hidden_sizes=(16, 16))
+        learner = SACLearner(GaussianActor(OBS, ACT, net), TwinCritic(OBS, ACT, net),
+                             learner_config(SACConfig(clip_grad=1e-3), ACT), torch.Generator().manual_seed(1))  # fmt: skip
+        if stateful:
+            learner._topology_step = lambda policy_step: True
+        g = torch.Generator().manual_seed(2)
+        for _ in range(6):
+            obs, nxt = torch.randn(32, OBS, generator=g), torch.randn(32, OBS, generator=g)
+            learner.update(Batch(obs, torch.rand(32, ACT, generator=g) * 2 - 1, 10 * torch.randn(32, generator=g),
+                                 torch.ones(32), nxt))  # fmt: skip
+        ends.append(tensors(learner))
+    assert all(torch.equal(a, b) for a, b in zip(*ends, strict=True))
