@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CORES ?= all
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: test-compile test-resume run report run-sparse validate validate-tables bench docs test test-fast test-scenarios test-containers test-cuda-image test-slurm lint dry-run paper-dry-run clean-results
+.PHONY: test-compile test-resume run report run-sparse validate validate-tables claims bench docs test test-fast test-scenarios test-containers test-cuda-image test-slurm lint dry-run paper-dry-run clean-results
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ validate: $(STAMP)
 validate-tables: $(STAMP)
 	$(BIN)/python -m rlrepro adopt --preset $(VALIDATE)
 	$(BIN)/snakemake --cores $(CORES) tables figures --configfile config/overlays/partial.yaml --config preset=$(VALIDATE)
+
+# The papers' claims, each decided from the studies' committed tables: holds / does not hold / undecided at the
+# study's budget (docs/evidence.md). Reads tables only; `make validate-tables VALIDATE=<preset>` rebuilds them.
+STUDIES ?= validate validate_revisit validate_packnet validate_ant validate_cw
+claims: $(STAMP)
+	$(BIN)/python -m rlrepro claims $(addprefix --preset ,$(STUDIES)) --study engine-0.2.0=results/validation/engine-0.2.0 \
+	  --out results/validation/claims.md
 
 # Every benchmark of benchmarks/ (ratios measured in the same run; about 75 min on 2 cores, SB3 installed here).
 bench: $(STAMP)

@@ -62,3 +62,9 @@ def test_shim_changes_kernels_not_results(tmp_path):
         subprocess.run([sys.executable, "-c", code, str(path)], env=env, check=True, timeout=120)
         outs.append(torch.load(path))
     assert torch.allclose(outs[0], outs[1], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.skipif(not AMD or not blas.wanted({}), reason="MKL's vendor check only matters on AMD CPUs")
+def test_the_test_process_runs_with_the_kernels_the_cli_runs_with():
+    """conftest re-executes pytest with the shim, so the pinned end states (tests/snapshots) see the CLI's kernels."""
+    assert blas.status() == "mkl-vendor-shim"

@@ -445,6 +445,37 @@ def cmd_figure(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_claims(args: argparse.Namespace) -> int:
+    from rlrepro.config import load_config
+    from rlrepro.io import atomic_write_parquet, atomic_write_text
+    from rlrepro.metrics.stats import BootstrapConfig
+    from rlrepro.scenarios import get_scenario
+    from rlrepro.tables.claims import claims_table, render_claims_markdown
+
+    paper = load_config(args.config, {"preset": "paper"})
+    full = {}
+    for name in paper.scenarios:
+        sc = get_scenario(name)
+        full[name] = f"{sc.n_tasks} tasks × {sc.steps_per_task / 1e6:g}M steps, {len(paper.seeds)} seeds"
+    sparse_steps = int(paper.config["sparse"]["sac"]["total_steps"])
+    sparse_full = f"{sparse_steps / 1e6:g}M steps, {len(paper.sparse.seeds)} seeds"
+    studies = {}
+    for preset in args.preset:
+        resolved = load_config(args.config, {"preset": preset})
+        studies[preset] = Path(resolved.results_dir)
+    for item in args.study:
+        name, sep, directory = item.partition("=")
+        if not sep or not name or not directory:
+            raise SystemExit(f"rlrepro claims: --study takes NAME=DIR (a folder holding tables/), not {item!r}")
+        studies[name] = Path(directory)
+    logging.getLogger("absl").setLevel(logging.WARNING)  # rliable's per-estimate INFO lines
+    built = {name: d for name, d in studies.items() if (d / "tables").is_dir()}
+    table = claims_table(built, BootstrapConfig(**paper.config["aggregate"]["bootstrap"]), full, sparse_full)
+    atomic_write_parquet(table, Path(args.out).with_suffix(".parquet"))
+    atomic_write_text(args.out, render_claims_markdown(table, sorted(set(studies) - set(built))))
+    return 0
+
+
 def cmd_provenance(args: argparse.Namespace) -> int:
     from rlrepro.io import atomic_write_text
     from rlrepro.results import provenance_tables
@@ -594,6 +625,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domain", help="tradeoff: the domain to plot")
     p.add_argument("inputs", nargs="+")
     p.set_defaults(func=cmd_figure)
+
+    p = sub.add_parser("claims", help="the papers' claims decided from studies' tables: holds / does not hold / undecided")
+    p.add_argument("--config", default="config.yaml")
+    p.add_argument("--preset", action="append", default=[], help="a study's preset (repeat); its results_dir's tables")
+    p.add_argument("--study", action="append", default=[], help="NAME=DIR: a study kept elsewhere (e.g. an older "
+                   "engine's tables); DIR holds tables/ and references/")  # fmt: skip
+    p.add_argument("--out", required=True, help="Markdown output (a .parquet of the same name is written beside it)")
+    p.set_defaults(func=cmd_claims)
 
     p = sub.add_parser("provenance", help="provenance of runs (meta.json files) as Markdown and HTML tables")
     p.add_argument("--out", required=True, help="Markdown output")

@@ -1,0 +1,276 @@
+"""The papers' qualitative claims, each decided from a study's runs: holds, does not hold, or undecided at this budget.
+
+A claim is decided from an interval over seeds (rliable's stratified bootstrap, `metrics.stats`), never from a
+point estimate alone: it *holds* when the whole interval is on the claim's side of its threshold, *does not hold*
+when the whole interval is on the other side, and is *undecided* otherwise (including with one seed). The
+thresholds are this project's, stated next to every verdict; the papers give none.
+
+Continual claims (Rewire paper; per scenario of each study):
+- learning: SAC-N's performance on each task right after training it, minus a uniform-random policy's on that
+  task (the pipeline's random reference): holds when every task's interval is above 0;
+- retention: per run, the fraction of its gain over random that a task keeps at the end of the sequence,
+  `(p[T-1][j] - r_j) / (p[j][j] - r_j)`, averaged over the tasks before the last; a method *retains* its tasks when
+  the interval is at or above RETENTION (0.9) and *forgets* when it is below (FT-1's claim is that it forgets);
+- Rewire against each other method: the difference of final performance (mean over tasks after the last stage),
+  Rewire minus the other, above 0 (holds) or below (does not hold);
+- model size: Rewire's inference size relative to one policy, against SAC-N's and PNN's (exact, no interval).
+
+Sparse claims (DAPD paper; per environment and keep ratio):
+- DAPD close to dense SAC: DAPD's last-k return over dense's (same seeds), interval at or above CLOSE_TO_DENSE (0.9);
+- DAPD against RiGL and RLx2: the difference of last-k returns above 0;
+- parameter and training-FLOP savings: the fraction of dense SAC's (exact), at most 2× the keep ratio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rlrepro import metrics
+from rlrepro.metrics.stats import BootstrapConfig, interval_estimates, mean_ci
+from rlrepro.naming import display_name, method_rank
+from rlrepro.tables import performance_metric
+from rlrepro.tables.paper import format_number
+
+RETENTION = 0.9
+"""A method retains its tasks when it keeps at least this fraction of its gain over the random policy."""
+CLOSE_TO_DENSE = 0.9
+"""DAPD is 'close to dense' when its return is at least this fraction of dense SAC's."""
+SAVINGS_FACTOR = 2.0
+"""Parameters and FLOPs count as saved at keep ratio k when they are at most this many times k of dense's."""
+MIN_GAIN = 1e-9
+"""A task whose just-trained performance is not above random's by more than this has no retention to measure."""
+
+HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided"
+
+
+@dataclass(frozen=True)
+class Interval:
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    def text(self) -> str:
+        if np.isnan(self.mean):
+            return "n/a"
+        return f"{format_number(self.mean)} [{format_number(self.low)}, {format_number(self.high)}] (n={self.n})"
+
+
+def verdict(interval: Interval, threshold: float, *, above: bool = True) -> str:
+    """Holds when the whole interval is on the claim's side of `threshold` (above it, or below it when `above` is
+    False), does not hold when it is wholly on the other side, undecided otherwise or with fewer than two seeds."""
+    if interval.n < 2 or np.isnan(interval.low):
+        return UNDECIDED
+    if above:
+        wholly, partly = interval.low >= threshold, interval.high >= threshold
+    else:
+        wholly, partly = interval.high < threshold, interval.low < threshold
+    if wholly:
+        return HOLDS
+    return UNDECIDED if partly else FAILS
+
+
+def _interval(values: np.ndarray, cfg: BootstrapConfig) -> Interval:
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    return Interval(*mean_ci(values, cfg), n=int(values.size))
+
+
+def difference_interval(x: np.ndarray, y: np.ndarray, cfg: BootstrapConfig) -> Interval:
+    """mean(x) − mean(y) over independent seeds, each resampled within itself (stratified bootstrap)."""
+    x, y = (np.asarray(v, dtype=float) for v in (x, y))
+    x, y = x[~np.isnan(x)], y[~np.isnan(y)]
+    if x.size == 0 or y.size == 0:
+        return Interval(np.nan, np.nan, np.nan, 0)
+    est = interval_estimates({"d": (x[:, None], y[:, None])}, lambda a, b: np.array([a.mean() - b.mean()]), cfg)["d"]
+    return Interval(float(est[0, 0]), float(est[1, 0]), float(est[2, 0]), n=int(min(x.size, y.size)))
+
+
+def continual_runs(results: pd.DataFrame, random: pd.DataFrame) -> pd.DataFrame:
+    """One row per continual run: gain over random on each task just trained, retention, final performance."""
+    rows = []
+    for (scenario, method, seed), run in results.groupby(["scenario", "method", "seed"], observed=True):
+        perf = performance_metric(scenario)
+        p = metrics.performance_matrix(run, perf)  # stages so far × every task of the scenario
+        n, complete = p.shape[1], p.shape[0] == p.shape[1]
+        if p.size == 0:
+            continue
+        ref = random[(random["scenario"] == scenario) & (random["metric"] == perf)]
+        r = ref.groupby("task")["value"].mean().reindex(range(n)).to_numpy(dtype=float)
+        gains = np.array([p[j, j] - r[j] if j < p.shape[0] else np.nan for j in range(n)])
+        kept = [(p[-1, j] - r[j]) / gains[j] for j in range(n - 1) if complete and gains[j] > MIN_GAIN]
+        rows.append({"scenario": scenario, "method": method, "seed": int(seed), "n_tasks": n,
+                     "complete": complete, "final": metrics.final_performance(p) if complete else np.nan,
+                     "retention": float(np.mean(kept)) if kept else np.nan,
+                     "task0_retention": kept[0] if kept and gains[0] > MIN_GAIN else np.nan,
+                     **{f"gain_{j}": gains[j] for j in range(n)}})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _budget(results: pd.DataFrame, scenario: str) -> str:
+    rows = results[(results["scenario"] == scenario) & (results["metric"] == "train_env_steps")]
+    steps = rows.groupby(["method", "seed", "stage"], observed=True)["value"].max()
+    per_task = int(steps.median()) if len(steps) else 0
+    n_tasks = int(results.loc[results["scenario"] == scenario, "task"].max()) + 1
+    seeds = results.loc[results["scenario"] == scenario].groupby("method", observed=True)["seed"].nunique()
+    return f"{n_tasks} tasks × {per_task / 1000:.0f}k steps, {seeds.min()}–{seeds.max()} seeds".replace(
+        f"{seeds.min()}–{seeds.min()}", f"{seeds.min()}")
+
+
+def continual_claims(
+    results: pd.DataFrame, random: pd.DataFrame, study: str, cfg: BootstrapConfig, full_budget: dict[str, str]
+) -> list[dict]:
+    """The Rewire paper's qualitative claims on each scenario of one study (module docstring)."""
+    runs = continual_runs(results, random)
+    out: list[dict] = []
+    for scenario, group in runs.groupby("scenario"):
+        base = {"paper": "Rewire", "study": study, "scenario": scenario, "budget": _budget(results, scenario),
+                "full_budget": full_budget.get(scenario, "")}  # fmt: skip
+        unit = "success rate" if performance_metric(scenario) == "success_last" else "return"
+        by = {m: group[group["method"] == m] for m in sorted(group["method"].unique(), key=lambda m: (method_rank(m), m))}
+        if "sac_n" in by:
+            n = int(by["sac_n"]["n_tasks"].max())
+            gains = [_interval(by["sac_n"][f"gain_{j}"].to_numpy(), cfg) for j in range(n)]
+            states = {verdict(g, 0.0) for g in gains}
+            state = FAILS if FAILS in states else (UNDECIDED if UNDECIDED in states else HOLDS)
+            out.append({**base, "claim": "SAC learns every task (SAC-N above a random policy on each task)",
+                        "verdict": state, "threshold": "gain over random > 0",
+                        "evidence": "; ".join(f"task {j}: {g.text()}" for j, g in enumerate(gains)) + f" ({unit})",
+                        "shown_in": "continual_tasks.md"})  # fmt: skip
+        for method, g in by.items():
+            retention = _interval(g["retention"].to_numpy(), cfg)
+            if method == "ft_1":
+                claim, state = "FT-1 forgets earlier tasks", verdict(retention, RETENTION, above=False)
+            else:
+                claim, state = f"{display_name(method)} retains earlier tasks", verdict(retention, RETENTION)
+            evidence = f"retention {retention.text()}"
+            task0 = _interval(g["task0_retention"].to_numpy(), cfg)
+            if int(g["n_tasks"].max()) > 2 and not np.isnan(task0.mean):
+                evidence += f"; task 0 alone {task0.text()}"
+            out.append({**base, "claim": claim, "verdict": state, "threshold": f"retention {RETENTION}",
+                        "evidence": evidence, "shown_in": "continual_tasks.md"})  # fmt: skip
+        if "rewire" in by:
+            for method, g in by.items():
+                if method == "rewire":
+                    continue
+                diff = difference_interval(by["rewire"]["final"].to_numpy(), g["final"].to_numpy(), cfg)
+                out.append({**base, "claim": f"Rewire's final performance ≥ {display_name(method)}'s",
+                            "verdict": verdict(diff, 0.0), "threshold": "difference > 0",
+                            "evidence": f"Rewire − {display_name(method)}: {diff.text()} ({unit})",
+                            "shown_in": "continual_tables.md"})  # fmt: skip
+            size = _inference_sizes(results, scenario)
+            if "rewire" in size and "sac_n" in size:
+                shown = {m: size[m] for m in ("rewire", "sac_n", "pnn", "packnet", "csp") if m in size}
+                evidence = ", ".join(f"{display_name(m)} {v:.3g}" for m, v in shown.items())
+                out.append({**base, "claim": "Rewire needs fewer parameters than a policy per task (SAC-N)",
+                            "verdict": HOLDS if size["rewire"] < size["sac_n"] else FAILS, "threshold": "exact",
+                            "evidence": f"inference size × one policy: {evidence}",
+                            "shown_in": "continual_tables.md"})  # fmt: skip
+    return out
+
+
+def _inference_sizes(results: pd.DataFrame, scenario: str) -> dict[str, float]:
+    rows = results[(results["scenario"] == scenario) & (results["metric"] == "inference_parameters")]
+    if rows.empty:
+        return {}
+    last = rows[rows["stage"] == rows.groupby("method", observed=True)["stage"].transform("max")]
+    sizes = last.groupby("method", observed=True)["value"].mean()
+    first = rows[(rows["method"] == "ft_1") & (rows["stage"] == 0)]["value"]
+    one = float(first.iloc[0]) if len(first) else float(rows[rows["stage"] == 0]["value"].min())
+    return {str(m): float(v) / one for m, v in sizes.items()}
+
+
+def sparse_claims(runs: pd.DataFrame, study: str, cfg: BootstrapConfig, full_budget: str) -> list[dict]:
+    """The DAPD paper's qualitative claims per environment and keep ratio (module docstring)."""
+    out: list[dict] = []
+    for env, group in runs.groupby("env"):
+        dense = group[group["method"] == "dense"].set_index("seed")
+        for keep, sparse in group[group["method"] != "dense"].groupby("keep_ratio"):
+            steps = int(sparse["steps"].max())
+            base = {"paper": "DAPD", "study": study, "scenario": f"{env} @ {keep:g}",
+                    "budget": f"{steps / 1000:.0f}k steps, {sparse.groupby('method')['seed'].nunique().min()} seeds",
+                    "full_budget": full_budget}  # fmt: skip
+            by = {m: g.set_index("seed") for m, g in sorted(sparse.groupby("method"), key=lambda x: method_rank(x[0]))}
+            if "dapd" in by and len(dense):
+                rel = (by["dapd"]["final_return"] / dense["final_return"]).dropna()
+                interval = _interval(rel.to_numpy(), cfg)
+                out.append({**base, "claim": "DAPD at this keep ratio comes close to dense SAC",
+                            "verdict": verdict(interval, CLOSE_TO_DENSE), "threshold": f"× dense ≥ {CLOSE_TO_DENSE}",
+                            "evidence": f"DAPD ÷ dense (same seed): {interval.text()}",
+                            "shown_in": "sparse_tables.md"})  # fmt: skip
+            for other in ("rigl", "rlx2"):
+                if "dapd" in by and other in by:
+                    dapd, rival = (by[m]["final_return"].to_numpy() for m in ("dapd", other))
+                    diff = difference_interval(dapd, rival, cfg)
+                    out.append({**base, "claim": f"DAPD's return ≥ {display_name(other)}'s",
+                                "verdict": verdict(diff, 0.0), "threshold": "difference > 0",
+                                "evidence": f"DAPD − {display_name(other)}: {diff.text()} (return)",
+                                "shown_in": "sparse_tables.md"})  # fmt: skip
+            for method, g in by.items():
+                params, flops = float(g["params_rel_dense"].mean()), float(g["train_flops_rel_dense"].mean())
+                state = HOLDS if max(params, flops) <= SAVINGS_FACTOR * keep else FAILS
+                out.append({**base, "claim": f"{display_name(method)} saves parameters and training FLOPs",
+                            "verdict": state, "threshold": f"≤ {SAVINGS_FACTOR:g} × keep ratio of dense's",
+                            "evidence": f"parameters {params:.3f}, training FLOPs {flops:.3f} of dense SAC's",
+                            "shown_in": "sparse_tables.md"})  # fmt: skip
+    return out
+
+
+def read_study(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A study's continual rows, random references and sparse runs (empty frames where it has none)."""
+    tables = directory / "tables"
+    results = pd.read_parquet(tables / "results.parquet") if (tables / "results.parquet").exists() else pd.DataFrame()
+    if not results.empty:
+        results = results[results["suite"] == "continual"]
+        for column in ("scenario", "method", "metric", "task_name"):
+            results[column] = results[column].astype(str)
+    references = sorted((directory / "references").rglob("random.parquet"))
+    random = pd.concat([pd.read_parquet(p) for p in references]) if references else pd.DataFrame(
+        columns=["scenario", "seed", "task", "task_name", "metric", "value"])  # fmt: skip
+    sparse_path = tables / "sparse_runs.parquet"
+    sparse = pd.read_parquet(sparse_path) if sparse_path.exists() else pd.DataFrame()
+    return results, random.astype({"scenario": str, "metric": str}), sparse
+
+
+def claims_table(
+    studies: dict[str, Path], cfg: BootstrapConfig, full_budgets: dict[str, str], sparse_full_budget: str
+) -> pd.DataFrame:
+    rows: list[dict] = []
+    for name, directory in studies.items():
+        results, random, sparse = read_study(directory)
+        found = []
+        if not results.empty:
+            found += continual_claims(results, random, name, cfg, full_budgets)
+        if not sparse.empty:
+            found += sparse_claims(sparse, name, cfg, sparse_full_budget)
+        rows += [{**row, "shown_in": str(directory / "tables" / row["shown_in"])} for row in found]
+    return pd.DataFrame(rows, columns=["paper", "claim", "study", "scenario", "verdict", "evidence", "threshold",
+                                       "budget", "full_budget", "shown_in"])  # fmt: skip
+
+
+def render_claims_markdown(table: pd.DataFrame, not_built: list[str] = ()) -> str:
+    mark = {HOLDS: "✅ holds", FAILS: "❌ does not hold", UNDECIDED: "➖ undecided"}
+    lines = [
+        "# The papers' claims at this budget",
+        "",
+        "Each claim decided from the study's runs by a 95% stratified-bootstrap interval over seeds: **holds** when the",
+        "whole interval is on the claim's side of the threshold, **does not hold** when it is wholly on the other side,",
+        "**undecided** otherwise (one seed is always undecided). Retention = the fraction of a task's gain over a",
+        "uniform-random policy kept at the end of the sequence, averaged over the tasks before the last",
+        f"(threshold {RETENTION}).",
+        "Thresholds are this project's; the papers state none. Built by `make claims` from the committed runs.",
+        "",
+        "| paper | claim | study · scenario | verdict | evidence: mean [95% CI] (seeds) | budget here | paper's budget "
+        "| shown in |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for _, row in table.iterrows():
+        lines.append(f"| {row['paper']} | {row['claim']} | {row['study']} · {row['scenario']} | {mark[row['verdict']]} "
+                     f"| {row['evidence']} | {row['budget']} | {row['full_budget']} | `{row['shown_in']}` |")  # fmt: skip
+    if not_built:
+        lines += ["", f"Studies with no tables yet (no runs, or `make validate-tables` not run): {', '.join(not_built)}."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,141 @@
+"""The claims table (rlrepro.tables.claims): verdicts from intervals, retention from the stage×task matrix, and a
+whole study's claims decided from Parquet tables built here (numbers constructed so each verdict is known)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rlrepro.metrics.stats import BootstrapConfig
+from rlrepro.tables.claims import (
+    FAILS,
+    HOLDS,
+    RETENTION,
+    UNDECIDED,
+    Interval,
+    claims_table,
+    continual_runs,
+    difference_interval,
+    render_claims_markdown,
+    verdict,
+)
+
+CFG = BootstrapConfig(reps=200)
+SCENARIO = "halfcheetah/robustness"
+
+
+@pytest.mark.parametrize(
+    ("interval", "above", "expected"),
+    [
+        (Interval(1.0, 0.95, 1.05, 3), True, HOLDS),
+        (Interval(0.8, 0.7, 0.85, 3), True, FAILS),
+        (Interval(0.9, 0.8, 0.95, 3), True, UNDECIDED),
+        (Interval(1.0, 0.95, 1.05, 1), True, UNDECIDED),  # one seed decides nothing
+        (Interval(0.1, -0.1, 0.3, 3), False, HOLDS),
+        (Interval(0.95, 0.92, 0.99, 3), False, FAILS),
+        (Interval(0.85, 0.6, 0.95, 3), False, UNDECIDED),
+    ],
+)
+def test_verdict_needs_the_whole_interval_on_one_side(interval, above, expected):
+    assert verdict(interval, RETENTION, above=above) == expected
+
+
+def test_difference_interval_brackets_the_difference_of_means():
+    x, y = np.array([10.0, 12.0, 11.0]), np.array([1.0, 2.0, 3.0])
+    d = difference_interval(x, y, CFG)
+    assert d.mean == pytest.approx(x.mean() - y.mean())
+    assert d.low <= d.mean <= d.high and d.low > 0
+    assert difference_interval(x, np.array([np.nan]), CFG).n == 0
+
+
+def _rows(method: str, seed: int, p: np.ndarray) -> list[dict]:
+    return [{"suite": "continual", "scenario": SCENARIO, "method": method, "seed": seed, "stage": s, "task": j,
+             "task_name": f"t{j}", "metric": "avg_return", "value": float(p[s, j])}
+            for s in range(p.shape[0]) for j in range(p.shape[1])] + [
+        {"suite": "continual", "scenario": SCENARIO, "method": method, "seed": seed, "stage": s, "task": s,
+         "task_name": f"t{s}", "metric": "train_env_steps", "value": 1000.0} for s in range(p.shape[0])]  # fmt: skip
+
+
+def _random(n_tasks: int, value: float = -100.0) -> pd.DataFrame:
+    return pd.DataFrame([{"scenario": SCENARIO, "seed": 0, "task": j, "task_name": f"t{j}", "metric": "avg_return",
+                          "value": value} for j in range(n_tasks)])  # fmt: skip
+
+
+def test_retention_is_the_kept_fraction_of_the_gain_over_random():
+    p = np.array([[900.0, 50.0, 10.0], [400.0, 700.0, 20.0], [650.0, 300.0, 800.0]])
+    runs = continual_runs(pd.DataFrame(_rows("ft_1", 0, p)), _random(3))
+    row = runs.iloc[0]
+    kept = [(p[2, j] + 100) / (p[j, j] + 100) for j in range(2)]  # the last task has no later stage
+    assert row["retention"] == pytest.approx(np.mean(kept))
+    assert row["task0_retention"] == pytest.approx(kept[0])
+    assert row["final"] == pytest.approx(p[2].mean())
+    assert row["gain_1"] == pytest.approx(p[1, 1] + 100)
+
+
+def test_an_unfinished_run_has_no_retention_or_final():
+    p = np.array([[900.0, 50.0]])  # stage 1 not evaluated yet
+    row = continual_runs(pd.DataFrame(_rows("ft_1", 0, p)), _random(2)).iloc[0]
+    assert not row["complete"] and np.isnan(row["retention"]) and np.isnan(row["final"])
+
+
+def _study(tmp_path, matrices: dict[str, list[np.ndarray]]):
+    rows = [r for method, ps in matrices.items() for seed, p in enumerate(ps) for r in _rows(method, seed, p)]
+    (tmp_path / "tables").mkdir(parents=True)
+    pd.DataFrame(rows).to_parquet(tmp_path / "tables" / "results.parquet")
+    ref = tmp_path / "references" / SCENARIO / "seed0"
+    ref.mkdir(parents=True)
+    _random(2).to_parquet(ref / "random.parquet")
+    return tmp_path
+
+
+def test_a_study_decides_forgetting_retention_and_rewire_comparisons(tmp_path):
+    rng = np.random.default_rng(0)
+
+    def runs(keep: float, level: float) -> list[np.ndarray]:
+        out = []
+        for _ in range(3):
+            a, b = level + rng.uniform(-20, 20), level + rng.uniform(-20, 20)
+            out.append(np.array([[a, -90.0], [-100 + keep * (a + 100), b]]))
+        return out
+
+    study = _study(tmp_path / "s", {"ft_1": runs(0.0, 1000), "sac_n": runs(1.0, 1000), "rewire": runs(1.0, 1500)})
+    table = claims_table({"demo": study}, CFG, {SCENARIO: "8 tasks × 1M steps, 10 seeds"}, "1M steps, 5 seeds")
+    claims = dict(zip(table["claim"], table["verdict"], strict=True))
+    assert claims["SAC learns every task (SAC-N above a random policy on each task)"] == HOLDS
+    assert claims["FT-1 forgets earlier tasks"] == HOLDS
+    assert claims["SAC-N retains earlier tasks"] == HOLDS
+    assert claims["Rewire retains earlier tasks"] == HOLDS
+    assert claims["Rewire's final performance ≥ FT-1's"] == HOLDS
+    assert claims["Rewire's final performance ≥ SAC-N's"] == HOLDS
+    assert set(table["budget"]) == {"2 tasks × 1k steps, 3 seeds"}
+    assert set(table["shown_in"]) <= {str(study / "tables" / n) for n in ("continual_tasks.md", "continual_tables.md")}
+    text = render_claims_markdown(table, ["validate_cw"])
+    assert "| Rewire | FT-1 forgets earlier tasks | demo · halfcheetah/robustness | ✅ holds |" in text
+    assert "no tables yet" in text and "validate_cw" in text
+
+
+def test_a_forgetting_structure_method_is_reported_as_not_retaining(tmp_path):
+    p = [np.array([[1000.0 + s, -90.0], [-100.0, 900.0]]) for s in range(3)]
+    table = claims_table({"s": _study(tmp_path, {"packnet": p})}, CFG, {}, "")
+    assert dict(zip(table["claim"], table["verdict"], strict=True))["PackNet retains earlier tasks"] == FAILS
+
+
+def test_sparse_claims_compare_dapd_with_dense_and_the_dst_methods(tmp_path):
+    rows = []
+    for seed in range(3):
+        for method, keep, ret, params in (("dense", 1.0, 5000, 1.0), ("dapd", 0.05, 4900, 0.057),
+                                          ("rigl", 0.05, 3000, 0.057), ("rlx2", 0.05, 4800, 0.3)):  # fmt: skip
+            rows.append({"env": "hopper", "method": method, "keep_ratio": keep, "seed": seed, "steps": 100000,
+                         "final_return": ret + 10 * seed, "params_rel_dense": params,
+                         "train_flops_rel_dense": params})  # fmt: skip
+    (tmp_path / "tables").mkdir()
+    pd.DataFrame(rows).to_parquet(tmp_path / "tables" / "sparse_runs.parquet")
+    table = claims_table({"s": tmp_path}, CFG, {}, "1M steps, 5 seeds")
+    claims = dict(zip(table["claim"], table["verdict"], strict=True))
+    assert claims["DAPD at this keep ratio comes close to dense SAC"] == HOLDS
+    assert claims["DAPD's return ≥ RiGL's"] == HOLDS
+    assert claims["DAPD's return ≥ RLx2's"] == HOLDS
+    assert claims["DAPD saves parameters and training FLOPs"] == HOLDS
+    assert claims["RLx2 saves parameters and training FLOPs"] == FAILS  # 0.3 of dense's > 2 × 0.05
+    assert set(table["scenario"]) == {"hopper @ 0.05"}
