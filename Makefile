@@ -45,7 +45,7 @@ validate-tables: $(STAMP)
 STUDIES ?= validate validate_revisit validate_packnet validate_ant validate_cw
 claims: $(STAMP)
 	$(BIN)/python -m rlrepro claims $(addprefix --preset ,$(STUDIES)) --study engine-0.2.0=results/validation/engine-0.2.0 \
-	  --out results/validation/claims.md
+	  --compare engine-0.2.0,validate --out results/validation/claims.md
 
 # Every benchmark of benchmarks/ (ratios measured in the same run; about 75 min on 2 cores, SB3 installed here).
 bench: $(STAMP)

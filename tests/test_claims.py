@@ -139,3 +139,22 @@ def test_sparse_claims_compare_dapd_with_dense_and_the_dst_methods(tmp_path):
     assert claims["DAPD saves parameters and training FLOPs"] == HOLDS
     assert claims["RLx2 saves parameters and training FLOPs"] == FAILS  # 0.3 of dense's > 2 × 0.05
     assert set(table["scenario"]) == {"hopper @ 0.05"}
+
+
+def test_two_studies_compared_cell_by_cell_flag_intervals_that_do_not_overlap(tmp_path):
+    def study(name: str, rewire_mean: float) -> object:
+        d = tmp_path / name / "tables"
+        d.mkdir(parents=True)
+        rows = [("ft_1", 450.0, 400.0, 500.0), ("rewire", rewire_mean, rewire_mean - 50, rewire_mean + 50)]
+        cells = [{"table": "continual", "section": SCENARIO, "row": m, "metric": "final_avg_return", "mean": x,
+                  "low": lo, "high": hi, "n_seeds": 3} for m, x, lo, hi in rows]  # fmt: skip
+        pd.DataFrame(cells).to_parquet(d / "continual_tables.parquet")
+        return d.parent
+
+    from rlrepro.tables.claims import compare_studies, render_comparison_markdown
+
+    table = compare_studies(study("a", 900.0), study("b", 1200.0))
+    overlap = dict(zip(table["row"], table["overlap"], strict=True))
+    assert overlap == {"ft_1": True, "rewire": False}
+    text = render_comparison_markdown(table, "a", "b")
+    assert "| Rewire | 900 [850, 950] (3) | 1,200 [1,150, 1,250] (3) | **no** |" in text

@@ -450,7 +450,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
     from rlrepro.io import atomic_write_parquet, atomic_write_text
     from rlrepro.metrics.stats import BootstrapConfig
     from rlrepro.scenarios import get_scenario
-    from rlrepro.tables.claims import claims_table, render_claims_markdown
+    from rlrepro.tables.claims import claims_table, compare_studies, render_claims_markdown, render_comparison_markdown
 
     paper = load_config(args.config, {"preset": "paper"})
     full = {}
@@ -473,6 +473,13 @@ def cmd_claims(args: argparse.Namespace) -> int:
     table = claims_table(built, BootstrapConfig(**paper.config["aggregate"]["bootstrap"]), full, sparse_full)
     atomic_write_parquet(table, Path(args.out).with_suffix(".parquet"))
     atomic_write_text(args.out, render_claims_markdown(table, sorted(set(studies) - set(built))))
+    if args.compare:
+        names = args.compare.split(",")
+        if len(names) != 2 or not all(n in built for n in names):
+            raise SystemExit(f"rlrepro claims: --compare takes two built studies A,B (built: {', '.join(built)})")
+        comparison = compare_studies(built[names[0]], built[names[1]])
+        out = Path(args.out).with_name(f"{names[0]}_vs_{names[1]}.md")
+        atomic_write_text(out, render_comparison_markdown(comparison, *names))
     return 0
 
 
@@ -631,6 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", action="append", default=[], help="a study's preset (repeat); its results_dir's tables")
     p.add_argument("--study", action="append", default=[], help="NAME=DIR: a study kept elsewhere (e.g. an older "
                    "engine's tables); DIR holds tables/ and references/")  # fmt: skip
+    p.add_argument("--compare", help="A,B: two of the studies side by side, method by method (written next to --out)")
     p.add_argument("--out", required=True, help="Markdown output (a .parquet of the same name is written beside it)")
     p.set_defaults(func=cmd_claims)
 

@@ -274,3 +274,57 @@ def render_claims_markdown(table: pd.DataFrame, not_built: list[str] = ()) -> st
     if not_built:
         lines += ["", f"Studies with no tables yet (no runs, or `make validate-tables` not run): {', '.join(not_built)}."]
     return "\n".join(lines) + "\n"
+
+
+COMPARED = {"final_avg_return": "final return", "final_normalised": "final (÷ SAC-N)", "forgetting": "forgetting",
+            "final_return": "last-10 return", "return_rel_dense": "÷ dense"}  # fmt: skip
+"""The table metrics two runs of one study are compared on (continual_tables / sparse_tables Parquets)."""
+
+
+def compare_studies(before: Path, after: Path) -> pd.DataFrame:
+    """Method by method, the same study's table cells from two sets of runs (e.g. two engine versions): both
+    intervals and whether they overlap. Different last bits give different runs, so a reading is unchanged where
+    the intervals overlap; where they do not, the conclusion may have moved."""
+    frames = []
+    for name in ("continual_tables", "sparse_tables"):
+        paths = [d / "tables" / f"{name}.parquet" for d in (before, after)]
+        if not all(p.exists() for p in paths):
+            continue
+        a, b = (pd.read_parquet(p) for p in paths)
+        keys = ["table", "section", "row", "metric"]
+        cols = ["mean", "low", "high", "n_seeds"]
+        merged = a[keys + cols].merge(b[keys + cols], on=keys, how="outer", suffixes=("_before", "_after"))
+        frames.append(merged[merged["metric"].isin(list(COMPARED))])
+    if not frames:
+        return pd.DataFrame()
+    out = pd.concat(frames, ignore_index=True)
+    out = out.sort_values("row", key=lambda rows: rows.map(lambda r: (method_rank(str(r).split(" @ ")[0]), str(r))),
+                          kind="stable")  # fmt: skip
+    out["overlap"] = (out["low_before"] <= out["high_after"]) & (out["low_after"] <= out["high_before"])
+    return out
+
+
+def render_comparison_markdown(table: pd.DataFrame, before: str, after: str) -> str:
+    from rlrepro.naming import display_label
+
+    def cell(row: pd.Series, side: str) -> str:
+        if pd.isna(row[f"mean_{side}"]):
+            return "n/a"
+        return (f"{format_number(row[f'mean_{side}'])} [{format_number(row[f'low_{side}'])}, "
+                f"{format_number(row[f'high_{side}'])}] ({int(row[f'n_seeds_{side}'])})")  # fmt: skip
+
+    lines = [
+        f"# {before} against {after}",
+        "",
+        "Each cell: mean [95% CI] (seeds) over the runs of each. Different last bits give different individual runs;",
+        "a reading is unchanged where the two intervals overlap, and may have moved where they do not (**no**).",
+        "",
+    ]
+    for (section, metric), group in table.groupby(["section", "metric"], sort=False):
+        lines += [f"## {section}: {COMPARED[metric]}", "", f"| method | {before} | {after} | overlap |", "|---|---|---|---|"]
+        for _, row in group.iterrows():
+            both = not (pd.isna(row["mean_before"]) or pd.isna(row["mean_after"]))
+            overlap = ("yes" if row["overlap"] else "**no**") if both else "—"
+            lines.append(f"| {display_label(row['row'])} | {cell(row, 'before')} | {cell(row, 'after')} | {overlap} |")
+        lines.append("")
+    return "\n".join(lines)
