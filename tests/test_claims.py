@@ -158,3 +158,17 @@ def test_two_studies_compared_cell_by_cell_flag_intervals_that_do_not_overlap(tm
     assert overlap == {"ft_1": True, "rewire": False}
     text = render_comparison_markdown(table, "a", "b")
     assert "| Rewire | 900 [850, 950] (3) | 1,200 [1,150, 1,250] (3) | **no** |" in text
+
+
+def test_cost_sums_each_jobs_training_and_evaluation(tmp_path):
+    from rlrepro.tables.claims import render_cost_markdown, study_cost
+
+    (tmp_path / "tables").mkdir()
+    runs = pd.DataFrame({"scenario": [SCENARIO] * 3, "method": ["ft_1", "ft_1", "rewire"], "seed": [0, 1, 0],
+                         "train_wall_time_s": [600.0, 1200.0, 3000.0], "eval_wall_time_s": [60.0, 60.0, 240.0]})  # fmt: skip
+    runs.to_parquet(tmp_path / "tables" / "continual_runs.parquet")
+    cost = study_cost(tmp_path).set_index("job")
+    assert cost.loc[f"{SCENARIO} · FT-1", "jobs"] == 2
+    assert cost.loc[f"{SCENARIO} · FT-1", "core_hours"] == pytest.approx((600 + 1200 + 120) / 3600)
+    text = render_cost_markdown({"s": study_cost(tmp_path)})
+    assert "## s: 3 jobs, 1.4 core-hours" in text and f"| {SCENARIO} · FT-1 | 2 | 10–20 min | 0.53 |" in text

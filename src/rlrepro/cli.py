@@ -450,7 +450,14 @@ def cmd_claims(args: argparse.Namespace) -> int:
     from rlrepro.io import atomic_write_parquet, atomic_write_text
     from rlrepro.metrics.stats import BootstrapConfig
     from rlrepro.scenarios import get_scenario
-    from rlrepro.tables.claims import claims_table, compare_studies, render_claims_markdown, render_comparison_markdown
+    from rlrepro.tables.claims import (
+        claims_table,
+        compare_studies,
+        render_claims_markdown,
+        render_comparison_markdown,
+        render_cost_markdown,
+        study_cost,
+    )
 
     paper = load_config(args.config, {"preset": "paper"})
     full = {}
@@ -473,6 +480,8 @@ def cmd_claims(args: argparse.Namespace) -> int:
     table = claims_table(built, BootstrapConfig(**paper.config["aggregate"]["bootstrap"]), full, sparse_full)
     atomic_write_parquet(table, Path(args.out).with_suffix(".parquet"))
     atomic_write_text(args.out, render_claims_markdown(table, sorted(set(studies) - set(built))))
+    costs = {name: study_cost(d) for name, d in built.items()}
+    atomic_write_text(Path(args.out).with_name("cost.md"), render_cost_markdown(costs))
     if args.compare:
         names = args.compare.split(",")
         if len(names) != 2 or not all(n in built for n in names):

@@ -328,3 +328,42 @@ def render_comparison_markdown(table: pd.DataFrame, before: str, after: str) -> 
             lines.append(f"| {display_label(row['row'])} | {cell(row, 'before')} | {cell(row, 'after')} | {overlap} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def study_cost(directory: Path) -> pd.DataFrame:
+    """Per method of a study: jobs, the shortest and longest training wall time of a job, and core-hours in all (one
+    core per job; evaluation included), from the run tables' `train_wall_time_s` / `eval_wall_time_s`."""
+    frames = []
+    for name, suite in (("continual_runs", "continual"), ("sparse_runs", "sparse")):
+        path = directory / "tables" / f"{name}.parquet"
+        if path.exists():
+            runs = pd.read_parquet(path)
+            runs["wall"] = runs["train_wall_time_s"] + runs.get("eval_wall_time_s", 0.0)
+            where = runs["scenario"] if "scenario" in runs else runs["env"]
+            runs["job"] = where.astype(str) + " · " + runs["method"].astype(str).map(display_name)
+            frames.append(runs.assign(suite=suite)[["suite", "job", "method", "seed", "train_wall_time_s", "wall"]])
+    if not frames:
+        return pd.DataFrame()
+    runs = pd.concat(frames, ignore_index=True)
+    grouped = runs.groupby(["suite", "job"], sort=False)
+    out = grouped.agg(jobs=("seed", "size"), min_s=("train_wall_time_s", "min"), max_s=("train_wall_time_s", "max"),
+                      core_hours=("wall", lambda s: s.sum() / 3600)).reset_index()  # fmt: skip
+    return out
+
+
+def render_cost_markdown(costs: dict[str, pd.DataFrame]) -> str:
+    lines = ["# Cost of each study", "",
+             "Measured: each job's training wall time (`train_wall_time_s` in its `meta.json`; one core per job, two jobs",
+             "at a time on a 2-core machine) and core-hours in all, training plus evaluation.", ""]  # fmt: skip
+    for study, table in costs.items():
+        if table.empty:
+            continue
+        total = table["core_hours"].sum()
+        lines += [f"## {study}: {int(table['jobs'].sum())} jobs, {total:.1f} core-hours", "",
+                  "| job | runs | training wall time per job | core-hours |", "|---|---|---|---|"]  # fmt: skip
+        for _, row in table.iterrows():
+            low, high = row["min_s"] / 60, row["max_s"] / 60
+            span = f"{low:.0f}–{high:.0f} min" if row["jobs"] > 1 else f"{low:.0f} min"
+            lines.append(f"| {row['job']} | {int(row['jobs'])} | {span} | {row['core_hours']:.2f} |")
+        lines.append("")
+    return "\n".join(lines)
