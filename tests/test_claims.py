@@ -111,8 +111,11 @@ def test_a_study_decides_forgetting_retention_and_rewire_comparisons(tmp_path):
     assert set(table["budget"]) == {"2 tasks × 1k steps, 3 seeds"}
     assert set(table["shown_in"]) <= {str(study / "tables" / n) for n in ("continual_tasks.md", "continual_tables.md")}
     text = render_claims_markdown(table, ["validate_cw"])
-    assert "| Rewire | FT-1 forgets earlier tasks | demo · halfcheetah/robustness | ✅ holds |" in text
+    assert "| Rewire | FT-1 forgets earlier tasks | demo (engine unknown) · halfcheetah/robustness | ✅ holds |" in text
     assert "no tables yet" in text and "validate_cw" in text
+    twice = claims_table({"demo": study, "copy": study}, CFG, {}, "")
+    assert set(twice["study"].dropna()) == {"demo (engine unknown)", "copy"}
+    assert "copy and demo hold the same tables" in render_claims_markdown(twice)
 
 
 def test_a_forgetting_structure_method_is_reported_as_not_retaining(tmp_path):

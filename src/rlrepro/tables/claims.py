@@ -23,6 +23,7 @@ Sparse claims (DAPD paper; per environment and keep ratio):
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -236,12 +237,40 @@ def read_study(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFram
     return results, random.astype({"scenario": str, "metric": str}), sparse
 
 
+def tables_digest(directory: Path) -> str:
+    """One hash of the Parquet tables a study's claims are read from."""
+    digest = hashlib.sha256()
+    for name in ("results", "sparse_runs"):
+        path = directory / "tables" / f"{name}.parquet"
+        digest.update(path.read_bytes() if path.exists() else b"-")
+    return digest.hexdigest()
+
+
+def engine_versions(directory: Path) -> str:
+    """The engine version(s) that trained a study's runs, from its result tables."""
+    versions: set[str] = set()
+    for name in ("results", "sparse_results"):
+        path = directory / "tables" / f"{name}.parquet"
+        if path.exists():
+            frame = pd.read_parquet(path)
+            if "engine_version" in frame:
+                versions |= set(frame["engine_version"].astype(str).unique())
+    return ", ".join(sorted(versions)) or "unknown"
+
+
 def claims_table(
     studies: dict[str, Path], cfg: BootstrapConfig, full_budgets: dict[str, str], sparse_full_budget: str
 ) -> pd.DataFrame:
     rows: list[dict] = []
+    seen: dict[str, str] = {}
     for name, directory in studies.items():
+        digest = tables_digest(directory)
+        if digest in seen:  # e.g. a study's tables not yet rebuilt from its re-run: the same claims twice
+            rows.append({"study": name, "duplicate_of": seen[digest]})
+            continue
+        seen[digest] = name
         results, random, sparse = read_study(directory)
+        name = f"{name} (engine {engine_versions(directory)})"
         found = []
         if not results.empty:
             found += continual_claims(results, random, name, cfg, full_budgets)
@@ -249,7 +278,7 @@ def claims_table(
             found += sparse_claims(sparse, name, cfg, sparse_full_budget)
         rows += [{**row, "shown_in": str(directory / "tables" / row["shown_in"])} for row in found]
     return pd.DataFrame(rows, columns=["paper", "claim", "study", "scenario", "verdict", "evidence", "threshold",
-                                       "budget", "full_budget", "shown_in"])  # fmt: skip
+                                       "budget", "full_budget", "shown_in", "duplicate_of"])  # fmt: skip
 
 
 def render_claims_markdown(table: pd.DataFrame, not_built: list[str] = ()) -> str:
@@ -268,9 +297,13 @@ def render_claims_markdown(table: pd.DataFrame, not_built: list[str] = ()) -> st
         "| shown in |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for _, row in table.iterrows():
+    duplicates = table[table["duplicate_of"].notna()]
+    for _, row in table[table["duplicate_of"].isna()].iterrows():
         lines.append(f"| {row['paper']} | {row['claim']} | {row['study']} · {row['scenario']} | {mark[row['verdict']]} "
                      f"| {row['evidence']} | {row['budget']} | {row['full_budget']} | `{row['shown_in']}` |")  # fmt: skip
+    for _, row in duplicates.iterrows():
+        lines += ["", f"{row['study']} and {row['duplicate_of']} hold the same tables; their claims are listed once, under "
+                  f"{row['duplicate_of']}."]  # fmt: skip
     if not_built:
         lines += ["", f"Studies with no tables yet (no runs, or `make validate-tables` not run): {', '.join(not_built)}."]
     return "\n".join(lines) + "\n"
