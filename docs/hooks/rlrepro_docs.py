@@ -25,7 +25,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
 CONFIG = ROOT / "config.yaml"
-FIGURE_DIRS = ("results/validation/figures", "results/demo/figures")
+FIGURE_DIRS = ("results/demo/figures", "results/validation*/figures")  # globs: every study's committed figures
 INCLUDE = re.compile(r"^<!-- include: (\S+) -->$", re.MULTILINE)
 
 
@@ -328,8 +328,8 @@ def on_files(files, config, **kwargs):
 
     for uri, content in generated_pages().items():
         files.append(File.generated(config, uri, content=content))
-    for folder in FIGURE_DIRS:
-        for png in sorted((ROOT / folder).rglob("*.png")):
+    for folder in sorted({f for pattern in FIGURE_DIRS for f in ROOT.glob(pattern)}):
+        for png in sorted(folder.rglob("*.png")):
             uri = "results/" + png.relative_to(ROOT / "results").as_posix()
             files.append(File.generated(config, uri, abs_src_path=str(png)))
     return files
