@@ -27,9 +27,10 @@ report: $(STAMP)
 run-sparse: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) sparse --config preset=demo_sparse
 
-# The reduced-budget validation study of both papers (config.yaml's `validate` preset; docs/reproducing.md): 27
-# continual + 12 sparse jobs, about 15-19 core-hours (measured); outputs under results/validation/. Interrupt it any
-# time: jobs resume from their checkpoints and a rerun only adds what is missing.
+# The reduced-budget validation study of both papers (config.yaml's `validate` preset; docs/reproducing.md): 30
+# continual + 24 sparse jobs (HalfCheetah and Hopper), about 20 core-hours; outputs under results/validation/.
+# VALIDATE=validate_revisit / validate_packnet / validate_ant / validate_cw run the other studies (docs/evidence.md).
+# Interrupt it any time: jobs resume from their checkpoints and a rerun only adds what is missing.
 VALIDATE ?= validate
 validate: $(STAMP)
 	$(BIN)/python -m rlrepro adopt --preset $(VALIDATE)
