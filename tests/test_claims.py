@@ -175,3 +175,10 @@ def test_cost_sums_each_jobs_training_and_evaluation(tmp_path):
     assert cost.loc[f"{SCENARIO} · FT-1", "core_hours"] == pytest.approx((600 + 1200 + 120) / 3600)
     text = render_cost_markdown({"s": study_cost(tmp_path)})
     assert "## s: 3 jobs, 1.4 core-hours" in text and f"| {SCENARIO} · FT-1 | 2 | 10–20 min | 0.53 |" in text
+
+
+def test_a_task_never_learned_is_not_learning(tmp_path):
+    p = [np.array([[-100.0, -100.0], [-100.0, 500.0 + s]]) for s in range(3)]  # task 0 exactly at random's level
+    table = claims_table({"s": _study(tmp_path, {"sac_n": p})}, CFG, {}, "")
+    learned = table[table["claim"].str.startswith("SAC learns")]["verdict"].item()
+    assert learned == FAILS
