@@ -445,6 +445,21 @@ def cmd_figure(args: argparse.Namespace) -> int:
     return 0
 
 
+def study_status(preset: str, resolved) -> str:
+    """How many of a preset's jobs have finished runs that match their job spec today (engine version included)."""
+    from rlrepro.adopt import plan
+    from rlrepro.config import RUN_DIR, SPARSE_DIR
+
+    root = Path(resolved.results_dir)
+    dirs = [root / RUN_DIR.format(scenario=r.scenario, method=r.method, seed=r.seed) for r in resolved.runs]
+    dirs += [root / SPARSE_DIR.format(env=r.env, method=r.method, keep=r.keep, seed=r.seed) for r in resolved.sparse.runs]
+    adoption = plan(resolved)
+    current = {p.parent for p in adoption.adopted} & set(dirs)
+    stale = {p for p, _ in adoption.stale + adoption.waiting} & set(dirs)
+    return (f"{preset}: {len(current)} of {len(dirs)} jobs done on the current engine and config, {len(stale)} from an "
+            f"older engine or config, {len(dirs) - len(current) - len(stale)} not run")  # fmt: skip
+
+
 def cmd_claims(args: argparse.Namespace) -> int:
     from rlrepro.config import load_config
     from rlrepro.io import atomic_write_parquet, atomic_write_text
@@ -466,10 +481,11 @@ def cmd_claims(args: argparse.Namespace) -> int:
         full[name] = f"{sc.n_tasks} tasks × {sc.steps_per_task / 1e6:g}M steps, {len(paper.seeds)} seeds"
     sparse_steps = int(paper.config["sparse"]["sac"]["total_steps"])
     sparse_full = f"{sparse_steps / 1e6:g}M steps, {len(paper.sparse.seeds)} seeds"
-    studies = {}
+    studies, status = {}, []
     for preset in args.preset:
         resolved = load_config(args.config, {"preset": preset})
         studies[preset] = Path(resolved.results_dir)
+        status.append(study_status(preset, resolved))
     for item in args.study:
         name, sep, directory = item.partition("=")
         if not sep or not name or not directory:
@@ -479,7 +495,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
     built = {name: d for name, d in studies.items() if (d / "tables").is_dir()}
     table = claims_table(built, BootstrapConfig(**paper.config["aggregate"]["bootstrap"]), full, sparse_full)
     atomic_write_parquet(table, Path(args.out).with_suffix(".parquet"))
-    atomic_write_text(args.out, render_claims_markdown(table, sorted(set(studies) - set(built))))
+    atomic_write_text(args.out, render_claims_markdown(table, sorted(set(studies) - set(built)), status))
     costs = {name: study_cost(d) for name, d in built.items()}
     atomic_write_text(Path(args.out).with_name("cost.md"), render_cost_markdown(costs))
     if args.compare:

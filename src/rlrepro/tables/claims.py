@@ -281,7 +281,7 @@ def claims_table(
                                        "budget", "full_budget", "shown_in", "duplicate_of"])  # fmt: skip
 
 
-def render_claims_markdown(table: pd.DataFrame, not_built: list[str] = ()) -> str:
+def render_claims_markdown(table: pd.DataFrame, not_built: list[str] = (), status: list[str] = ()) -> str:
     mark = {HOLDS: "✅ holds", FAILS: "❌ does not hold", UNDECIDED: "➖ undecided"}
     lines = [
         "# The papers' claims at this budget",
@@ -304,6 +304,8 @@ def render_claims_markdown(table: pd.DataFrame, not_built: list[str] = ()) -> st
     for _, row in duplicates.iterrows():
         lines += ["", f"{row['study']} and {row['duplicate_of']} hold the same tables; their claims are listed once, under "
                   f"{row['duplicate_of']}."]  # fmt: skip
+    if status:
+        lines += ["", "Runs behind the studies (`rlrepro adopt --dry-run` per preset):", ""] + [f"- {line}" for line in status]
     if not_built:
         lines += ["", f"Studies with no tables yet (no runs, or `make validate-tables` not run): {', '.join(not_built)}."]
     return "\n".join(lines) + "\n"
