@@ -454,10 +454,15 @@ def study_status(preset: str, resolved) -> str:
     dirs = [root / RUN_DIR.format(scenario=r.scenario, method=r.method, seed=r.seed) for r in resolved.runs]
     dirs += [root / SPARSE_DIR.format(env=r.env, method=r.method, keep=r.keep, seed=r.seed) for r in resolved.sparse.runs]
     adoption = plan(resolved)
-    current = {p.parent for p in adoption.adopted} & set(dirs)
-    stale = {p for p, _ in adoption.stale + adoption.waiting} & set(dirs)
-    return (f"{preset}: {len(current)} of {len(dirs)} jobs done on the current engine and config, {len(stale)} from an "
-            f"older engine or config, {len(dirs) - len(current) - len(stale)} not run")  # fmt: skip
+    # done = trained and evaluated as today's spec says (a continual run's results.parquet is adopted only then)
+    done = {p.parent for p in adoption.adopted if p.name == "results.parquet"} & set(dirs)
+    stale = {p for p, _ in adoption.stale} & set(dirs)
+    waiting = {p for p, _ in adoption.waiting} & set(dirs)
+    rest = len(dirs) - len(done) - len(stale) - len(waiting) - len(adoption.refused)
+    extra = f", {len(waiting)} waiting for a rerun of their input" if waiting else ""
+    extra += f", {len(adoption.refused)} refused (unreadable files)" if adoption.refused else ""
+    return (f"{preset}: {len(done)} of {len(dirs)} jobs done on the current engine and config, {len(stale)} from an "
+            f"older engine or config{extra}, {rest} not run or not evaluated")  # fmt: skip
 
 
 def cmd_claims(args: argparse.Namespace) -> int:
@@ -495,7 +500,9 @@ def cmd_claims(args: argparse.Namespace) -> int:
     built = {name: d for name, d in studies.items() if (d / "tables").is_dir()}
     table = claims_table(built, BootstrapConfig(**paper.config["aggregate"]["bootstrap"]), full, sparse_full)
     atomic_write_parquet(table, Path(args.out).with_suffix(".parquet"))
-    atomic_write_text(args.out, render_claims_markdown(table, sorted(set(studies) - set(built)), status))
+    boot = BootstrapConfig(**paper.config["aggregate"]["bootstrap"])
+    text = render_claims_markdown(table, sorted(set(studies) - set(built)), status, boot.confidence)
+    atomic_write_text(args.out, text)
     costs = {name: study_cost(d) for name, d in built.items()}
     atomic_write_text(Path(args.out).with_name("cost.md"), render_cost_markdown(costs))
     if args.compare:

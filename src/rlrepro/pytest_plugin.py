@@ -15,4 +15,6 @@ import sys
 from rlrepro import blas
 
 if blas.wanted():
-    blas.reexec_with_shim(["-m", "pytest", *sys.argv[1:]])
+    # The command line as typed (`python -m pytest ...`, `pytest ...`, or a script calling pytest.main): the re-executed
+    # process runs it again, and this plugin then finds the shim active and steps aside.
+    blas.reexec_with_shim(sys.orig_argv[1:])

@@ -8,15 +8,17 @@ thresholds are this project's, stated next to every verdict; the papers give non
 Continual claims (Rewire paper; per scenario of each study):
 - learning: SAC-N's performance on each task right after training it, minus a uniform-random policy's on that
   task (the pipeline's random reference): holds when every task's interval is above 0;
-- retention: per run, the fraction of its gain over random that a task keeps at the end of the sequence,
-  `(p[T-1][j] - r_j) / (p[j][j] - r_j)`, averaged over the tasks before the last; a method *retains* its tasks when
+- retention: per run, the fraction of its gain over random that the tasks before the last keep at the end of the
+  sequence, `Σ_j (p[T-1][j] - r_j) / Σ_j (p[j][j] - r_j)` over j < T-1; a method *retains* its tasks when
   the interval is at or above RETENTION (0.9) and *forgets* when it is below (FT-1's claim is that it forgets);
 - Rewire against each other method: the difference of final performance (mean over tasks after the last stage),
   Rewire minus the other, above 0 (holds) or below (does not hold);
-- model size: Rewire's inference size relative to one policy, against SAC-N's and PNN's (exact, no interval).
+- model size: Rewire's inference size relative to one policy, against SAC-N's (exact, no interval; PNN's, PackNet's
+  and CSP's are shown beside it).
 
 Sparse claims (DAPD paper; per environment and keep ratio):
-- DAPD close to dense SAC: DAPD's last-k return over dense's (same seeds), interval at or above CLOSE_TO_DENSE (0.9);
+- DAPD close to dense SAC: DAPD's last-k return over dense SAC's mean (the sparse table's `return_rel_dense`),
+  interval at or above CLOSE_TO_DENSE (0.9);
 - DAPD against RiGL and RLx2: the difference of last-k returns above 0;
 - parameter and training-FLOP savings: the fraction of dense SAC's (exact), at most 2× the keep ratio.
 """
@@ -103,11 +105,13 @@ def continual_runs(results: pd.DataFrame, random: pd.DataFrame) -> pd.DataFrame:
         ref = random[(random["scenario"] == scenario) & (random["metric"] == perf)]
         r = ref.groupby("task")["value"].mean().reindex(range(n)).to_numpy(dtype=float)
         gains = np.array([p[j, j] - r[j] if j < p.shape[0] else np.nan for j in range(n)])
-        kept = [(p[-1, j] - r[j]) / gains[j] for j in range(n - 1) if complete and gains[j] > MIN_GAIN]
+        earlier = range(n - 1)  # every task but the last has a later stage to be forgotten in
+        total_gain = float(np.sum([gains[j] for j in earlier])) if complete else np.nan
+        kept = float(np.sum([p[-1, j] - r[j] for j in earlier])) if complete else np.nan
         rows.append({"scenario": scenario, "method": method, "seed": int(seed), "n_tasks": n,
                      "complete": complete, "final": metrics.final_performance(p) if complete else np.nan,
-                     "retention": float(np.mean(kept)) if kept else np.nan,
-                     "task0_retention": kept[0] if kept and gains[0] > MIN_GAIN else np.nan,
+                     "retention": kept / total_gain if total_gain > MIN_GAIN else np.nan,
+                     "task0_retention": (p[-1, 0] - r[0]) / gains[0] if complete and gains[0] > MIN_GAIN else np.nan,
                      **{f"gain_{j}": gains[j] for j in range(n)}})  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -118,8 +122,8 @@ def _budget(results: pd.DataFrame, scenario: str) -> str:
     per_task = int(steps.median()) if len(steps) else 0
     n_tasks = int(results.loc[results["scenario"] == scenario, "task"].max()) + 1
     seeds = results.loc[results["scenario"] == scenario].groupby("method", observed=True)["seed"].nunique()
-    return f"{n_tasks} tasks × {per_task / 1000:.0f}k steps, {seeds.min()}–{seeds.max()} seeds".replace(
-        f"{seeds.min()}–{seeds.min()}", f"{seeds.min()}")
+    lo, hi = int(seeds.min()), int(seeds.max())
+    return f"{n_tasks} tasks × {per_task / 1000:.0f}k steps, {lo if lo == hi else f'{lo}–{hi}'} seeds"
 
 
 def continual_claims(
@@ -160,7 +164,7 @@ def continual_claims(
                     continue
                 diff = difference_interval(by["rewire"]["final"].to_numpy(), g["final"].to_numpy(), cfg)
                 out.append({**base, "claim": f"Rewire's final performance ≥ {display_name(method)}'s",
-                            "verdict": verdict(diff, 0.0), "threshold": "difference > 0",
+                            "verdict": verdict(diff, 0.0), "threshold": "difference ≥ 0",
                             "evidence": f"Rewire − {display_name(method)}: {diff.text()} ({unit})",
                             "shown_in": "continual_tables.md"})  # fmt: skip
             size = _inference_sizes(results, scenario)
@@ -181,15 +185,19 @@ def _inference_sizes(results: pd.DataFrame, scenario: str) -> dict[str, float]:
     last = rows[rows["stage"] == rows.groupby("method", observed=True)["stage"].transform("max")]
     sizes = last.groupby("method", observed=True)["value"].mean()
     first = rows[(rows["method"] == "ft_1") & (rows["stage"] == 0)]["value"]
-    one = float(first.iloc[0]) if len(first) else float(rows[rows["stage"] == 0]["value"].min())
-    return {str(m): float(v) / one for m, v in sizes.items()}
+    if len(first):
+        return {str(m): float(v) / float(first.iloc[0]) for m, v in sizes.items()}
+    # no FT-1 run: each method relative to its own first stage (as continual_run_metrics does)
+    own = rows[rows["stage"] == 0].groupby("method", observed=True)["value"].mean()
+    return {str(m): float(v) / float(own[m]) for m, v in sizes.items()}
 
 
 def sparse_claims(runs: pd.DataFrame, study: str, cfg: BootstrapConfig, full_budget: str) -> list[dict]:
     """The DAPD paper's qualitative claims per environment and keep ratio (module docstring)."""
     out: list[dict] = []
+    runs = runs.astype({"env": str, "method": str})
     for env, group in runs.groupby("env"):
-        dense = group[group["method"] == "dense"].set_index("seed")
+        dense = group[group["method"] == "dense"]
         for keep, sparse in group[group["method"] != "dense"].groupby("keep_ratio"):
             steps = int(sparse["steps"].max())
             base = {"paper": "DAPD", "study": study, "scenario": f"{env} @ {keep:g}",
@@ -197,18 +205,18 @@ def sparse_claims(runs: pd.DataFrame, study: str, cfg: BootstrapConfig, full_bud
                     "full_budget": full_budget}  # fmt: skip
             by = {m: g.set_index("seed") for m, g in sorted(sparse.groupby("method"), key=lambda x: method_rank(x[0]))}
             if "dapd" in by and len(dense):
-                rel = (by["dapd"]["final_return"] / dense["final_return"]).dropna()
-                interval = _interval(rel.to_numpy(), cfg)
+                # the sparse table's return_rel_dense: each run over the mean of the dense runs
+                interval = _interval(by["dapd"]["return_rel_dense"].to_numpy(), cfg)
                 out.append({**base, "claim": "DAPD at this keep ratio comes close to dense SAC",
                             "verdict": verdict(interval, CLOSE_TO_DENSE), "threshold": f"× dense ≥ {CLOSE_TO_DENSE}",
-                            "evidence": f"DAPD ÷ dense (same seed): {interval.text()}",
+                            "evidence": f"DAPD ÷ dense SAC's mean return: {interval.text()}",
                             "shown_in": "sparse_tables.md"})  # fmt: skip
             for other in ("rigl", "rlx2"):
                 if "dapd" in by and other in by:
                     dapd, rival = (by[m]["final_return"].to_numpy() for m in ("dapd", other))
                     diff = difference_interval(dapd, rival, cfg)
                     out.append({**base, "claim": f"DAPD's return ≥ {display_name(other)}'s",
-                                "verdict": verdict(diff, 0.0), "threshold": "difference > 0",
+                                "verdict": verdict(diff, 0.0), "threshold": "difference ≥ 0",
                                 "evidence": f"DAPD − {display_name(other)}: {diff.text()} (return)",
                                 "shown_in": "sparse_tables.md"})  # fmt: skip
             for method, g in by.items():
@@ -230,6 +238,9 @@ def read_study(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFram
         for column in ("scenario", "method", "metric", "task_name"):
             results[column] = results[column].astype(str)
     references = sorted((directory / "references").rglob("random.parquet"))
+    if not results.empty and not references:
+        raise FileNotFoundError(f"{directory}: continual tables but no random-policy references under "
+                                f"{directory / 'references'} (learning and retention are measured against them)")  # fmt: skip
     random = pd.concat([pd.read_parquet(p) for p in references]) if references else pd.DataFrame(
         columns=["scenario", "seed", "task", "task_name", "metric", "value"])  # fmt: skip
     sparse_path = tables / "sparse_runs.parquet"
@@ -281,19 +292,23 @@ def claims_table(
                                        "budget", "full_budget", "shown_in", "duplicate_of"])  # fmt: skip
 
 
-def render_claims_markdown(table: pd.DataFrame, not_built: list[str] = (), status: list[str] = ()) -> str:
+def render_claims_markdown(
+    table: pd.DataFrame, not_built: list[str] = (), status: list[str] = (), confidence: float = 0.95
+) -> str:
     mark = {HOLDS: "✅ holds", FAILS: "❌ does not hold", UNDECIDED: "➖ undecided"}
     lines = [
         "# The papers' claims at this budget",
         "",
-        "Each claim decided from the study's runs by a 95% stratified-bootstrap interval over seeds: **holds** when the",
+        f"Each claim decided from the study's runs by a {confidence:.0%} stratified-bootstrap interval over seeds: **holds** "
+        "when the",
         "whole interval is on the claim's side of the threshold, **does not hold** when it is wholly on the other side,",
         "**undecided** otherwise (one seed is always undecided). Retention = the fraction of a task's gain over a",
-        "uniform-random policy kept at the end of the sequence, averaged over the tasks before the last",
+        "uniform-random policy that the tasks before the last still have at the end of the sequence",
         f"(threshold {RETENTION}).",
         "Thresholds are this project's; the papers state none. Built by `make claims` from the committed runs.",
         "",
-        "| paper | claim | study · scenario | verdict | evidence: mean [95% CI] (seeds) | budget here | paper's budget "
+        f"| paper | claim | study · scenario | verdict | evidence: mean [{confidence:.0%} CI] (seeds) | budget here "
+        "| paper's budget "
         "| shown in |",
         "|---|---|---|---|---|---|---|---|",
     ]
