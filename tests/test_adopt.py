@@ -70,3 +70,17 @@ def test_a_stale_dense_run_is_moved_aside_and_its_dapd_run_waits_for_the_rerun(s
     again = move_aside(adoption(), Path("results/validation"))
     assert again != dest and (again / "sparse/halfcheetah/dense/keep1/seed0/model.pt").is_file()
     assert json.loads((dest / "sparse/halfcheetah/dense/keep1/seed0/meta.json").read_text())["config_hash"] == "0" * 16
+
+
+def test_study_status_counts_done_stale_waiting_and_missing_jobs(study):
+    from rlrepro.adopt import study_status
+
+    resolved = load_config(ROOT / "config.yaml", {"preset": "validate"})
+    total = len(resolved.runs) + len(resolved.sparse.runs)
+    line = study_status("validate", resolved)
+    assert line.startswith(f"validate: 2 of {total} jobs done on the current engine and config, 0 from an older")
+    assert line.endswith(f"{total - 2} not run or not evaluated")
+    meta = json.loads((Path(DENSE) / "meta.json").read_text())
+    (Path(DENSE) / "meta.json").write_text(json.dumps({**meta, "config_hash": "0" * 16}))  # dense from another spec
+    line = study_status("validate", resolved)
+    assert f"0 of {total} jobs done" in line and "1 from an older engine or config, 1 waiting for a rerun" in line

@@ -445,27 +445,8 @@ def cmd_figure(args: argparse.Namespace) -> int:
     return 0
 
 
-def study_status(preset: str, resolved) -> str:
-    """How many of a preset's jobs have finished runs that match their job spec today (engine version included)."""
-    from rlrepro.adopt import plan
-    from rlrepro.config import RUN_DIR, SPARSE_DIR
-
-    root = Path(resolved.results_dir)
-    dirs = [root / RUN_DIR.format(scenario=r.scenario, method=r.method, seed=r.seed) for r in resolved.runs]
-    dirs += [root / SPARSE_DIR.format(env=r.env, method=r.method, keep=r.keep, seed=r.seed) for r in resolved.sparse.runs]
-    adoption = plan(resolved)
-    # done = trained and evaluated as today's spec says (a continual run's results.parquet is adopted only then)
-    done = {p.parent for p in adoption.adopted if p.name == "results.parquet"} & set(dirs)
-    stale = {p for p, _ in adoption.stale} & set(dirs)
-    waiting = {p for p, _ in adoption.waiting} & set(dirs)
-    rest = len(dirs) - len(done) - len(stale) - len(waiting) - len(adoption.refused)
-    extra = f", {len(waiting)} waiting for a rerun of their input" if waiting else ""
-    extra += f", {len(adoption.refused)} refused (unreadable files)" if adoption.refused else ""
-    return (f"{preset}: {len(done)} of {len(dirs)} jobs done on the current engine and config, {len(stale)} from an "
-            f"older engine or config{extra}, {rest} not run or not evaluated")  # fmt: skip
-
-
 def cmd_claims(args: argparse.Namespace) -> int:
+    from rlrepro.adopt import study_status
     from rlrepro.config import load_config
     from rlrepro.io import atomic_write_parquet, atomic_write_text
     from rlrepro.metrics.stats import BootstrapConfig
