@@ -28,8 +28,9 @@ run-sparse: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) sparse --config preset=demo_sparse
 
 # The reduced-budget validation study of both papers (config.yaml's `validate` preset; docs/reproducing.md): 30
-# continual + 24 sparse jobs (HalfCheetah and Hopper), about 20 core-hours; outputs under results/validation/.
-# VALIDATE=validate_revisit / validate_packnet / validate_ant / validate_cw run the other studies (docs/evidence.md).
+# continual + 12 sparse jobs, about 15-19 core-hours (engine 0.2.0); outputs under results/validation/.
+# VALIDATE=validate_revisit / validate_packnet / validate_sparse / validate_ant / validate_cw run the other studies
+# (docs/evidence.md).
 # Interrupt it any time: jobs resume from their checkpoints and a rerun only adds what is missing.
 VALIDATE ?= validate
 validate: $(STAMP)
@@ -43,7 +44,7 @@ validate-tables: $(STAMP)
 
 # The papers' claims, each decided from the studies' committed tables: holds / does not hold / undecided at the
 # study's budget (docs/evidence.md). Reads tables only; `make validate-tables VALIDATE=<preset>` rebuilds them.
-STUDIES ?= validate validate_revisit validate_packnet validate_ant validate_cw
+STUDIES ?= validate validate_revisit validate_packnet validate_sparse validate_ant validate_cw
 claims: $(STAMP)
 	$(BIN)/python -m rlrepro claims $(addprefix --preset ,$(STUDIES)) --study engine-0.2.0=results/validation/engine-0.2.0 \
 	  --compare engine-0.2.0,validate --out results/validation/claims.md
