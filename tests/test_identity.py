@@ -57,3 +57,15 @@ def test_the_checkout_itself_passes_and_unverifiable_images_warn(monkeypatch, ca
     monkeypatch.setenv("RLREPRO_EXPECT_ENGINE", "0.0.0")
     with pytest.raises(ConfigError, match="rebuild the image from this checkout"):
         check_job_matches_checkout()
+
+
+def test_a_commit_to_src_while_a_local_workflow_runs_says_to_run_snakemake_again(monkeypatch):
+    """No image: the job runs the checkout, whose src/ tree moved since Snakemake exported the expectation."""
+    for key, value in checkout_environment(SOURCE_DIR).items():
+        monkeypatch.setenv(key, value)
+    if job_identity()["source_tree"] == "unknown":
+        pytest.skip("not a git checkout")
+    monkeypatch.delenv("RLREPRO_SOURCE_TREE", raising=False)
+    monkeypatch.setenv("RLREPRO_EXPECT_SOURCE_TREE", "a" * 40)
+    with pytest.raises(ConfigError, match="run snakemake again to go on with the new one"):
+        check_job_matches_checkout()

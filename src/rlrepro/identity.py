@@ -105,6 +105,11 @@ def check_job_matches_checkout() -> None:
         )
     expected_tree = me["checkout_source_tree"] or UNKNOWN
     if expected_tree != UNKNOWN and me["source_tree"] != UNKNOWN and expected_tree != me["source_tree"]:
+        if not where and not os.environ.get("RLREPRO_SOURCE_TREE"):
+            # the job runs the checkout itself (no image): src/ was committed to after Snakemake read the workflow
+            fix = ("src/ changed (a commit) after this Snakemake run started, so its jobs would mix two versions of "
+                   "the code; run snakemake again to go on with the new one (finished jobs are kept, interrupted ones "
+                   "resume)")  # fmt: skip
         raise ConfigError(
             f"this job runs engine source {me['source_tree'][:12]} (commit {me['git_commit']}) from {runs_in}, but the "
             f"workflow's checkout has source {expected_tree[:12]} (commit {me['checkout_git_commit']}): {fix}"
