@@ -454,6 +454,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
     from rlrepro.tables.claims import (
         claims_table,
         compare_studies,
+        engine_versions,
         render_claims_markdown,
         render_comparison_markdown,
         render_cost_markdown,
@@ -484,7 +485,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
     boot = BootstrapConfig(**paper.config["aggregate"]["bootstrap"])
     text = render_claims_markdown(table, sorted(set(studies) - set(built)), status, boot.confidence)
     atomic_write_text(args.out, text)
-    costs = {name: study_cost(d) for name, d in built.items()}
+    costs = {f"{name} (engine {engine_versions(d)})": study_cost(d) for name, d in built.items()}
     atomic_write_text(Path(args.out).with_name("cost.md"), render_cost_markdown(costs))
     if args.compare:
         names = args.compare.split(",")

@@ -123,7 +123,7 @@ def _budget(results: pd.DataFrame, scenario: str) -> str:
     n_tasks = int(results.loc[results["scenario"] == scenario, "task"].max()) + 1
     seeds = results.loc[results["scenario"] == scenario].groupby("method", observed=True)["seed"].nunique()
     lo, hi = int(seeds.min()), int(seeds.max())
-    return f"{n_tasks} tasks × {per_task / 1000:.0f}k steps, {lo if lo == hi else f'{lo}–{hi}'} seeds"
+    return f"{n_tasks} tasks × {per_task / 1000:.0f}k steps, {lo if lo == hi else f'{lo}–{hi}'} seed{'s' * (hi > 1)}"
 
 
 def continual_claims(
@@ -144,7 +144,8 @@ def continual_claims(
             state = FAILS if FAILS in states else (UNDECIDED if UNDECIDED in states else HOLDS)
             out.append({**base, "claim": "SAC learns every task (SAC-N above a random policy on each task)",
                         "verdict": state, "threshold": "gain over random > 0",
-                        "evidence": "; ".join(f"task {j}: {g.text()}" for j, g in enumerate(gains)) + f" ({unit})",
+                        "evidence": "gain over random: " + "; ".join(f"task {j}: {g.text()}" for j, g in enumerate(gains))
+                        + f" ({unit})",
                         "shown_in": "continual_tasks.md"})  # fmt: skip
         for method, g in by.items():
             retention = _interval(g["retention"].to_numpy(), cfg)
@@ -192,6 +193,10 @@ def _inference_sizes(results: pd.DataFrame, scenario: str) -> dict[str, float]:
     return {str(m): float(v) / float(own[m]) for m, v in sizes.items()}
 
 
+def _seeds(n: int) -> str:
+    return f"{n} seed" + ("s" if n != 1 else "")
+
+
 def sparse_claims(runs: pd.DataFrame, study: str, cfg: BootstrapConfig, full_budget: str) -> list[dict]:
     """The DAPD paper's qualitative claims per environment and keep ratio (module docstring)."""
     out: list[dict] = []
@@ -201,7 +206,7 @@ def sparse_claims(runs: pd.DataFrame, study: str, cfg: BootstrapConfig, full_bud
         for keep, sparse in group[group["method"] != "dense"].groupby("keep_ratio"):
             steps = int(sparse["steps"].max())
             base = {"paper": "DAPD", "study": study, "scenario": f"{env} @ {keep:g}",
-                    "budget": f"{steps / 1000:.0f}k steps, {sparse.groupby('method')['seed'].nunique().min()} seeds",
+                    "budget": f"{steps / 1000:.0f}k steps, {_seeds(sparse.groupby('method')['seed'].nunique().min())}",
                     "full_budget": full_budget}  # fmt: skip
             by = {m: g.set_index("seed") for m, g in sorted(sparse.groupby("method"), key=lambda x: method_rank(x[0]))}
             if "dapd" in by and len(dense):
