@@ -118,6 +118,19 @@ def test_a_study_decides_forgetting_retention_and_rewire_comparisons(tmp_path):
     assert "copy and demo hold the same tables" in render_claims_markdown(twice)
 
 
+@pytest.mark.parametrize(("rewire_size", "expected"), [(1.03, HOLDS), (2.5, FAILS)])
+def test_rewires_size_is_read_from_the_studys_continual_runs_table(tmp_path, rewire_size, expected):
+    p = [np.array([[1000.0 + s, -90.0], [900.0, 900.0]]) for s in range(2)]
+    study = _study(tmp_path, {"sac_n": p, "rewire": p})
+    sizes = pd.DataFrame({"scenario": SCENARIO, "method": ["sac_n"] * 2 + ["rewire"] * 2, "seed": [0, 1, 0, 1],
+                          "inference_size_rel": [2.0, 2.0, rewire_size, rewire_size]})  # fmt: skip
+    sizes.to_parquet(study / "tables" / "continual_runs.parquet")
+    row = claims_table({"s": study}, CFG, {}, "").set_index("claim").loc[
+        "Rewire needs fewer parameters than a policy per task (SAC-N)"]
+    assert row["verdict"] == expected
+    assert row["evidence"] == f"inference size × one policy: Rewire {rewire_size:.3g}, SAC-N 2"
+
+
 def test_a_forgetting_structure_method_is_reported_as_not_retaining(tmp_path):
     p = [np.array([[1000.0 + s, -90.0], [-100.0, 900.0]]) for s in range(3)]
     table = claims_table({"s": _study(tmp_path, {"packnet": p})}, CFG, {}, "")

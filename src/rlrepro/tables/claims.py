@@ -79,14 +79,13 @@ def verdict(interval: Interval, threshold: float, *, above: bool = True) -> str:
 
 def _interval(values: np.ndarray, cfg: BootstrapConfig) -> Interval:
     values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    return Interval(*mean_ci(values, cfg), n=int(values.size))
+    return Interval(*mean_ci(values, cfg), n=int(np.count_nonzero(~np.isnan(values))))  # mean_ci drops the NaNs
 
 
 def difference_interval(x: np.ndarray, y: np.ndarray, cfg: BootstrapConfig) -> Interval:
     """mean(x) − mean(y) over independent seeds, each resampled within itself (stratified bootstrap)."""
     x, y = (np.asarray(v, dtype=float) for v in (x, y))
-    x, y = x[~np.isnan(x)], y[~np.isnan(y)]
+    x, y = x[~np.isnan(x)], y[~np.isnan(y)]  # the interval's n counts the seeds that have a value
     if x.size == 0 or y.size == 0:
         return Interval(np.nan, np.nan, np.nan, 0)
     est = interval_estimates({"d": (x[:, None], y[:, None])}, lambda a, b: np.array([a.mean() - b.mean()]), cfg)["d"]
@@ -126,10 +125,21 @@ def _budget(results: pd.DataFrame, scenario: str) -> str:
     return f"{n_tasks} tasks × {per_task / 1000:.0f}k steps, {lo if lo == hi else f'{lo}–{hi}'} seed{'s' * (hi > 1)}"
 
 
+def inference_sizes(runs: pd.DataFrame, scenario: str) -> dict[str, float]:
+    """Each method's mean inference size relative to one policy, from a study's `continual_runs` table (which sets
+    what one policy is: `tables.continual_run_metrics`)."""
+    if runs.empty or "inference_size_rel" not in runs:
+        return {}
+    rows = runs[runs["scenario"].astype(str) == scenario]
+    return {str(m): float(v) for m, v in rows.groupby("method", observed=True)["inference_size_rel"].mean().items()}
+
+
 def continual_claims(
-    results: pd.DataFrame, random: pd.DataFrame, study: str, cfg: BootstrapConfig, full_budget: dict[str, str]
+    results: pd.DataFrame, random: pd.DataFrame, sizes: pd.DataFrame, study: str, cfg: BootstrapConfig,
+    full_budget: dict[str, str],
 ) -> list[dict]:
-    """The Rewire paper's qualitative claims on each scenario of one study (module docstring)."""
+    """The Rewire paper's qualitative claims on each scenario of one study (module docstring). `sizes` is the study's
+    `continual_runs` table (inference sizes)."""
     runs = continual_runs(results, random)
     out: list[dict] = []
     for scenario, group in runs.groupby("scenario"):
@@ -168,7 +178,7 @@ def continual_claims(
                             "verdict": verdict(diff, 0.0), "threshold": "difference ≥ 0",
                             "evidence": f"Rewire − {display_name(method)}: {diff.text()} ({unit})",
                             "shown_in": "continual_tables.md"})  # fmt: skip
-            size = _inference_sizes(results, scenario)
+            size = inference_sizes(sizes, scenario)
             if "rewire" in size and "sac_n" in size:
                 shown = {m: size[m] for m in ("rewire", "sac_n", "pnn", "packnet", "csp") if m in size}
                 evidence = ", ".join(f"{display_name(m)} {v:.3g}" for m, v in shown.items())
@@ -177,20 +187,6 @@ def continual_claims(
                             "evidence": f"inference size × one policy: {evidence}",
                             "shown_in": "continual_tables.md"})  # fmt: skip
     return out
-
-
-def _inference_sizes(results: pd.DataFrame, scenario: str) -> dict[str, float]:
-    rows = results[(results["scenario"] == scenario) & (results["metric"] == "inference_parameters")]
-    if rows.empty:
-        return {}
-    last = rows[rows["stage"] == rows.groupby("method", observed=True)["stage"].transform("max")]
-    sizes = last.groupby("method", observed=True)["value"].mean()
-    first = rows[(rows["method"] == "ft_1") & (rows["stage"] == 0)]["value"]
-    if len(first):
-        return {str(m): float(v) / float(first.iloc[0]) for m, v in sizes.items()}
-    # no FT-1 run: each method relative to its own first stage (as continual_run_metrics does)
-    own = rows[rows["stage"] == 0].groupby("method", observed=True)["value"].mean()
-    return {str(m): float(v) / float(own[m]) for m, v in sizes.items()}
 
 
 def _seeds(n: int) -> str:
@@ -234,12 +230,32 @@ def sparse_claims(runs: pd.DataFrame, study: str, cfg: BootstrapConfig, full_bud
     return out
 
 
-def read_study(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """A study's continual rows, random references and sparse runs (empty frames where it has none)."""
+@dataclass(frozen=True)
+class Study:
+    """What a study's claims are read from: its continual rows, random references, per-run continual table (sizes),
+    sparse runs (empty frames where it has none) and the engine version(s) that trained it."""
+
+    results: pd.DataFrame
+    random: pd.DataFrame
+    runs: pd.DataFrame
+    sparse: pd.DataFrame
+    engines: str
+
+
+def read_study(directory: Path) -> Study:
     tables = directory / "tables"
-    results = pd.read_parquet(tables / "results.parquet") if (tables / "results.parquet").exists() else pd.DataFrame()
+
+    def read(name: str, columns: list[str] | None = None) -> pd.DataFrame:
+        path = tables / f"{name}.parquet"
+        return pd.read_parquet(path, columns=columns) if path.exists() else pd.DataFrame()
+
+    results = read("results")
+    engines = set(results["engine_version"].astype(str)) if "engine_version" in results else set()
+    sparse_results = read("sparse_results")
+    if "engine_version" in sparse_results:
+        engines |= set(sparse_results["engine_version"].astype(str))
     if not results.empty:
-        results = results[results["suite"] == "continual"]
+        results = results[results["suite"] == "continual"].copy()
         for column in ("scenario", "method", "metric", "task_name"):
             results[column] = results[column].astype(str)
     references = sorted((directory / "references").rglob("random.parquet"))
@@ -248,9 +264,8 @@ def read_study(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFram
                                 f"{directory / 'references'} (learning and retention are measured against them)")  # fmt: skip
     random = pd.concat([pd.read_parquet(p) for p in references]) if references else pd.DataFrame(
         columns=["scenario", "seed", "task", "task_name", "metric", "value"])  # fmt: skip
-    sparse_path = tables / "sparse_runs.parquet"
-    sparse = pd.read_parquet(sparse_path) if sparse_path.exists() else pd.DataFrame()
-    return results, random.astype({"scenario": str, "metric": str}), sparse
+    return Study(results, random.astype({"scenario": str, "metric": str}), read("continual_runs"),
+                 read("sparse_runs"), ", ".join(sorted(engines)) or "unknown")  # fmt: skip
 
 
 def tables_digest(directory: Path) -> str:
@@ -264,14 +279,7 @@ def tables_digest(directory: Path) -> str:
 
 def engine_versions(directory: Path) -> str:
     """The engine version(s) that trained a study's runs, from its result tables."""
-    versions: set[str] = set()
-    for name in ("results", "sparse_results"):
-        path = directory / "tables" / f"{name}.parquet"
-        if path.exists():
-            frame = pd.read_parquet(path)
-            if "engine_version" in frame:
-                versions |= set(frame["engine_version"].astype(str).unique())
-    return ", ".join(sorted(versions)) or "unknown"
+    return read_study(directory).engines
 
 
 def claims_table(
@@ -285,13 +293,13 @@ def claims_table(
             rows.append({"study": name, "duplicate_of": seen[digest]})
             continue
         seen[digest] = name
-        results, random, sparse = read_study(directory)
-        name = f"{name} (engine {engine_versions(directory)})"
+        study = read_study(directory)
+        name = f"{name} (engine {study.engines})"
         found = []
-        if not results.empty:
-            found += continual_claims(results, random, name, cfg, full_budgets)
-        if not sparse.empty:
-            found += sparse_claims(sparse, name, cfg, sparse_full_budget)
+        if not study.results.empty:
+            found += continual_claims(study.results, study.random, study.runs, name, cfg, full_budgets)
+        if not study.sparse.empty:
+            found += sparse_claims(study.sparse, name, cfg, sparse_full_budget)
         rows += [{**row, "shown_in": str(directory / "tables" / row["shown_in"])} for row in found]
     return pd.DataFrame(rows, columns=["paper", "claim", "study", "scenario", "verdict", "evidence", "threshold",
                                        "budget", "full_budget", "shown_in", "duplicate_of"])  # fmt: skip
