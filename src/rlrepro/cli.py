@@ -39,16 +39,21 @@ def _setup_runtime() -> None:
 
 
 def _spec(text: str) -> dict[str, Any]:
-    """A job spec: inline JSON, or @file with JSON or YAML (a run's saved `config.resolved.yaml` is a spec)."""
-    if not text.startswith("@"):
-        return json.loads(text)
+    """A job spec: inline JSON, or @file with JSON or YAML (a run's saved `config.resolved.yaml` is a spec). Strings
+    that YAML 1.1 misreads and non-finite numbers (JSON's NaN/Infinity, YAML's .nan/.inf) are refused, naming the key,
+    before the job starts."""
     import yaml
 
-    from rlrepro.config import reject_exponent_strings
+    from rlrepro.config import reject_exponent_strings, reject_non_finite
 
-    path = Path(text[1:])
-    data = yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
-    reject_exponent_strings(data, str(path))
+    if text.startswith("@"):
+        path = Path(text[1:])
+        where = str(path)
+        data = yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
+    else:
+        where, data = "--spec", json.loads(text)
+    reject_exponent_strings(data, where)
+    reject_non_finite(data, where)
     return data
 
 
