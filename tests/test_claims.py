@@ -49,6 +49,18 @@ def test_difference_interval_brackets_the_difference_of_means():
     assert difference_interval(x, np.array([np.nan]), CFG).n == 0
 
 
+def test_seeds_to_decide_follows_the_normal_approximation():
+    from rlrepro.tables.claims import seeds_to_decide
+
+    x = np.array([0.8, 1.0, 1.2])  # mean 1.0, s = 0.2: 0.1 above the threshold
+    assert seeds_to_decide(x, 0.9, CFG) == np.ceil(1.959964**2 * 0.04 / 0.01)  # 16
+    y = np.array([0.7, 0.9, 1.1])  # a difference of 0.1 with s² = 0.04 + 0.04
+    assert seeds_to_decide(x, 0.0, CFG, y) == np.ceil(1.959964**2 * 0.08 / 0.01)  # 31
+    assert seeds_to_decide(np.array([5.0, 7.0]), 6.0, CFG) == np.inf
+    assert np.isnan(seeds_to_decide(np.array([1.0]), 0.0, CFG))
+    assert seeds_to_decide(np.array([10.0, 10.1]), 0.0, CFG) == 2  # never below two
+
+
 def _rows(method: str, seed: int, p: np.ndarray) -> list[dict]:
     return [{"suite": "continual", "scenario": SCENARIO, "method": method, "seed": seed, "stage": s, "task": j,
              "task_name": f"t{j}", "metric": "avg_return", "value": float(p[s, j])}
@@ -108,6 +120,7 @@ def test_a_study_decides_forgetting_retention_and_rewire_comparisons(tmp_path):
     assert claims["Rewire retains earlier tasks"] == HOLDS
     assert claims["Rewire's final performance ≥ FT-1's"] == HOLDS
     assert claims["Rewire's final performance ≥ SAC-N's"] == HOLDS
+    assert table["to_decide"].isna().all()  # every claim decided: none has seeds left to decide it
     assert set(table["budget"]) == {"2 tasks × 1k steps, 3 seeds"}
     assert set(table["shown_in"]) <= {str(study / "tables" / n) for n in ("continual_tasks.md", "continual_tables.md")}
     text = render_claims_markdown(table, ["validate_cw"])
@@ -135,6 +148,19 @@ def test_a_forgetting_structure_method_is_reported_as_not_retaining(tmp_path):
     p = [np.array([[1000.0 + s, -90.0], [-100.0, 900.0]]) for s in range(3)]
     table = claims_table({"s": _study(tmp_path, {"packnet": p})}, CFG, {}, "")
     assert dict(zip(table["claim"], table["verdict"], strict=True))["PackNet retains earlier tasks"] == FAILS
+
+
+def test_an_undecided_claim_says_about_how_many_seeds_would_decide_it(tmp_path):
+    # retention (over random's -100) 0.85, 0.97, 1.0: the interval straddles 0.9
+    p = [np.array([[900.0, -90.0], [-100.0 + keep * 1000.0, 900.0]]) for keep in (0.85, 0.97, 1.0)]
+    table = claims_table({"s": _study(tmp_path, {"packnet": p, "ft_1": p[:1]})}, CFG, {}, "")
+    row = table.set_index("claim").loc["PackNet retains earlier tasks"]
+    assert row["verdict"] == UNDECIDED
+    kept = np.array([0.85, 0.97, 1.0])
+    assert row["to_decide"] == np.ceil(1.959964**2 * kept.var(ddof=1) / (kept.mean() - 0.9) ** 2)
+    text = render_claims_markdown(table)
+    assert f"| ≈ {row['to_decide']:.0f} |" in text
+    assert "| ➖ undecided | retention 0.85 [0.85, 0.85] (n=1) | – |" in text  # FT-1, one seed: no spread to use
 
 
 def test_sparse_claims_compare_dapd_with_dense_and_the_dst_methods(tmp_path):

@@ -26,8 +26,10 @@ Sparse claims (DAPD paper; per environment and keep ratio):
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -92,6 +94,26 @@ def difference_interval(x: np.ndarray, y: np.ndarray, cfg: BootstrapConfig) -> I
     return Interval(float(est[0, 0]), float(est[1, 0]), float(est[2, 0]), n=int(min(x.size, y.size)))
 
 
+def seeds_to_decide(x: np.ndarray, threshold: float, cfg: BootstrapConfig, y: np.ndarray | None = None) -> float:
+    """Roughly how many seeds (per method) would decide an undecided claim, if the observed mean and spread held: the
+    normal approximation n = (z · s / |mean − threshold|)², with s the standard deviation over seeds (for a difference
+    of two methods, s² = s_x² + s_y²). NaN with fewer than two seeds; inf when the mean sits on the threshold."""
+    x = np.asarray(x, dtype=float)
+    x = x[~np.isnan(x)]
+    var, gap = (float(np.var(x, ddof=1)) if x.size > 1 else np.nan), float(np.mean(x)) - threshold if x.size else np.nan
+    if y is not None:
+        y = np.asarray(y, dtype=float)
+        y = y[~np.isnan(y)]
+        var = var + float(np.var(y, ddof=1)) if y.size > 1 else np.nan
+        gap = gap - float(np.mean(y)) if y.size else np.nan
+    if np.isnan(var) or np.isnan(gap):
+        return np.nan
+    if gap == 0:
+        return np.inf
+    z = NormalDist().inv_cdf(0.5 + cfg.confidence / 2)
+    return float(max(2, math.ceil(z * z * var / (gap * gap))))
+
+
 def continual_runs(results: pd.DataFrame, random: pd.DataFrame) -> pd.DataFrame:
     """One row per continual run: gain over random on each task just trained, retention, final performance."""
     rows = []
@@ -150,12 +172,14 @@ def continual_claims(
         if "sac_n" in by:
             n = int(by["sac_n"]["n_tasks"].max())
             gains = [_interval(by["sac_n"][f"gain_{j}"].to_numpy(), cfg) for j in range(n)]
-            states = {verdict(g, MIN_GAIN) for g in gains}  # strictly above random
+            states = [verdict(g, MIN_GAIN) for g in gains]  # strictly above random
             state = FAILS if FAILS in states else (UNDECIDED if UNDECIDED in states else HOLDS)
+            needed = max((seeds_to_decide(by["sac_n"][f"gain_{j}"].to_numpy(), MIN_GAIN, cfg)
+                          for j in range(n) if states[j] == UNDECIDED), default=np.nan)  # fmt: skip
             out.append({**base, "claim": "SAC learns every task (SAC-N above a random policy on each task)",
                         "verdict": state, "threshold": "gain over random > 0",
                         "evidence": "gain over random: " + "; ".join(f"task {j}: {g.text()}" for j, g in enumerate(gains))
-                        + f" ({unit})",
+                        + f" ({unit})", "to_decide": needed,
                         "shown_in": "continual_tasks.md"})  # fmt: skip
         for method, g in by.items():
             retention = _interval(g["retention"].to_numpy(), cfg)
@@ -168,14 +192,17 @@ def continual_claims(
             if int(g["n_tasks"].max()) > 2 and not np.isnan(task0.mean):
                 evidence += f"; task 0 alone {task0.text()}"
             out.append({**base, "claim": claim, "verdict": state, "threshold": f"retention {RETENTION}",
-                        "evidence": evidence, "shown_in": "continual_tasks.md"})  # fmt: skip
+                        "evidence": evidence, "to_decide": seeds_to_decide(g["retention"].to_numpy(), RETENTION, cfg),
+                        "shown_in": "continual_tasks.md"})  # fmt: skip
         if "rewire" in by:
             for method, g in by.items():
                 if method == "rewire":
                     continue
-                diff = difference_interval(by["rewire"]["final"].to_numpy(), g["final"].to_numpy(), cfg)
+                rewire, other = by["rewire"]["final"].to_numpy(), g["final"].to_numpy()
+                diff = difference_interval(rewire, other, cfg)
                 out.append({**base, "claim": f"Rewire's final performance ≥ {display_name(method)}'s",
                             "verdict": verdict(diff, 0.0), "threshold": "difference ≥ 0",
+                            "to_decide": seeds_to_decide(rewire, 0.0, cfg, other),
                             "evidence": f"Rewire − {display_name(method)}: {diff.text()} ({unit})",
                             "shown_in": "continual_tables.md"})  # fmt: skip
             size = inference_sizes(sizes, scenario)
@@ -207,9 +234,11 @@ def sparse_claims(runs: pd.DataFrame, study: str, cfg: BootstrapConfig, full_bud
             by = {m: g.set_index("seed") for m, g in sorted(sparse.groupby("method"), key=lambda x: method_rank(x[0]))}
             if "dapd" in by and len(dense):
                 # the sparse table's return_rel_dense: each run over the mean of the dense runs
-                interval = _interval(by["dapd"]["return_rel_dense"].to_numpy(), cfg)
+                ratio = by["dapd"]["return_rel_dense"].to_numpy()
+                interval = _interval(ratio, cfg)
                 out.append({**base, "claim": "DAPD at this keep ratio comes close to dense SAC",
                             "verdict": verdict(interval, CLOSE_TO_DENSE), "threshold": f"× dense ≥ {CLOSE_TO_DENSE}",
+                            "to_decide": seeds_to_decide(ratio, CLOSE_TO_DENSE, cfg),
                             "evidence": f"DAPD ÷ dense SAC's mean return: {interval.text()}",
                             "shown_in": "sparse_tables.md"})  # fmt: skip
             for other in ("rigl", "rlx2"):
@@ -218,6 +247,7 @@ def sparse_claims(runs: pd.DataFrame, study: str, cfg: BootstrapConfig, full_bud
                     diff = difference_interval(dapd, rival, cfg)
                     out.append({**base, "claim": f"DAPD's return ≥ {display_name(other)}'s",
                                 "verdict": verdict(diff, 0.0), "threshold": "difference ≥ 0",
+                                "to_decide": seeds_to_decide(dapd, 0.0, cfg, rival),
                                 "evidence": f"DAPD − {display_name(other)}: {diff.text()} (return)",
                                 "shown_in": "sparse_tables.md"})  # fmt: skip
             for method, g in by.items():
@@ -301,8 +331,19 @@ def claims_table(
         if not study.sparse.empty:
             found += sparse_claims(study.sparse, name, cfg, sparse_full_budget)
         rows += [{**row, "shown_in": str(directory / "tables" / row["shown_in"])} for row in found]
-    return pd.DataFrame(rows, columns=["paper", "claim", "study", "scenario", "verdict", "evidence", "threshold",
-                                       "budget", "full_budget", "shown_in", "duplicate_of"])  # fmt: skip
+    table = pd.DataFrame(rows, columns=["paper", "claim", "study", "scenario", "verdict", "evidence", "threshold",
+                                        "to_decide", "budget", "full_budget", "shown_in", "duplicate_of"])  # fmt: skip
+    # only an undecided claim has seeds left to decide it
+    table["to_decide"] = table["to_decide"].astype(float).where(table["verdict"] == UNDECIDED)
+    return table
+
+
+def _to_decide(n: float, verdict: str) -> str:
+    if verdict != UNDECIDED:
+        return ""
+    if pd.isna(n):
+        return "–"
+    return "∞" if np.isinf(n) else ("> 100" if n > 100 else f"≈ {n:.0f}")
 
 
 def render_claims_markdown(
@@ -320,15 +361,20 @@ def render_claims_markdown(
         f"(threshold {RETENTION}).",
         "Thresholds are this project's; the papers state none. Built by `make claims` from the committed runs.",
         "",
-        f"| paper | claim | study · scenario | verdict | evidence: mean [{confidence:.0%} CI] (seeds) | budget here "
-        "| paper's budget "
-        "| shown in |",
-        "|---|---|---|---|---|---|---|---|",
+        "Seeds to decide: for an undecided claim, about how many seeds per method would decide it at this budget if",
+        "the observed mean and spread held (normal approximation, `n = (z·s / |mean − threshold|)²`; ∞ when the mean",
+        "sits on the threshold; – with one seed, which has no spread to estimate). A large number means the effect at",
+        "this budget is small against the seed-to-seed spread.",
+        "",
+        f"| paper | claim | study · scenario | verdict | evidence: mean [{confidence:.0%} CI] (seeds) | seeds to decide "
+        "| budget here | paper's budget | shown in |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     duplicates = table[table["duplicate_of"].notna()]
     for _, row in table[table["duplicate_of"].isna()].iterrows():
         lines.append(f"| {row['paper']} | {row['claim']} | {row['study']} · {row['scenario']} | {mark[row['verdict']]} "
-                     f"| {row['evidence']} | {row['budget']} | {row['full_budget']} | `{row['shown_in']}` |")  # fmt: skip
+                     f"| {row['evidence']} | {_to_decide(row['to_decide'], row['verdict'])} | {row['budget']} "
+                     f"| {row['full_budget']} | `{row['shown_in']}` |")  # fmt: skip
     for _, row in duplicates.iterrows():
         lines += ["", f"{row['study']} and {row['duplicate_of']} hold the same tables; their claims are listed once, under "
                   f"{row['duplicate_of']}."]  # fmt: skip
