@@ -94,24 +94,36 @@ def difference_interval(x: np.ndarray, y: np.ndarray, cfg: BootstrapConfig) -> I
     return Interval(float(est[0, 0]), float(est[1, 0]), float(est[2, 0]), n=int(min(x.size, y.size)))
 
 
+POWER = 0.8
+"""The chance of deciding a claim that `seeds_to_decide` plans for."""
+
+
+def _mean_var(values: np.ndarray) -> tuple[float, float, int]:
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if values.size < 2:
+        return np.nan, np.nan, int(values.size)
+    return float(values.mean()), float(values.var(ddof=1)), int(values.size)
+
+
 def seeds_to_decide(x: np.ndarray, threshold: float, cfg: BootstrapConfig, y: np.ndarray | None = None) -> float:
-    """Roughly how many seeds (per method) would decide an undecided claim, if the observed mean and spread held: the
-    normal approximation n = (z · s / |mean − threshold|)², with s the standard deviation over seeds (for a difference
-    of two methods, s² = s_x² + s_y²). NaN with fewer than two seeds; inf when the mean sits on the threshold."""
-    x = np.asarray(x, dtype=float)
-    x = x[~np.isnan(x)]
-    var, gap = (float(np.var(x, ddof=1)) if x.size > 1 else np.nan), float(np.mean(x)) - threshold if x.size else np.nan
+    """About how many seeds per method would decide an undecided claim with an 80% chance (POWER) at the same budget,
+    if the observed mean and spread held: n = ((z + z_power) · s / |gap|)², the normal approximation, with z the
+    interval's quantile (1.96 at 95%), s the standard deviation over seeds and gap = mean − threshold; for a
+    difference of two methods (`y`), gap = mean(x) − mean(y) − threshold and s² = s_x² + s_y². Never fewer than one
+    seed more than the claim already has. NaN where fewer than two seeds (of either method) have a value; inf when
+    the mean sits on the threshold."""
+    mean, var, n = _mean_var(x)
+    gap = mean - threshold
     if y is not None:
-        y = np.asarray(y, dtype=float)
-        y = y[~np.isnan(y)]
-        var = var + float(np.var(y, ddof=1)) if y.size > 1 else np.nan
-        gap = gap - float(np.mean(y)) if y.size else np.nan
-    if np.isnan(var) or np.isnan(gap):
+        mean_y, var_y, n_y = _mean_var(y)
+        gap, var, n = gap - mean_y, var + var_y, min(n, n_y)
+    if np.isnan(gap) or np.isnan(var):
         return np.nan
     if gap == 0:
         return np.inf
-    z = NormalDist().inv_cdf(0.5 + cfg.confidence / 2)
-    return float(max(2, math.ceil(z * z * var / (gap * gap))))
+    z = NormalDist().inv_cdf(0.5 + cfg.confidence / 2) + NormalDist().inv_cdf(POWER)
+    return float(max(n + 1, math.ceil(z * z * var / (gap * gap))))
 
 
 def continual_runs(results: pd.DataFrame, random: pd.DataFrame) -> pd.DataFrame:
@@ -147,19 +159,20 @@ def _budget(results: pd.DataFrame, scenario: str) -> str:
     return f"{n_tasks} tasks × {per_task / 1000:.0f}k steps, {lo if lo == hi else f'{lo}–{hi}'} seed{'s' * (hi > 1)}"
 
 
-def inference_sizes(runs: pd.DataFrame, scenario: str) -> dict[str, float]:
-    """Each method's mean inference size relative to one policy, from a study's `continual_runs` table (which sets
-    what one policy is: `tables.continual_run_metrics`)."""
-    if runs.empty or "inference_size_rel" not in runs:
-        return {}
-    rows = runs[runs["scenario"].astype(str) == scenario]
-    return {str(m): float(v) for m, v in rows.groupby("method", observed=True)["inference_size_rel"].mean().items()}
+def inference_sizes(sizes: pd.DataFrame, complete: pd.DataFrame, scenario: str) -> dict[str, float]:
+    """Each method's mean inference size relative to one policy over its complete runs (`complete`: scenario, method,
+    seed), from a study's `continual_runs` table (which sets what one policy is: `tables.continual_run_metrics`)."""
+    keys = ["scenario", "method", "seed"]
+    sizes = sizes.astype({"scenario": str, "method": str, "seed": int})[[*keys, "inference_size_rel"]]
+    rows = sizes.merge(complete[keys].astype({"scenario": str, "method": str, "seed": int}), on=keys)
+    rows = rows[rows["scenario"] == scenario]
+    return {str(m): float(v) for m, v in rows.groupby("method")["inference_size_rel"].mean().items()}
 
 
 def continual_claims(
     results: pd.DataFrame, random: pd.DataFrame, sizes: pd.DataFrame, study: str, cfg: BootstrapConfig,
     full_budget: dict[str, str],
-) -> list[dict]:
+) -> list[dict]:  # fmt: skip
     """The Rewire paper's qualitative claims on each scenario of one study (module docstring). `sizes` is the study's
     `continual_runs` table (inference sizes)."""
     runs = continual_runs(results, random)
@@ -174,8 +187,10 @@ def continual_claims(
             gains = [_interval(by["sac_n"][f"gain_{j}"].to_numpy(), cfg) for j in range(n)]
             states = [verdict(g, MIN_GAIN) for g in gains]  # strictly above random
             state = FAILS if FAILS in states else (UNDECIDED if UNDECIDED in states else HOLDS)
-            needed = max((seeds_to_decide(by["sac_n"][f"gain_{j}"].to_numpy(), MIN_GAIN, cfg)
-                          for j in range(n) if states[j] == UNDECIDED), default=np.nan)  # fmt: skip
+            # the seeds the hardest undecided task needs (unknown if any of them has fewer than two seeds)
+            needed = [seeds_to_decide(by["sac_n"][f"gain_{j}"].to_numpy(), MIN_GAIN, cfg)
+                      for j in range(n) if states[j] == UNDECIDED]  # fmt: skip
+            needed = np.nan if not needed or np.isnan(needed).any() else max(needed)
             out.append({**base, "claim": "SAC learns every task (SAC-N above a random policy on each task)",
                         "verdict": state, "threshold": "gain over random > 0",
                         "evidence": "gain over random: " + "; ".join(f"task {j}: {g.text()}" for j, g in enumerate(gains))
@@ -205,7 +220,7 @@ def continual_claims(
                             "to_decide": seeds_to_decide(rewire, 0.0, cfg, other),
                             "evidence": f"Rewire − {display_name(method)}: {diff.text()} ({unit})",
                             "shown_in": "continual_tables.md"})  # fmt: skip
-            size = inference_sizes(sizes, scenario)
+            size = inference_sizes(sizes, runs[runs["complete"]], scenario)
             if "rewire" in size and "sac_n" in size:
                 shown = {m: size[m] for m in ("rewire", "sac_n", "pnn", "packnet", "csp") if m in size}
                 evidence = ", ".join(f"{display_name(m)} {v:.3g}" for m, v in shown.items())
@@ -272,18 +287,15 @@ class Study:
     engines: str
 
 
+def _read_table(directory: Path, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+    path = directory / "tables" / f"{name}.parquet"
+    return pd.read_parquet(path, columns=columns) if path.exists() else pd.DataFrame()
+
+
 def read_study(directory: Path) -> Study:
-    tables = directory / "tables"
-
-    def read(name: str, columns: list[str] | None = None) -> pd.DataFrame:
-        path = tables / f"{name}.parquet"
-        return pd.read_parquet(path, columns=columns) if path.exists() else pd.DataFrame()
-
-    results = read("results")
-    engines = set(results["engine_version"].astype(str)) if "engine_version" in results else set()
-    sparse_results = read("sparse_results")
-    if "engine_version" in sparse_results:
-        engines |= set(sparse_results["engine_version"].astype(str))
+    """A study's tables as its claims read them, each file once."""
+    results = _read_table(directory, "results")
+    engines = engine_versions(directory, results)
     if not results.empty:
         results = results[results["suite"] == "continual"].copy()
         for column in ("scenario", "method", "metric", "task_name"):
@@ -292,24 +304,35 @@ def read_study(directory: Path) -> Study:
     if not results.empty and not references:
         raise FileNotFoundError(f"{directory}: continual tables but no random-policy references under "
                                 f"{directory / 'references'} (learning and retention are measured against them)")  # fmt: skip
+    sizes = _read_table(directory, "continual_runs")
+    if not results.empty and "inference_size_rel" not in sizes:
+        raise FileNotFoundError(f"{directory / 'tables'}: continual results but no continual_runs.parquet with "
+                                f"inference_size_rel (tables built by an older rlrepro): rebuild them with `make "
+                                f"validate-tables VALIDATE=<preset>`")  # fmt: skip
     random = pd.concat([pd.read_parquet(p) for p in references]) if references else pd.DataFrame(
         columns=["scenario", "seed", "task", "task_name", "metric", "value"])  # fmt: skip
-    return Study(results, random.astype({"scenario": str, "metric": str}), read("continual_runs"),
-                 read("sparse_runs"), ", ".join(sorted(engines)) or "unknown")  # fmt: skip
+    return Study(results, random.astype({"scenario": str, "metric": str}), sizes, _read_table(directory, "sparse_runs"),
+                 engines)  # fmt: skip
 
 
 def tables_digest(directory: Path) -> str:
     """One hash of the Parquet tables a study's claims are read from."""
     digest = hashlib.sha256()
-    for name in ("results", "sparse_runs"):
+    for name in ("results", "continual_runs", "sparse_runs"):
         path = directory / "tables" / f"{name}.parquet"
         digest.update(path.read_bytes() if path.exists() else b"-")
     return digest.hexdigest()
 
 
-def engine_versions(directory: Path) -> str:
-    """The engine version(s) that trained a study's runs, from its result tables."""
-    return read_study(directory).engines
+def engine_versions(directory: Path, results: pd.DataFrame | None = None) -> str:
+    """The engine version(s) that trained a study's runs, from its result tables (`results`: its results table, if
+    already read)."""
+    versions: set[str] = set()
+    for frame in (_read_table(directory, "results", ["engine_version"]) if results is None else results,
+                  _read_table(directory, "sparse_results", ["engine_version"])):  # fmt: skip
+        if "engine_version" in frame:
+            versions |= set(frame["engine_version"].astype(str))
+    return ", ".join(sorted(versions)) or "unknown"
 
 
 def claims_table(
@@ -361,10 +384,11 @@ def render_claims_markdown(
         f"(threshold {RETENTION}).",
         "Thresholds are this project's; the papers state none. Built by `make claims` from the committed runs.",
         "",
-        "Seeds to decide: for an undecided claim, about how many seeds per method would decide it at this budget if",
-        "the observed mean and spread held (normal approximation, `n = (z·s / |mean − threshold|)²`; ∞ when the mean",
-        "sits on the threshold; – with one seed, which has no spread to estimate). A large number means the effect at",
-        "this budget is small against the seed-to-seed spread.",
+        "Seeds to decide: for an undecided claim, about how many seeds per method would decide it with an 80% chance at",
+        "this budget if the observed mean and spread held (normal approximation `n = ((z + z₀.₈) · s / |gap|)²`, z the",
+        "interval's quantile, s the standard deviation over seeds, gap the mean's distance from the threshold; for a",
+        "difference of two methods s² = s₁² + s₂²). ∞: the mean sits on the threshold; > 100: at this budget the effect",
+        "is small against the seed-to-seed spread; –: fewer than two seeds (of either method) have a value.",
         "",
         f"| paper | claim | study · scenario | verdict | evidence: mean [{confidence:.0%} CI] (seeds) | seeds to decide "
         "| budget here | paper's budget | shown in |",
