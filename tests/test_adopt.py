@@ -81,6 +81,12 @@ def test_study_status_counts_done_stale_waiting_and_missing_jobs(study):
     line = study_status(PRESET, resolved)
     assert line.startswith(f"{PRESET}: 2 of {total} jobs done on the current engine and config, 0 from an older")
     assert line.endswith(f"{total - 2} not run or not evaluated")
+    hours = {f"{ENV} · SAC (dense)": 0.25, f"{ENV} · DAPD": 0.5}  # what the study's tables measured per job
+    line = study_status(PRESET, resolved, hours)
+    seeds = len(resolved.sparse.seeds)  # per method; seed 0 of dense and DAPD done, every RiGL and RLx2 job to run
+    assert line.endswith(f"; the {total - 2} to run: about {0.25 * (seeds - 1) + 0.5 * (seeds - 1):.1f} core-hours at "
+                         f"its jobs' measured times ({2 * seeds} of a method and scenario it has not measured yet, "
+                         "not counted)")  # fmt: skip
     meta = json.loads((Path(DENSE) / "meta.json").read_text())
     (Path(DENSE) / "meta.json").write_text(json.dumps({**meta, "config_hash": "0" * 16}))  # dense from another spec
     line = study_status(PRESET, resolved)

@@ -225,7 +225,7 @@ def test_two_studies_compared_cell_by_cell_flag_intervals_that_do_not_overlap(tm
 
 
 def test_cost_sums_each_jobs_training_and_evaluation(tmp_path):
-    from rlrepro.tables.claims import render_cost_markdown, study_cost
+    from rlrepro.tables.claims import hours_per_job, render_cost_markdown, study_cost
 
     (tmp_path / "tables").mkdir()
     runs = pd.DataFrame({"scenario": [SCENARIO] * 3, "method": ["ft_1", "ft_1", "rewire"], "seed": [0, 1, 0],
@@ -234,6 +234,8 @@ def test_cost_sums_each_jobs_training_and_evaluation(tmp_path):
     cost = study_cost(tmp_path).set_index("job")
     assert cost.loc[f"{SCENARIO} · FT-1", "jobs"] == 2
     assert cost.loc[f"{SCENARIO} · FT-1", "core_hours"] == pytest.approx((600 + 1200 + 120) / 3600)
+    assert hours_per_job(study_cost(tmp_path)) == pytest.approx({f"{SCENARIO} · FT-1": (600 + 1200 + 120) / 3600 / 2,
+                                                                 f"{SCENARIO} · Rewire": (3000 + 240) / 3600})  # fmt: skip
     text = render_cost_markdown({"s": study_cost(tmp_path)})
     assert "## s: 3 jobs, 1.4 core-hours" in text and f"| {SCENARIO} · FT-1 | 2 | 10–20 min | 0.53 |" in text
 

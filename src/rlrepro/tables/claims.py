@@ -485,6 +485,14 @@ def study_cost(directory: Path) -> pd.DataFrame:
     return out
 
 
+def hours_per_job(cost: pd.DataFrame) -> dict[str, float]:
+    """Core-hours of one job of a study, by job ("scenario · Method" / "env · Method"), from its `study_cost` frame:
+    what its jobs measured on average (its own budget; the engine that trained them)."""
+    if cost.empty:
+        return {}
+    return {str(job): float(hours / n) for job, hours, n in zip(cost["job"], cost["core_hours"], cost["jobs"], strict=True)}
+
+
 def render_cost_markdown(costs: dict[str, pd.DataFrame]) -> str:
     lines = ["# Cost of each study", "",
              "Measured: each job's training wall time (`train_wall_time_s` in its `meta.json`; one core per job, two jobs",
