@@ -49,6 +49,22 @@ def test_difference_interval_brackets_the_difference_of_means():
     assert difference_interval(x, np.array([np.nan]), CFG).n == 0
 
 
+Z = 1.959964 + 0.841621  # the 95% interval's quantile plus 80% power's
+
+
+def test_seeds_to_decide_follows_the_normal_approximation():
+    from rlrepro.tables.claims import seeds_to_decide
+
+    x = np.array([0.8, 1.0, 1.2, np.nan])  # mean 1.0, s = 0.2 over the three seeds with a value: 0.1 above 0.9
+    assert seeds_to_decide(x, 0.9, CFG) == np.ceil(Z**2 * 0.04 / 0.01)  # 32
+    y = np.array([0.6, 0.8, 1.0])  # a difference of 0.2, 0.1 above the threshold 0.1, with s² = 0.04 + 0.04
+    assert seeds_to_decide(x, 0.1, CFG, y) == np.ceil(Z**2 * 0.08 / 0.01)  # 63
+    assert seeds_to_decide(np.array([5.0, 7.0]), 6.0, CFG) == np.inf
+    assert np.isnan(seeds_to_decide(np.array([1.0, np.nan]), 0.0, CFG))
+    assert np.isnan(seeds_to_decide(x, 0.0, CFG, np.array([0.5])))  # one seed of the other method: no spread
+    assert seeds_to_decide(np.array([10.0, 10.1, 10.2]), 0.0, CFG) == 4  # never fewer than one seed more
+
+
 def _rows(method: str, seed: int, p: np.ndarray) -> list[dict]:
     return [{"suite": "continual", "scenario": SCENARIO, "method": method, "seed": seed, "stage": s, "task": j,
              "task_name": f"t{j}", "metric": "avg_return", "value": float(p[s, j])}
@@ -83,6 +99,9 @@ def _study(tmp_path, matrices: dict[str, list[np.ndarray]]):
     rows = [r for method, ps in matrices.items() for seed, p in enumerate(ps) for r in _rows(method, seed, p)]
     (tmp_path / "tables").mkdir(parents=True)
     pd.DataFrame(rows).to_parquet(tmp_path / "tables" / "results.parquet")
+    sizes = [{"scenario": SCENARIO, "method": method, "seed": seed, "inference_size_rel": 1.0}
+             for method, ps in matrices.items() for seed in range(len(ps))]  # fmt: skip
+    pd.DataFrame(sizes).to_parquet(tmp_path / "tables" / "continual_runs.parquet")
     ref = tmp_path / "references" / SCENARIO / "seed0"
     ref.mkdir(parents=True)
     _random(2).to_parquet(ref / "random.parquet")
@@ -108,6 +127,7 @@ def test_a_study_decides_forgetting_retention_and_rewire_comparisons(tmp_path):
     assert claims["Rewire retains earlier tasks"] == HOLDS
     assert claims["Rewire's final performance ≥ FT-1's"] == HOLDS
     assert claims["Rewire's final performance ≥ SAC-N's"] == HOLDS
+    assert table["to_decide"].isna().all()  # every claim decided (the undecided case: the test after the next)
     assert set(table["budget"]) == {"2 tasks × 1k steps, 3 seeds"}
     assert set(table["shown_in"]) <= {str(study / "tables" / n) for n in ("continual_tasks.md", "continual_tables.md")}
     text = render_claims_markdown(table, ["validate_cw"])
@@ -118,10 +138,48 @@ def test_a_study_decides_forgetting_retention_and_rewire_comparisons(tmp_path):
     assert "copy and demo hold the same tables" in render_claims_markdown(twice)
 
 
+@pytest.mark.parametrize(("rewire_size", "expected"), [(1.03, HOLDS), (2.5, FAILS)])
+def test_rewires_size_is_read_from_the_studys_continual_runs_table(tmp_path, rewire_size, expected):
+    p = [np.array([[1000.0 + s, -90.0], [900.0, 900.0]]) for s in range(2)]
+    study = _study(tmp_path, {"sac_n": [*p, p[0][:1]], "rewire": p})  # SAC-N's seed 2 has not finished its last task
+    sizes = pd.DataFrame({"scenario": SCENARIO, "method": ["sac_n"] * 3 + ["rewire"] * 2, "seed": [0, 1, 2, 0, 1],
+                          "inference_size_rel": [2.0, 2.0, 1.0, rewire_size, rewire_size]})  # fmt: skip
+    sizes.to_parquet(study / "tables" / "continual_runs.parquet")
+    row = claims_table({"s": study}, CFG, {}, "").set_index("claim").loc[
+        "Rewire needs fewer parameters than a policy per task (SAC-N)"]
+    assert row["verdict"] == expected
+    assert row["evidence"] == f"inference size × one policy: Rewire {rewire_size:.3g}, SAC-N 2"  # complete runs only
+    (study / "tables" / "continual_runs.parquet").unlink()  # tables from before the sizes were read from it
+    with pytest.raises(FileNotFoundError, match=r"no continual_runs.parquet with inference_size_rel.*make validate-tables"):
+        claims_table({"s": study}, CFG, {}, "")
+
+
+def test_learning_with_an_unfinished_task_has_no_seed_estimate(tmp_path):
+    # task 1 finished by one seed only: undecided, and its spread unknown, so the row names no seed count
+    p = [np.array([[500.0 + 100 * s, -90.0], [400.0, 600.0]]) for s in range(3)]
+    p[1], p[2] = p[1][:1], p[2][:1]
+    table = claims_table({"s": _study(tmp_path, {"sac_n": p})}, CFG, {}, "")
+    row = table.set_index("claim").loc["SAC learns every task (SAC-N above a random policy on each task)"]
+    assert row["verdict"] == UNDECIDED and np.isnan(row["to_decide"])
+
+
 def test_a_forgetting_structure_method_is_reported_as_not_retaining(tmp_path):
     p = [np.array([[1000.0 + s, -90.0], [-100.0, 900.0]]) for s in range(3)]
     table = claims_table({"s": _study(tmp_path, {"packnet": p})}, CFG, {}, "")
     assert dict(zip(table["claim"], table["verdict"], strict=True))["PackNet retains earlier tasks"] == FAILS
+
+
+def test_an_undecided_claim_says_about_how_many_seeds_would_decide_it(tmp_path):
+    # retention (over random's -100) 0.85, 0.97, 1.0: the interval straddles 0.9
+    p = [np.array([[900.0, -90.0], [-100.0 + keep * 1000.0, 900.0]]) for keep in (0.85, 0.97, 1.0)]
+    table = claims_table({"s": _study(tmp_path, {"packnet": p, "ft_1": p[:1]})}, CFG, {}, "")
+    row = table.set_index("claim").loc["PackNet retains earlier tasks"]
+    assert row["verdict"] == UNDECIDED
+    kept = np.array([0.85, 0.97, 1.0])
+    assert row["to_decide"] == np.ceil(Z**2 * kept.var(ddof=1) / (kept.mean() - 0.9) ** 2)
+    text = render_claims_markdown(table)
+    assert f"| ≈ {row['to_decide']:.0f} |" in text
+    assert "| ➖ undecided | retention 0.85 [0.85, 0.85] (n=1) | – |" in text  # FT-1, one seed: no spread to use
 
 
 def test_sparse_claims_compare_dapd_with_dense_and_the_dst_methods(tmp_path):
@@ -167,7 +225,7 @@ def test_two_studies_compared_cell_by_cell_flag_intervals_that_do_not_overlap(tm
 
 
 def test_cost_sums_each_jobs_training_and_evaluation(tmp_path):
-    from rlrepro.tables.claims import render_cost_markdown, study_cost
+    from rlrepro.tables.claims import hours_per_job, render_cost_markdown, study_cost
 
     (tmp_path / "tables").mkdir()
     runs = pd.DataFrame({"scenario": [SCENARIO] * 3, "method": ["ft_1", "ft_1", "rewire"], "seed": [0, 1, 0],
@@ -176,6 +234,8 @@ def test_cost_sums_each_jobs_training_and_evaluation(tmp_path):
     cost = study_cost(tmp_path).set_index("job")
     assert cost.loc[f"{SCENARIO} · FT-1", "jobs"] == 2
     assert cost.loc[f"{SCENARIO} · FT-1", "core_hours"] == pytest.approx((600 + 1200 + 120) / 3600)
+    assert hours_per_job(study_cost(tmp_path)) == pytest.approx({f"{SCENARIO} · FT-1": (600 + 1200 + 120) / 3600 / 2,
+                                                                 f"{SCENARIO} · Rewire": (3000 + 240) / 3600})  # fmt: skip
     text = render_cost_markdown({"s": study_cost(tmp_path)})
     assert "## s: 3 jobs, 1.4 core-hours" in text and f"| {SCENARIO} · FT-1 | 2 | 10–20 min | 0.53 |" in text
 

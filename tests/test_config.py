@@ -193,6 +193,19 @@ def test_yaml_exponent_without_a_dot_is_rejected_with_the_fix(tmp_path):
         _spec(f"@{spec}")
 
 
+@pytest.mark.parametrize(("name", "text"), [("spec.yaml", "sac:\n  tau: .nan\n"), ("spec.json", '{"sac": {"tau": NaN}}'),
+                                            ("spec.json", '{"sac": {"tau": -Infinity}}'), (None, '{"sac": {"tau": NaN}}')])
+def test_a_job_spec_with_a_non_finite_number_is_refused_naming_the_key(tmp_path, name, text):
+    from rlrepro.cli import _spec
+
+    if name:
+        (tmp_path / name).write_text(text)
+    arg = f"@{tmp_path / name}" if name else text
+    where = str(tmp_path / name) if name else "--spec"
+    with pytest.raises(ConfigError, match=rf"^{re.escape(where)}\.sac\.tau: -?(nan|inf) is not a finite number"):
+        _spec(arg)
+
+
 def test_check_config_works_from_a_non_editable_install(tmp_path):
     """As in the image: the package installed from a wheel, no checkout around it (the schema is package data)."""
     import os

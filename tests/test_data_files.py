@@ -27,8 +27,9 @@ from rlrepro.engine.config import NetworkConfig
 from rlrepro.io import RefusedFile, read_torch_data
 
 ROOT = Path(__file__).resolve().parents[1]
-PNN_RUN = "results/validation/runs/halfcheetah/robustness/pnn/seed0"
-DENSE_RUN = "results/validation/sparse/halfcheetah/dense/keep1/seed0"
+# committed runs of two studies: a continual run (policies.pt) and a sparse one (model.pt)
+REWIRE_RUN = "results/validation_revisit/runs/halfcheetah/robustness/rewire/seed0"
+DENSE_RUN = "results/validation_sparse/sparse/hopper/dense/keep1/seed0"
 
 
 class RunsACommand:
@@ -113,15 +114,18 @@ def test_a_checkpoint_reads_back_as_data_with_every_part_in_plain_form(fake_scen
     assert payload["trainer"]["replay"]["behaviour"].shape[1] == 2 and payload["env"] is not None
 
 
+PRESETS = {REWIRE_RUN: "validate_revisit", DENSE_RUN: "validate_sparse"}
+
+
 @pytest.fixture
 def study(tmp_path, monkeypatch) -> Path:
-    """Committed validation runs (PNN and dense seed 0) in a scratch directory, their meta.json spec hashes set to what
-    the current config gives (the engine's config may have moved since they were made: that is test_adopt's case)."""
-    if not all((ROOT / r / "meta.json").exists() for r in (PNN_RUN, DENSE_RUN)):
-        pytest.skip("needs the committed validation runs")
-    validate = load_config(ROOT / "config.yaml", {"preset": "validate"})
-    specs = {PNN_RUN: validate.train_spec("pnn", "halfcheetah/robustness", 0),
-             DENSE_RUN: validate.sparse.spec("dense", "halfcheetah", 1.0, 0)}  # fmt: skip
+    """Committed runs of two studies (validate_revisit's Rewire seed 0, validate_sparse's Hopper dense seed 0) in a
+    scratch directory, their meta.json spec hashes set to what the current config gives (the engine's config may have
+    moved since they were made: that is test_adopt's case)."""
+    assert all((ROOT / r / "meta.json").exists() for r in PRESETS), f"committed runs missing: {list(PRESETS)}"
+    revisit, sparse = (load_config(ROOT / "config.yaml", {"preset": p}) for p in ("validate_revisit", "validate_sparse"))
+    specs = {REWIRE_RUN: revisit.train_spec("rewire", "halfcheetah/robustness", 0),
+             DENSE_RUN: sparse.sparse.spec("dense", "hopper", 1.0, 0)}  # fmt: skip
     for run, spec in specs.items():
         shutil.copytree(ROOT / run, tmp_path / run)
         meta = json.loads((tmp_path / run / "meta.json").read_text())
@@ -130,24 +134,28 @@ def study(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+def adoption(run: str):
+    return plan(load_config(ROOT / "config.yaml", {"preset": PRESETS[run]}))
+
+
 def test_adopt_refuses_hostile_run_files_and_leaves_them_in_place(study):
-    validate = load_config(ROOT / "config.yaml", {"preset": "validate"})
-    before = plan(validate)
-    assert {Path(PNN_RUN, "meta.json"), Path(DENSE_RUN, "results.parquet")} <= set(before.adopted)
-    assert not before.refused  # the committed runs are data
+    assert Path(REWIRE_RUN, "meta.json") in adoption(REWIRE_RUN).adopted
+    assert Path(DENSE_RUN, "results.parquet") in adoption(DENSE_RUN).adopted
+    assert not adoption(REWIRE_RUN).refused and not adoption(DENSE_RUN).refused  # the committed runs are data
     marker = study / "ran"
-    hostile(Path(PNN_RUN, "policies.pt"), marker)
+    hostile(Path(REWIRE_RUN, "policies.pt"), marker)
     hostile(Path(DENSE_RUN, "model.pt"), marker)
-    out = plan(validate)
-    assert not marker.exists()
-    assert [why.split(": refused: ")[0] for why in out.refused] == [f"{PNN_RUN}/policies.pt", f"{DENSE_RUN}/model.pt"]
-    assert not out.adopted and not out.stale  # neither adopted nor moved aside
-    cmd = [sys.executable, "-m", "rlrepro", "adopt", "--config", str(ROOT / "config.yaml"), "--preset", "validate",
-           "--dry-run"]  # fmt: skip
+    for run, name in ((REWIRE_RUN, "policies.pt"), (DENSE_RUN, "model.pt")):
+        out = adoption(run)
+        assert not marker.exists()
+        assert [why.split(": refused: ")[0] for why in out.refused] == [f"{run}/{name}"]
+        assert not out.adopted and not out.stale  # neither adopted nor moved aside
+    cmd = [sys.executable, "-m", "rlrepro", "adopt", "--config", str(ROOT / "config.yaml"), "--preset",
+           "validate_revisit", "--dry-run"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=study)
     assert proc.returncode == 1, proc.stderr[-2000:]
-    assert f"refused: {PNN_RUN}/policies.pt: refused: it holds pickled Python objects" in proc.stdout
-    assert not marker.exists() and Path(PNN_RUN, "policies.pt").exists() and Path(DENSE_RUN, "model.pt").exists()
+    assert f"refused: {REWIRE_RUN}/policies.pt: refused: it holds pickled Python objects" in proc.stdout
+    assert not marker.exists() and Path(REWIRE_RUN, "policies.pt").exists() and Path(DENSE_RUN, "model.pt").exists()
 
 
 @dataclasses.dataclass

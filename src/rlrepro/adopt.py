@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from rlrepro.config import RANDOM_REFERENCE, RUN_DIR, SPARSE_DIR, Resolved, stable_hash
+from rlrepro.naming import display_name
 
 
 @dataclass
@@ -126,21 +127,32 @@ def plan(resolved: Resolved) -> Adoption:
     return out
 
 
-def study_status(preset: str, resolved: Resolved) -> str:
-    """How many of a preset's jobs have finished runs that match their job spec today (engine version included)."""
+def study_status(preset: str, resolved: Resolved, hours_per_job: dict[str, float] | None = None) -> str:
+    """How many of a preset's jobs have finished runs that match their job spec today (engine version included), and,
+    given `hours_per_job` (core-hours of one of the study's jobs, by "scenario · Method" / "env · Method", as its
+    tables measured them), about what the rest cost."""
     root = Path(resolved.results_dir)
-    dirs = [root / RUN_DIR.format(scenario=r.scenario, method=r.method, seed=r.seed) for r in resolved.runs]
-    dirs += [root / SPARSE_DIR.format(env=r.env, method=r.method, keep=r.keep, seed=r.seed) for r in resolved.sparse.runs]
+    jobs = {root / RUN_DIR.format(scenario=r.scenario, method=r.method, seed=r.seed):
+            f"{r.scenario} · {display_name(r.method)}" for r in resolved.runs}  # fmt: skip
+    jobs |= {root / SPARSE_DIR.format(env=r.env, method=r.method, keep=r.keep, seed=r.seed):
+             f"{r.env} · {display_name(r.method)}" for r in resolved.sparse.runs}  # fmt: skip
     adoption = plan(resolved)
     # done = trained and evaluated as today's spec says (a continual run's results.parquet is adopted only then)
-    done = {p.parent for p in adoption.adopted if p.name == "results.parquet"} & set(dirs)
-    stale = {p for p, _ in adoption.stale} & set(dirs)
-    waiting = {p for p, _ in adoption.waiting} & set(dirs)
-    rest = len(dirs) - len(done) - len(stale) - len(waiting) - len(adoption.refused)
+    done = {p.parent for p in adoption.adopted if p.name == "results.parquet"} & set(jobs)
+    stale = {p for p, _ in adoption.stale} & set(jobs)
+    waiting = {p for p, _ in adoption.waiting} & set(jobs)
+    rest = len(jobs) - len(done) - len(stale) - len(waiting) - len(adoption.refused)
     extra = f", {len(waiting)} waiting for a rerun of their input" if waiting else ""
     extra += f", {len(adoption.refused)} refused (unreadable files)" if adoption.refused else ""
-    return (f"{preset}: {len(done)} of {len(dirs)} jobs done on the current engine and config, {len(stale)} from an "
+    line = (f"{preset}: {len(done)} of {len(jobs)} jobs done on the current engine and config, {len(stale)} from an "
             f"older engine or config{extra}, {rest} not run or not evaluated")  # fmt: skip
+    todo = [key for path, key in jobs.items() if path not in done]
+    if hours_per_job is None or not todo:
+        return line
+    known = [hours_per_job[key] for key in todo if key in hours_per_job]
+    line += f"; the {len(todo)} to run: about {sum(known):.1f} core-hours at its jobs' measured times"
+    unknown = len(todo) - len(known)
+    return line + (f" ({unknown} of a method and scenario it has not measured yet, not counted)" if unknown else "")
 
 
 def move_aside(adoption: Adoption, root: Path) -> Path:

@@ -39,16 +39,21 @@ def _setup_runtime() -> None:
 
 
 def _spec(text: str) -> dict[str, Any]:
-    """A job spec: inline JSON, or @file with JSON or YAML (a run's saved `config.resolved.yaml` is a spec)."""
-    if not text.startswith("@"):
-        return json.loads(text)
+    """A job spec: inline JSON, or @file with JSON or YAML (a run's saved `config.resolved.yaml` is a spec). Strings
+    that YAML 1.1 misreads and non-finite numbers (JSON's NaN/Infinity, YAML's .nan/.inf) are refused, naming the key,
+    before the job starts."""
     import yaml
 
-    from rlrepro.config import reject_exponent_strings
+    from rlrepro.config import reject_exponent_strings, reject_non_finite
 
-    path = Path(text[1:])
-    data = yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
-    reject_exponent_strings(data, str(path))
+    if text.startswith("@"):
+        path = Path(text[1:])
+        where = str(path)
+        data = yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
+    else:
+        where, data = "--spec", json.loads(text)
+    reject_exponent_strings(data, where)
+    reject_non_finite(data, where)
     return data
 
 
@@ -455,6 +460,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
         claims_table,
         compare_studies,
         engine_versions,
+        hours_per_job,
         render_claims_markdown,
         render_comparison_markdown,
         render_cost_markdown,
@@ -468,11 +474,10 @@ def cmd_claims(args: argparse.Namespace) -> int:
         full[name] = f"{sc.n_tasks} tasks × {sc.steps_per_task / 1e6:g}M steps, {len(paper.seeds)} seeds"
     sparse_steps = int(paper.config["sparse"]["sac"]["total_steps"])
     sparse_full = f"{sparse_steps / 1e6:g}M steps, {len(paper.sparse.seeds)} seeds"
-    studies, status = {}, []
+    studies, presets = {}, {}
     for preset in args.preset:
-        resolved = load_config(args.config, {"preset": preset})
-        studies[preset] = Path(resolved.results_dir)
-        status.append(study_status(preset, resolved))
+        presets[preset] = load_config(args.config, {"preset": preset})
+        studies[preset] = Path(presets[preset].results_dir)
     for item in args.study:
         name, sep, directory = item.partition("=")
         if not sep or not name or not directory:
@@ -480,12 +485,15 @@ def cmd_claims(args: argparse.Namespace) -> int:
         studies[name] = Path(directory)
     logging.getLogger("absl").setLevel(logging.WARNING)  # rliable's per-estimate INFO lines
     built = {name: d for name, d in studies.items() if (d / "tables").is_dir()}
+    costs = {name: study_cost(d) for name, d in built.items()}
+    status = [study_status(preset, resolved, hours_per_job(costs[preset]) if preset in costs else None)
+              for preset, resolved in presets.items()]  # fmt: skip
     table = claims_table(built, BootstrapConfig(**paper.config["aggregate"]["bootstrap"]), full, sparse_full)
     atomic_write_parquet(table, Path(args.out).with_suffix(".parquet"))
     boot = BootstrapConfig(**paper.config["aggregate"]["bootstrap"])
     text = render_claims_markdown(table, sorted(set(studies) - set(built)), status, boot.confidence)
     atomic_write_text(args.out, text)
-    costs = {f"{name} (engine {engine_versions(d)})": study_cost(d) for name, d in built.items()}
+    costs = {f"{name} (engine {engine_versions(built[name])})": cost for name, cost in costs.items()}
     atomic_write_text(Path(args.out).with_name("cost.md"), render_cost_markdown(costs))
     if args.compare:
         names = args.compare.split(",")

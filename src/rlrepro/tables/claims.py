@@ -26,8 +26,10 @@ Sparse claims (DAPD paper; per environment and keep ratio):
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -79,18 +81,49 @@ def verdict(interval: Interval, threshold: float, *, above: bool = True) -> str:
 
 def _interval(values: np.ndarray, cfg: BootstrapConfig) -> Interval:
     values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    return Interval(*mean_ci(values, cfg), n=int(values.size))
+    return Interval(*mean_ci(values, cfg), n=int(np.count_nonzero(~np.isnan(values))))  # mean_ci drops the NaNs
 
 
 def difference_interval(x: np.ndarray, y: np.ndarray, cfg: BootstrapConfig) -> Interval:
     """mean(x) − mean(y) over independent seeds, each resampled within itself (stratified bootstrap)."""
     x, y = (np.asarray(v, dtype=float) for v in (x, y))
-    x, y = x[~np.isnan(x)], y[~np.isnan(y)]
+    x, y = x[~np.isnan(x)], y[~np.isnan(y)]  # the interval's n counts the seeds that have a value
     if x.size == 0 or y.size == 0:
         return Interval(np.nan, np.nan, np.nan, 0)
     est = interval_estimates({"d": (x[:, None], y[:, None])}, lambda a, b: np.array([a.mean() - b.mean()]), cfg)["d"]
     return Interval(float(est[0, 0]), float(est[1, 0]), float(est[2, 0]), n=int(min(x.size, y.size)))
+
+
+POWER = 0.8
+"""The chance of deciding a claim that `seeds_to_decide` plans for."""
+
+
+def _mean_var(values: np.ndarray) -> tuple[float, float, int]:
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if values.size < 2:
+        return np.nan, np.nan, int(values.size)
+    return float(values.mean()), float(values.var(ddof=1)), int(values.size)
+
+
+def seeds_to_decide(x: np.ndarray, threshold: float, cfg: BootstrapConfig, y: np.ndarray | None = None) -> float:
+    """About how many seeds per method would decide an undecided claim with an 80% chance (POWER) at the same budget,
+    if the observed mean and spread held: n = ((z + z_power) · s / |gap|)², the normal approximation, with z the
+    interval's quantile (1.96 at 95%), s the standard deviation over seeds and gap = mean − threshold; for a
+    difference of two methods (`y`), gap = mean(x) − mean(y) − threshold and s² = s_x² + s_y². Never fewer than one
+    seed more than the claim already has. NaN where fewer than two seeds (of either method) have a value; inf when
+    the mean sits on the threshold."""
+    mean, var, n = _mean_var(x)
+    gap = mean - threshold
+    if y is not None:
+        mean_y, var_y, n_y = _mean_var(y)
+        gap, var, n = gap - mean_y, var + var_y, min(n, n_y)
+    if np.isnan(gap) or np.isnan(var):
+        return np.nan
+    if gap == 0:
+        return np.inf
+    z = NormalDist().inv_cdf(0.5 + cfg.confidence / 2) + NormalDist().inv_cdf(POWER)
+    return float(max(n + 1, math.ceil(z * z * var / (gap * gap))))
 
 
 def continual_runs(results: pd.DataFrame, random: pd.DataFrame) -> pd.DataFrame:
@@ -126,10 +159,22 @@ def _budget(results: pd.DataFrame, scenario: str) -> str:
     return f"{n_tasks} tasks × {per_task / 1000:.0f}k steps, {lo if lo == hi else f'{lo}–{hi}'} seed{'s' * (hi > 1)}"
 
 
+def inference_sizes(sizes: pd.DataFrame, complete: pd.DataFrame, scenario: str) -> dict[str, float]:
+    """Each method's mean inference size relative to one policy over its complete runs (`complete`: scenario, method,
+    seed), from a study's `continual_runs` table (which sets what one policy is: `tables.continual_run_metrics`)."""
+    keys = ["scenario", "method", "seed"]
+    sizes = sizes.astype({"scenario": str, "method": str, "seed": int})[[*keys, "inference_size_rel"]]
+    rows = sizes.merge(complete[keys].astype({"scenario": str, "method": str, "seed": int}), on=keys)
+    rows = rows[rows["scenario"] == scenario]
+    return {str(m): float(v) for m, v in rows.groupby("method")["inference_size_rel"].mean().items()}
+
+
 def continual_claims(
-    results: pd.DataFrame, random: pd.DataFrame, study: str, cfg: BootstrapConfig, full_budget: dict[str, str]
-) -> list[dict]:
-    """The Rewire paper's qualitative claims on each scenario of one study (module docstring)."""
+    results: pd.DataFrame, random: pd.DataFrame, sizes: pd.DataFrame, study: str, cfg: BootstrapConfig,
+    full_budget: dict[str, str],
+) -> list[dict]:  # fmt: skip
+    """The Rewire paper's qualitative claims on each scenario of one study (module docstring). `sizes` is the study's
+    `continual_runs` table (inference sizes)."""
     runs = continual_runs(results, random)
     out: list[dict] = []
     for scenario, group in runs.groupby("scenario"):
@@ -140,12 +185,16 @@ def continual_claims(
         if "sac_n" in by:
             n = int(by["sac_n"]["n_tasks"].max())
             gains = [_interval(by["sac_n"][f"gain_{j}"].to_numpy(), cfg) for j in range(n)]
-            states = {verdict(g, MIN_GAIN) for g in gains}  # strictly above random
+            states = [verdict(g, MIN_GAIN) for g in gains]  # strictly above random
             state = FAILS if FAILS in states else (UNDECIDED if UNDECIDED in states else HOLDS)
+            # the seeds the hardest undecided task needs (unknown if any of them has fewer than two seeds)
+            needed = [seeds_to_decide(by["sac_n"][f"gain_{j}"].to_numpy(), MIN_GAIN, cfg)
+                      for j in range(n) if states[j] == UNDECIDED]  # fmt: skip
+            needed = np.nan if not needed or np.isnan(needed).any() else max(needed)
             out.append({**base, "claim": "SAC learns every task (SAC-N above a random policy on each task)",
                         "verdict": state, "threshold": "gain over random > 0",
                         "evidence": "gain over random: " + "; ".join(f"task {j}: {g.text()}" for j, g in enumerate(gains))
-                        + f" ({unit})",
+                        + f" ({unit})", "to_decide": needed,
                         "shown_in": "continual_tasks.md"})  # fmt: skip
         for method, g in by.items():
             retention = _interval(g["retention"].to_numpy(), cfg)
@@ -158,17 +207,20 @@ def continual_claims(
             if int(g["n_tasks"].max()) > 2 and not np.isnan(task0.mean):
                 evidence += f"; task 0 alone {task0.text()}"
             out.append({**base, "claim": claim, "verdict": state, "threshold": f"retention {RETENTION}",
-                        "evidence": evidence, "shown_in": "continual_tasks.md"})  # fmt: skip
+                        "evidence": evidence, "to_decide": seeds_to_decide(g["retention"].to_numpy(), RETENTION, cfg),
+                        "shown_in": "continual_tasks.md"})  # fmt: skip
         if "rewire" in by:
             for method, g in by.items():
                 if method == "rewire":
                     continue
-                diff = difference_interval(by["rewire"]["final"].to_numpy(), g["final"].to_numpy(), cfg)
+                rewire, other = by["rewire"]["final"].to_numpy(), g["final"].to_numpy()
+                diff = difference_interval(rewire, other, cfg)
                 out.append({**base, "claim": f"Rewire's final performance ≥ {display_name(method)}'s",
                             "verdict": verdict(diff, 0.0), "threshold": "difference ≥ 0",
+                            "to_decide": seeds_to_decide(rewire, 0.0, cfg, other),
                             "evidence": f"Rewire − {display_name(method)}: {diff.text()} ({unit})",
                             "shown_in": "continual_tables.md"})  # fmt: skip
-            size = _inference_sizes(results, scenario)
+            size = inference_sizes(sizes, runs[runs["complete"]], scenario)
             if "rewire" in size and "sac_n" in size:
                 shown = {m: size[m] for m in ("rewire", "sac_n", "pnn", "packnet", "csp") if m in size}
                 evidence = ", ".join(f"{display_name(m)} {v:.3g}" for m, v in shown.items())
@@ -177,20 +229,6 @@ def continual_claims(
                             "evidence": f"inference size × one policy: {evidence}",
                             "shown_in": "continual_tables.md"})  # fmt: skip
     return out
-
-
-def _inference_sizes(results: pd.DataFrame, scenario: str) -> dict[str, float]:
-    rows = results[(results["scenario"] == scenario) & (results["metric"] == "inference_parameters")]
-    if rows.empty:
-        return {}
-    last = rows[rows["stage"] == rows.groupby("method", observed=True)["stage"].transform("max")]
-    sizes = last.groupby("method", observed=True)["value"].mean()
-    first = rows[(rows["method"] == "ft_1") & (rows["stage"] == 0)]["value"]
-    if len(first):
-        return {str(m): float(v) / float(first.iloc[0]) for m, v in sizes.items()}
-    # no FT-1 run: each method relative to its own first stage (as continual_run_metrics does)
-    own = rows[rows["stage"] == 0].groupby("method", observed=True)["value"].mean()
-    return {str(m): float(v) / float(own[m]) for m, v in sizes.items()}
 
 
 def _seeds(n: int) -> str:
@@ -211,9 +249,11 @@ def sparse_claims(runs: pd.DataFrame, study: str, cfg: BootstrapConfig, full_bud
             by = {m: g.set_index("seed") for m, g in sorted(sparse.groupby("method"), key=lambda x: method_rank(x[0]))}
             if "dapd" in by and len(dense):
                 # the sparse table's return_rel_dense: each run over the mean of the dense runs
-                interval = _interval(by["dapd"]["return_rel_dense"].to_numpy(), cfg)
+                ratio = by["dapd"]["return_rel_dense"].to_numpy()
+                interval = _interval(ratio, cfg)
                 out.append({**base, "claim": "DAPD at this keep ratio comes close to dense SAC",
                             "verdict": verdict(interval, CLOSE_TO_DENSE), "threshold": f"× dense ≥ {CLOSE_TO_DENSE}",
+                            "to_decide": seeds_to_decide(ratio, CLOSE_TO_DENSE, cfg),
                             "evidence": f"DAPD ÷ dense SAC's mean return: {interval.text()}",
                             "shown_in": "sparse_tables.md"})  # fmt: skip
             for other in ("rigl", "rlx2"):
@@ -222,6 +262,7 @@ def sparse_claims(runs: pd.DataFrame, study: str, cfg: BootstrapConfig, full_bud
                     diff = difference_interval(dapd, rival, cfg)
                     out.append({**base, "claim": f"DAPD's return ≥ {display_name(other)}'s",
                                 "verdict": verdict(diff, 0.0), "threshold": "difference ≥ 0",
+                                "to_decide": seeds_to_decide(dapd, 0.0, cfg, rival),
                                 "evidence": f"DAPD − {display_name(other)}: {diff.text()} (return)",
                                 "shown_in": "sparse_tables.md"})  # fmt: skip
             for method, g in by.items():
@@ -234,43 +275,63 @@ def sparse_claims(runs: pd.DataFrame, study: str, cfg: BootstrapConfig, full_bud
     return out
 
 
-def read_study(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """A study's continual rows, random references and sparse runs (empty frames where it has none)."""
-    tables = directory / "tables"
-    results = pd.read_parquet(tables / "results.parquet") if (tables / "results.parquet").exists() else pd.DataFrame()
+@dataclass(frozen=True)
+class Study:
+    """What a study's claims are read from: its continual rows, random references, per-run continual table (sizes),
+    sparse runs (empty frames where it has none) and the engine version(s) that trained it."""
+
+    results: pd.DataFrame
+    random: pd.DataFrame
+    runs: pd.DataFrame
+    sparse: pd.DataFrame
+    engines: str
+
+
+def _read_table(directory: Path, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+    path = directory / "tables" / f"{name}.parquet"
+    return pd.read_parquet(path, columns=columns) if path.exists() else pd.DataFrame()
+
+
+def read_study(directory: Path) -> Study:
+    """A study's tables as its claims read them, each file once."""
+    results = _read_table(directory, "results")
+    engines = engine_versions(directory, results)
     if not results.empty:
-        results = results[results["suite"] == "continual"]
+        results = results[results["suite"] == "continual"].copy()
         for column in ("scenario", "method", "metric", "task_name"):
             results[column] = results[column].astype(str)
     references = sorted((directory / "references").rglob("random.parquet"))
     if not results.empty and not references:
         raise FileNotFoundError(f"{directory}: continual tables but no random-policy references under "
                                 f"{directory / 'references'} (learning and retention are measured against them)")  # fmt: skip
+    sizes = _read_table(directory, "continual_runs")
+    if not results.empty and "inference_size_rel" not in sizes:
+        raise FileNotFoundError(f"{directory / 'tables'}: continual results but no continual_runs.parquet with "
+                                f"inference_size_rel (tables built by an older rlrepro): rebuild them with `make "
+                                f"validate-tables VALIDATE=<preset>`")  # fmt: skip
     random = pd.concat([pd.read_parquet(p) for p in references]) if references else pd.DataFrame(
         columns=["scenario", "seed", "task", "task_name", "metric", "value"])  # fmt: skip
-    sparse_path = tables / "sparse_runs.parquet"
-    sparse = pd.read_parquet(sparse_path) if sparse_path.exists() else pd.DataFrame()
-    return results, random.astype({"scenario": str, "metric": str}), sparse
+    return Study(results, random.astype({"scenario": str, "metric": str}), sizes, _read_table(directory, "sparse_runs"),
+                 engines)  # fmt: skip
 
 
 def tables_digest(directory: Path) -> str:
     """One hash of the Parquet tables a study's claims are read from."""
     digest = hashlib.sha256()
-    for name in ("results", "sparse_runs"):
+    for name in ("results", "continual_runs", "sparse_runs"):
         path = directory / "tables" / f"{name}.parquet"
         digest.update(path.read_bytes() if path.exists() else b"-")
     return digest.hexdigest()
 
 
-def engine_versions(directory: Path) -> str:
-    """The engine version(s) that trained a study's runs, from its result tables."""
+def engine_versions(directory: Path, results: pd.DataFrame | None = None) -> str:
+    """The engine version(s) that trained a study's runs, from its result tables (`results`: its results table, if
+    already read)."""
     versions: set[str] = set()
-    for name in ("results", "sparse_results"):
-        path = directory / "tables" / f"{name}.parquet"
-        if path.exists():
-            frame = pd.read_parquet(path)
-            if "engine_version" in frame:
-                versions |= set(frame["engine_version"].astype(str).unique())
+    for frame in (_read_table(directory, "results", ["engine_version"]) if results is None else results,
+                  _read_table(directory, "sparse_results", ["engine_version"])):  # fmt: skip
+        if "engine_version" in frame:
+            versions |= set(frame["engine_version"].astype(str))
     return ", ".join(sorted(versions)) or "unknown"
 
 
@@ -285,16 +346,27 @@ def claims_table(
             rows.append({"study": name, "duplicate_of": seen[digest]})
             continue
         seen[digest] = name
-        results, random, sparse = read_study(directory)
-        name = f"{name} (engine {engine_versions(directory)})"
+        study = read_study(directory)
+        name = f"{name} (engine {study.engines})"
         found = []
-        if not results.empty:
-            found += continual_claims(results, random, name, cfg, full_budgets)
-        if not sparse.empty:
-            found += sparse_claims(sparse, name, cfg, sparse_full_budget)
+        if not study.results.empty:
+            found += continual_claims(study.results, study.random, study.runs, name, cfg, full_budgets)
+        if not study.sparse.empty:
+            found += sparse_claims(study.sparse, name, cfg, sparse_full_budget)
         rows += [{**row, "shown_in": str(directory / "tables" / row["shown_in"])} for row in found]
-    return pd.DataFrame(rows, columns=["paper", "claim", "study", "scenario", "verdict", "evidence", "threshold",
-                                       "budget", "full_budget", "shown_in", "duplicate_of"])  # fmt: skip
+    table = pd.DataFrame(rows, columns=["paper", "claim", "study", "scenario", "verdict", "evidence", "threshold",
+                                        "to_decide", "budget", "full_budget", "shown_in", "duplicate_of"])  # fmt: skip
+    # only an undecided claim has seeds left to decide it
+    table["to_decide"] = table["to_decide"].astype(float).where(table["verdict"] == UNDECIDED)
+    return table
+
+
+def _to_decide(n: float, verdict: str) -> str:
+    if verdict != UNDECIDED:
+        return ""
+    if pd.isna(n):
+        return "–"
+    return "∞" if np.isinf(n) else ("> 100" if n > 100 else f"≈ {n:.0f}")
 
 
 def render_claims_markdown(
@@ -312,15 +384,22 @@ def render_claims_markdown(
         f"(threshold {RETENTION}).",
         "Thresholds are this project's; the papers state none. Built by `make claims` from the committed runs.",
         "",
-        f"| paper | claim | study · scenario | verdict | evidence: mean [{confidence:.0%} CI] (seeds) | budget here "
-        "| paper's budget "
-        "| shown in |",
-        "|---|---|---|---|---|---|---|---|",
+        f"Seeds to decide: for an undecided claim, about how many seeds per method would decide it with a {POWER:.0%}",
+        "chance at this budget if the observed mean and spread held (normal approximation",
+        "`n = ((z + z_power) · s / |gap|)²`: z the interval's quantile, z_power the power's, s the standard deviation",
+        "over seeds, gap the mean's distance from the threshold; for a difference of two methods s² = s₁² + s₂²).",
+        "∞: the mean sits on the threshold; > 100: at this budget the effect is small against the seed-to-seed spread;",
+        "–: fewer than two seeds (of either method) have a value.",
+        "",
+        f"| paper | claim | study · scenario | verdict | evidence: mean [{confidence:.0%} CI] (seeds) | seeds to decide "
+        "| budget here | paper's budget | shown in |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     duplicates = table[table["duplicate_of"].notna()]
     for _, row in table[table["duplicate_of"].isna()].iterrows():
         lines.append(f"| {row['paper']} | {row['claim']} | {row['study']} · {row['scenario']} | {mark[row['verdict']]} "
-                     f"| {row['evidence']} | {row['budget']} | {row['full_budget']} | `{row['shown_in']}` |")  # fmt: skip
+                     f"| {row['evidence']} | {_to_decide(row['to_decide'], row['verdict'])} | {row['budget']} "
+                     f"| {row['full_budget']} | `{row['shown_in']}` |")  # fmt: skip
     for _, row in duplicates.iterrows():
         lines += ["", f"{row['study']} and {row['duplicate_of']} hold the same tables; their claims are listed once, under "
                   f"{row['duplicate_of']}."]  # fmt: skip
@@ -404,6 +483,14 @@ def study_cost(directory: Path) -> pd.DataFrame:
     out = grouped.agg(jobs=("seed", "size"), min_s=("train_wall_time_s", "min"), max_s=("train_wall_time_s", "max"),
                       core_hours=("wall", lambda s: s.sum() / 3600)).reset_index()  # fmt: skip
     return out
+
+
+def hours_per_job(cost: pd.DataFrame) -> dict[str, float]:
+    """Core-hours of one job of a study, by job ("scenario · Method" / "env · Method"), from its `study_cost` frame:
+    what its jobs measured on average (its own budget; the engine that trained them)."""
+    if cost.empty:
+        return {}
+    return {str(job): float(hours / n) for job, hours, n in zip(cost["job"], cost["core_hours"], cost["jobs"], strict=True)}
 
 
 def render_cost_markdown(costs: dict[str, pd.DataFrame]) -> str:
