@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from rlrepro.config import RANDOM_REFERENCE, RUN_DIR, SPARSE_DIR, Resolved, stable_hash
-from rlrepro.naming import display_name
+from rlrepro.naming import job_label
 
 
 @dataclass
@@ -132,10 +132,10 @@ def study_status(preset: str, resolved: Resolved, hours_per_job: dict[str, float
     given `hours_per_job` (core-hours of one of the study's jobs, by "scenario · Method" / "env · Method", as its
     tables measured them), about what the rest cost."""
     root = Path(resolved.results_dir)
-    jobs = {root / RUN_DIR.format(scenario=r.scenario, method=r.method, seed=r.seed):
-            f"{r.scenario} · {display_name(r.method)}" for r in resolved.runs}  # fmt: skip
-    jobs |= {root / SPARSE_DIR.format(env=r.env, method=r.method, keep=r.keep, seed=r.seed):
-             f"{r.env} · {display_name(r.method)}" for r in resolved.sparse.runs}  # fmt: skip
+    jobs = {root / RUN_DIR.format(scenario=r.scenario, method=r.method, seed=r.seed): job_label(r.scenario, r.method)
+            for r in resolved.runs}  # fmt: skip
+    jobs |= {root / SPARSE_DIR.format(env=r.env, method=r.method, keep=r.keep, seed=r.seed): job_label(r.env, r.method)
+             for r in resolved.sparse.runs}  # fmt: skip
     adoption = plan(resolved)
     # done = trained and evaluated as today's spec says (a continual run's results.parquet is adopted only then)
     done = {p.parent for p in adoption.adopted if p.name == "results.parquet"} & set(jobs)

@@ -488,9 +488,9 @@ def cmd_claims(args: argparse.Namespace) -> int:
     costs = {name: study_cost(d) for name, d in built.items()}
     status = [study_status(preset, resolved, hours_per_job(costs[preset]) if preset in costs else None)
               for preset, resolved in presets.items()]  # fmt: skip
-    table = claims_table(built, BootstrapConfig(**paper.config["aggregate"]["bootstrap"]), full, sparse_full)
-    atomic_write_parquet(table, Path(args.out).with_suffix(".parquet"))
     boot = BootstrapConfig(**paper.config["aggregate"]["bootstrap"])
+    table = claims_table(built, boot, full, sparse_full)
+    atomic_write_parquet(table, Path(args.out).with_suffix(".parquet"))
     text = render_claims_markdown(table, sorted(set(studies) - set(built)), status, boot.confidence)
     atomic_write_text(args.out, text)
     costs = {f"{name} (engine {engine_versions(built[name])})": cost for name, cost in costs.items()}

@@ -25,6 +25,11 @@ def display_name(method: str) -> str:
     return f"{name} ({suffix})" if suffix else name
 
 
+def job_label(where: str, method: str) -> str:
+    """One kind of job of a study, as cost tables and study status name it: "scenario · Method" / "env · Method"."""
+    return f"{where} · {display_name(method)}"
+
+
 def method_rank(method: str) -> int:
     """A method's position in the papers' order (a variant's is its base's); unknown methods come after all."""
     base, _ = split_variant(method)

@@ -36,7 +36,7 @@ import pandas as pd
 
 from rlrepro import metrics
 from rlrepro.metrics.stats import BootstrapConfig, interval_estimates, mean_ci
-from rlrepro.naming import display_name, method_rank
+from rlrepro.naming import display_name, job_label, method_rank
 from rlrepro.tables import performance_metric
 from rlrepro.tables.paper import format_number
 
@@ -474,7 +474,7 @@ def study_cost(directory: Path) -> pd.DataFrame:
             runs = pd.read_parquet(path)
             runs["wall"] = runs["train_wall_time_s"] + runs.get("eval_wall_time_s", 0.0)
             where = runs["scenario"] if "scenario" in runs else runs["env"]
-            runs["job"] = where.astype(str) + " · " + runs["method"].astype(str).map(display_name)
+            runs["job"] = [job_label(w, m) for w, m in zip(where.astype(str), runs["method"].astype(str), strict=True)]
             frames.append(runs.assign(suite=suite)[["suite", "job", "method", "seed", "train_wall_time_s", "wall"]])
     if not frames:
         return pd.DataFrame()
