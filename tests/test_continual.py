@@ -1,5 +1,7 @@
 """The continual framework on the fake env: method hooks, growth, evaluation matrix, determinism and resume."""
 
+import time
+
 import pytest
 import torch
 from conftest import fake_env_factory
@@ -70,8 +72,14 @@ def test_same_seed_gives_identical_results_and_resume_matches(fake_scenario, tmp
     # The last checkpoint, before task 1's end phase (train() never clears it; the CLI does once outputs exist):
     saved = torch.load(tmp_path / "state.pt", weights_only=True)
     assert (saved["payload"]["task"], saved["payload"]["phase"]) == (1, "end")
+    started = time.monotonic()
     c = train(spec, env_factory=fake_env_factory, checkpoint_dir=tmp_path)
+    own = time.monotonic() - started
     assert c.resumed_from == {"task": 1, "phase": "end", "task_env_steps": 260}
+    # its training time counts the earlier process's up to the checkpoint, then its own (the cost tables read it)
+    earlier = saved["payload"]["wall_time_s"]
+    assert 0 < earlier <= b.train_wall_time_s and own < earlier
+    assert earlier <= c.train_wall_time_s <= earlier + own
     assert all(torch.equal(b.stages[1]["state"][k], c.stages[1]["state"][k]) for k in b.stages[1]["state"])
 
 

@@ -147,20 +147,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     progress = Progress(
         sc.steps_per_task * sc.n_tasks, f"train {spec.label} {sc.name} seed{spec.seed}", spec.log.log_interval_s
     )
-    start = time.monotonic()
     checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else None
     run_log = RunLog(f"{sc.name}/{spec.label}/seed{spec.seed}")
     result = train(spec, progress=progress, checkpoint_dir=checkpoint_dir, run_log=run_log)
     run_log.close()
     progress.close()
-    wall = time.monotonic() - start
     meta = provenance(stable_hash(raw), spec.device)
     meta.update(
         method=spec.label,
         **({"base_method": spec.method} if spec.variant else {}),
         scenario=sc.name,
         seed=spec.seed,
-        train_wall_time_s=wall,
+        train_wall_time_s=result.train_wall_time_s,
         resumed_from=result.resumed_from,
     )
     atomic_write_text(out / "config.resolved.yaml", yaml.safe_dump(raw, sort_keys=False))
