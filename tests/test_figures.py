@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from rlrepro.figures import _common_eval_grid, method_style, sparse_curves
 from rlrepro.naming import METHOD_ORDER, display_name
@@ -85,3 +86,27 @@ def test_figure_data_matches_the_snapshots(tmp_path):
             for m, keep in (("dapd", 0.05), ("dense", 1.0)) for seed, ss in steps.items() for k, s in enumerate(ss)]
     evals = pd.DataFrame(rows, columns=["method", "keep_ratio", "seed", "step", "value"])
     figure_data_snapshot("sparse_curves", sparse_curve_data(evals, BOOT))
+
+
+def test_task_performance_shows_each_task_after_each_stage_next_to_the_random_policy(tmp_path):
+    """One panel per task: the scenario's own metric (success on Continual World), every seed of a method averaged
+    at each stage, and the random policy's level on that task from the scenario's references only."""
+    from test_tables import synthetic_results
+
+    from rlrepro.figures import task_performance, task_performance_data
+
+    cw = synthetic_results().query("scenario == 'continual_world/t1'")
+    random = pd.DataFrame({"scenario": ["continual_world/t1"] * 4 + ["halfcheetah/forgetting"], "seed": 0,
+                           "task": [0, 1, 0, 1, 1], "metric": ["success_last"] * 2 + ["avg_return"] * 3,
+                           "value": [0.1, 0.3, 5.0, 7.0, -9.0]})  # fmt: skip
+    data = task_performance_data(cw, random)
+    assert set(data["metric"]) == {"success_last"} and len(data) == 2 * 2 * 2  # tasks × methods × stages
+    after = data.query("method == 'sac_n' and task == 0 and stage == 1")
+    # synthetic_results: success = min(scale · (1 + stage + task + seed / 10) / 4, 1) once the task is trained
+    assert after["mean"].item() == pytest.approx(np.mean([(2 + seed / 10) / 4 for seed in range(3)]))
+    assert after["n_seeds"].item() == 3 and set(data.query("method == 'ft_1'")["n_seeds"]) == {2}
+    assert data.groupby("task")["random"].first().tolist() == [0.1, 0.3]
+    paths = task_performance(cw, tmp_path / "cw", random)
+    assert [p.suffix for p in paths] == [".png", ".pdf", ".csv"] and pd.read_csv(paths[-1]).shape == data.shape
+    figure_data_snapshot("task_performance", task_performance_data(synthetic_results().query(
+        "scenario == 'halfcheetah/forgetting'")))  # fmt: skip

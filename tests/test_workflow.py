@@ -130,6 +130,9 @@ def test_smoke_pipeline_end_to_end_then_precise_rerun(smoke_run):
     for ext in ("png", "pdf"):
         assert (res / "figures/stage_performance/halfcheetah/forgetting").with_suffix(f".{ext}").stat().st_size > 0
         assert (res / "figures/continual_curves/halfcheetah/forgetting").with_suffix(f".{ext}").stat().st_size > 0
+    # Each task after each stage, next to the random policy's level that the tables use.
+    panels = pd.read_csv(res / "figures/task_performance/halfcheetah/forgetting.csv")
+    assert len(panels) == len(method_names()) * 2 * 2 and panels["random"].notna().all()
     # The per-task table: every method's return right after training each task, next to a random policy's.
     tasks = pd.read_parquet(res / "tables/continual_tasks.parquet")
     assert len(tasks) == 2 * len(method_names()) and tasks["random"].notna().all()
@@ -174,6 +177,7 @@ def test_smoke_pipeline_end_to_end_then_precise_rerun(smoke_run):
         "evaluate_run": 1,
         "transfer_matrix": 1,
         "stage_performance": 1,
+        "task_performance": 1,
         "continual_curves": 1,
         "continual_tables": 1,
         "tradeoff": 1,

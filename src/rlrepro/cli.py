@@ -443,6 +443,9 @@ def cmd_figure(args: argparse.Namespace) -> int:
         figures.transfer_matrix(read_results(args.inputs), args.out)
     elif args.kind == "continual-curves":
         figures.continual_curves(read_results(args.inputs), args.out, boot)
+    elif args.kind == "task-performance":
+        random = pd.concat([pd.read_parquet(p) for p in args.random]) if args.random else None
+        figures.task_performance(read_results(args.inputs), args.out, random)
     else:
         figures.stage_performance(read_results(args.inputs), args.out)
     return 0
@@ -640,6 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[
             "transfer-matrix",
             "stage-performance",
+            "task-performance",
             "continual-curves",
             "tradeoff",
             "aggregate",
@@ -650,6 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output path without extension")
     p.add_argument("--spec", help="bootstrap settings as JSON (reps, confidence, random_state)")
     p.add_argument("--domain", help="tradeoff: the domain to plot")
+    p.add_argument("--random", nargs="*", default=[], help="task-performance: random-reference Parquets of the scenario")
     p.add_argument("inputs", nargs="+")
     p.set_defaults(func=cmd_figure)
 

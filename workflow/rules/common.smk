@@ -216,13 +216,24 @@ def reference_option(wildcards, input):
     return f"--reference {input.reference[0]}" if input.reference else ""
 
 
-def random_reference_results(wildcards):
-    """A uniform-random policy on every task of each (scenario, seed) of the grid: the tables' learning reference."""
+def random_reference_pairs():
+    """The (scenario, seed) pairs of the grid whose random-policy reference the tables read."""
     pairs = sorted({(r.scenario, r.seed) for r in RESOLVED.runs})
     if config["aggregate"].get("allow_missing_runs"):  # only the (scenario, seed) pairs some finished run has
         pairs = [(s, seed) for s, seed in pairs if present(
             [f"{RUN_DIR}/results.parquet".format(method=m, scenario=s, seed=seed) for m in RESOLVED.methods])]
-    return [res(RANDOM_REFERENCE.format(scenario=s, seed=seed)) for s, seed in pairs]
+    return pairs
+
+
+def random_reference_results(wildcards):
+    """A uniform-random policy on every task of each (scenario, seed) of the grid: the tables' learning reference."""
+    return [res(RANDOM_REFERENCE.format(scenario=s, seed=seed)) for s, seed in random_reference_pairs()]
+
+
+def scenario_random_results(wildcards):
+    """The random-policy references of one scenario (its seeds in the grid): the task-performance figure's floor."""
+    return [res(RANDOM_REFERENCE.format(scenario=s, seed=seed)) for s, seed in random_reference_pairs()
+            if s == wildcards.scenario]  # fmt: skip
 
 
 def continual_run_results(wildcards):
@@ -250,6 +261,7 @@ def figure_targets():
     targets = [p.replace(f"{RESULTS}/runs/", f"{RESULTS}/figures/transfer_matrix/").replace("/results.parquet", ".png")
                for p in finished]  # fmt: skip
     targets += [res(f"figures/stage_performance/{s}.png") for s in RESOLVED.scenarios]
+    targets += [res(f"figures/task_performance/{s}.png") for s in RESOLVED.scenarios]
     targets += [res(f"figures/continual_curves/{s}.png") for s in RESOLVED.scenarios]
     if RESOLVED.runs:
         targets += [res(f"figures/tradeoff/{d}.png") for d in DOMAINS]

@@ -114,6 +114,75 @@ def stage_performance(results: pd.DataFrame, stem: Path | str) -> list[Path]:
         return save(fig, stem, data)
 
 
+TASK_PERFORMANCE_COLUMNS = ["task", "task_name", "method", "stage", "mean", "std", "n_seeds", "random", "metric"]
+
+
+def task_performance_data(results: pd.DataFrame, random: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per task, method and stage: the scenario's performance (success on Continual World, return elsewhere) on that
+    task after that stage, mean and std over seeds, next to a uniform-random policy's on the task (mean over the
+    reference's seeds; NaN without one)."""
+    from rlrepro.tables import performance_metric
+
+    metric = performance_metric(str(results["scenario"].iloc[0]))
+    names = results.dropna(subset=["task"]).drop_duplicates("task").set_index("task")["task_name"].astype(str)
+    floor = pd.Series(dtype=float)
+    if random is not None and len(random):
+        mine = random[(random["metric"] == metric) & (random["scenario"].astype(str) == str(results["scenario"].iloc[0]))]
+        floor = mine.groupby("task")["value"].mean()
+    rows = []
+    for method in _ordered(results["method"]):
+        runs = results[results["method"] == method].groupby("seed")
+        matrices = [metrics.performance_matrix(run, metric) for _, run in runs]
+        stages = min(p.shape[0] for p in matrices)  # a run still to be evaluated past a stage has fewer rows
+        stack = np.array([p[:stages] for p in matrices])
+        for task in range(stack.shape[2]):
+            for stage in range(stages):
+                values = stack[:, stage, task]
+                rows.append({"task": task, "task_name": names.get(task, str(task)), "method": method, "stage": stage,
+                             "mean": values.mean(), "std": values.std(), "n_seeds": len(values),
+                             "random": floor.get(task, np.nan), "metric": metric})  # fmt: skip
+    data = pd.DataFrame(rows, columns=TASK_PERFORMANCE_COLUMNS)
+    return data.sort_values(["task", "stage"], kind="stable").reset_index(drop=True)
+
+
+def task_performance(results: pd.DataFrame, stem: Path | str, random: pd.DataFrame | None = None) -> list[Path]:
+    """One panel per task: its performance after every stage, per method (mean ± std over seeds), with the stages
+    before it was first trained shaded and a random policy's level dashed. What forgetting and a revisit do to each
+    task, where the stage figure averages them away."""
+    data = task_performance_data(results, random)
+    tasks = list(dict.fromkeys(data["task"]))
+    cols = min(len(tasks), 4)
+    rows = -(-len(tasks) // cols)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 1.2, 2.3 * rows), squeeze=False, sharey=True)
+        for ax, task in zip(axes.flat, tasks, strict=False):
+            panel = data[data["task"] == task]
+            first = panel["task_name"].iloc[0]
+            for method, group in panel.groupby("method", sort=False):
+                stages, mean, std = group["stage"].to_numpy(), group["mean"].to_numpy(), group["std"].to_numpy()
+                style = method_style(method)
+                ax.plot(stages, mean, marker=style["marker"], color=style["color"], linestyle=style["linestyle"],
+                        markersize=4, label=display_name(method))  # fmt: skip
+                if group["n_seeds"].iloc[0] > 1:
+                    ax.fill_between(stages, mean - std, mean + std, color=style["color"], alpha=0.15)
+            if task > 0:
+                ax.axvspan(-0.5, task - 0.5, color="grey", alpha=0.12, linewidth=0)
+            if not np.isnan(panel["random"].iloc[0]):
+                ax.axhline(panel["random"].iloc[0], color="grey", linestyle="--", linewidth=0.8, label="random policy")
+            ax.set_title(f"task {task}: {first}", fontsize=8)
+            ax.set_xticks(sorted(panel["stage"].unique()))
+            ax.set_xlabel("after stage")
+        for ax in axes.flat[len(tasks):]:
+            ax.set_visible(False)
+        label = "success rate" if data["metric"].iloc[0].startswith("success") else "average return"
+        for row in axes:
+            row[0].set_ylabel(label)
+        fig.suptitle(f"{results['scenario'].iloc[0]}: each task after each stage (shaded: not trained yet)", fontsize=9)
+        fig.tight_layout()
+        fig.legend(*axes.flat[0].get_legend_handles_labels(), **LEGEND_BESIDE)
+        return save(fig, stem, data)
+
+
 def continual_curves(results: pd.DataFrame, stem: Path | str, boot: BootstrapConfig | None = None) -> list[Path]:
     """Training return over the run's env steps (task k spans [k·budget, (k+1)·budget)), per method, mean and
     bootstrap band over seeds on the common grid of curve points; dotted lines mark task switches. A point exists
