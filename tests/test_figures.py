@@ -6,13 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rlrepro.figures import _common_eval_grid, method_style, sparse_curves
+from rlrepro.figures import METHOD_LOOKS, _common_eval_grid, method_style, sparse_curves
 from rlrepro.naming import METHOD_ORDER, display_name
 
 
 def test_every_method_has_one_distinct_look_in_every_figure():
     looks = [(method_style(m)["color"], method_style(m)["marker"], method_style(m)["linestyle"]) for m in METHOD_ORDER]
-    assert len(set(looks)) == len(METHOD_ORDER)
+    assert len(set(looks)) == len(METHOD_ORDER) and set(METHOD_LOOKS) == set(METHOD_ORDER)
+    for together in (["ft_1", "sac_n", "ewc", "packnet", "rewire", "pnn", "csp", "ft_l2"], ["dense", "rigl", "rlx2", "dapd"]):
+        assert len({method_style(m)["color"] for m in together}) == len(together), together  # a colour each
+    assert method_style("rewire-coeff100")["color"] == method_style("rewire")["color"]
+    assert method_style("rewire-coeff100")["marker"] != method_style("rewire")["marker"]
+    assert method_style("my_method") not in [method_style(m) for m in METHOD_ORDER]
     assert method_style("rewire") == method_style("rewire")  # by name, not by position in a figure's legend
     assert display_name("sac_n") == "SAC-N" and display_name("my_method") == "my_method"
 

@@ -15,7 +15,7 @@ import pandas as pd
 from rlrepro import metrics
 from rlrepro.io import atomic_write
 from rlrepro.metrics.stats import BootstrapConfig, mean_ci
-from rlrepro.naming import METHOD_ORDER, display_name, method_rank, split_variant
+from rlrepro.naming import display_name, method_rank, split_variant
 
 # Okabe–Ito colour-blind-safe palette.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -31,16 +31,24 @@ STYLE = {
 LEGEND_BESIDE = {"frameon": False, "loc": "center left", "bbox_to_anchor": (1.0, 0.5)}
 
 
+# (palette colour, look) of each paper method. Eight colours for nine continual methods: the one shared colour is
+# FT-L2's and FT-N's (two fine-tuning baselines, told apart by marker and line), so the methods the studies compare
+# most (FT-1, SAC-N, EWC, PackNet, Rewire) never share one; Rewire, the paper's method, is black. The sparse suite's
+# four methods have four colours among themselves.
+METHOD_LOOKS = {"ft_1": (0, 0), "ft_l2": (1, 0), "ewc": (2, 0), "pnn": (3, 0), "packnet": (4, 0), "sac_n": (5, 0),
+                "ft_n": (1, 1), "csp": (6, 0), "rewire": (7, 0),
+                "dense": (7, 1), "rigl": (2, 1), "rlx2": (3, 1), "dapd": (0, 1)}  # fmt: skip
+
+
 def method_style(method: str) -> dict[str, str]:
-    """Colour, marker and line style of a method, the same in every figure: its position in METHOD_ORDER (methods
-    added later follow, in order of name), the 8 palette colours, then again with other marks. A variant keeps its
+    """Colour, marker and line style of a method, the same in every figure: the paper methods' from METHOD_LOOKS;
+    methods added later follow, fixed by their name, with looks the paper methods do not use. A variant keeps its
     base's colour, with a marker and line style of its own (fixed by its name)."""
     method = str(method)
     base, suffix = split_variant(method)
-    i = method_rank(base) + (sum(map(ord, base)) % 19 if base not in METHOD_ORDER else 0)
-    j = i // len(PALETTE) + (1 + sum(map(ord, suffix)) % 7 if suffix else 0)
-    return {"color": PALETTE[i % len(PALETTE)], "marker": "os^Dv<>p"[j % 8],
-            "linestyle": ["-", "--", ":", "-."][j % 4]}  # fmt: skip
+    colour, look = METHOD_LOOKS.get(base, (sum(map(ord, base)) % len(PALETTE), 2 + sum(map(ord, base)) % 6))
+    j = look + (1 + sum(map(ord, suffix)) % 7 if suffix else 0)
+    return {"color": PALETTE[colour], "marker": "os^Dv<>p"[j % 8], "linestyle": ["-", "--", ":", "-."][j % 4]}
 
 
 def save(fig: plt.Figure, stem: Path | str, data: pd.DataFrame | None = None) -> list[Path]:
@@ -147,7 +155,7 @@ def task_performance_data(results: pd.DataFrame, random: pd.DataFrame | None = N
 
 def task_performance(results: pd.DataFrame, stem: Path | str, random: pd.DataFrame | None = None) -> list[Path]:
     """One panel per task: its performance after every stage, per method (mean ± std over seeds), with the stages
-    before it was first trained shaded and a random policy's level dashed. What forgetting and a revisit do to each
+    before it was first trained hatched and a random policy's level dashed. What forgetting and a revisit do to each
     task, where the stage figure averages them away."""
     data = task_performance_data(results, random)
     tasks = list(dict.fromkeys(data["task"]))
@@ -166,7 +174,7 @@ def task_performance(results: pd.DataFrame, stem: Path | str, random: pd.DataFra
                 if group["n_seeds"].iloc[0] > 1:
                     ax.fill_between(stages, mean - std, mean + std, color=style["color"], alpha=0.15)
             if task > 0:
-                ax.axvspan(-0.5, task - 0.5, color="grey", alpha=0.12, linewidth=0)
+                ax.axvspan(-0.5, task - 0.5, fill=False, hatch="///", edgecolor="0.85", linewidth=0)
             if not np.isnan(panel["random"].iloc[0]):
                 ax.axhline(panel["random"].iloc[0], color="grey", linestyle="--", linewidth=0.8, label="random policy")
             ax.set_title(f"task {task}: {first}", fontsize=8)
@@ -177,7 +185,7 @@ def task_performance(results: pd.DataFrame, stem: Path | str, random: pd.DataFra
         label = "success rate" if data["metric"].iloc[0].startswith("success") else "average return"
         for row in axes:
             row[0].set_ylabel(label)
-        fig.suptitle(f"{results['scenario'].iloc[0]}: each task after each stage (shaded: not trained yet)", fontsize=9)
+        fig.suptitle(f"{results['scenario'].iloc[0]}: each task after each stage (hatched: not trained yet)", fontsize=9)
         fig.tight_layout()
         fig.legend(*axes.flat[0].get_legend_handles_labels(), **LEGEND_BESIDE)
         return save(fig, stem, data)
