@@ -130,6 +130,14 @@ def test_a_study_decides_forgetting_retention_and_rewire_comparisons(tmp_path):
     assert table["to_decide"].isna().all()  # every claim decided (the undecided case: the test after the next)
     assert set(table["budget"]) == {"2 tasks × 1k steps, 3 seeds"}
     assert set(table["shown_in"]) <= {str(study / "tables" / n) for n in ("continual_tasks.md", "continual_tables.md")}
+    figure = study / "figures" / "task_performance" / f"{SCENARIO}.png"  # once the study has built it, it is named too
+    figure.parent.mkdir(parents=True)
+    figure.write_bytes(b"png")
+    shown = claims_table({"demo": study}, CFG, {}, "").set_index("claim")["shown_in"]
+    assert shown["Rewire retains earlier tasks"] == f"{study / 'tables' / 'continual_tasks.md'}, {figure}"
+    assert shown["Rewire's final performance ≥ FT-1's"] == str(study / "tables" / "continual_tables.md")
+    assert f"`{study / 'tables' / 'continual_tasks.md'}`, `{figure}`" in render_claims_markdown(claims_table(
+        {"demo": study}, CFG, {}, ""), [])  # fmt: skip
     text = render_claims_markdown(table, ["validate_cw"])
     assert "| Rewire | FT-1 forgets earlier tasks | demo (engine unknown) · halfcheetah/robustness | ✅ holds |" in text
     assert "no tables yet" in text and "validate_cw" in text

@@ -178,6 +178,7 @@ def continual_claims(
     runs = continual_runs(results, random)
     out: list[dict] = []
     for scenario, group in runs.groupby("scenario"):
+        shown_per_task = ["tables/continual_tasks.md", f"figures/task_performance/{scenario}.png"]  # table, then figure
         base = {"paper": "Rewire", "study": study, "scenario": scenario, "budget": _budget(results, scenario),
                 "full_budget": full_budget.get(scenario, "")}  # fmt: skip
         unit = "success rate" if performance_metric(scenario) == "success_last" else "return"
@@ -195,7 +196,7 @@ def continual_claims(
                         "verdict": state, "threshold": "gain over random > 0",
                         "evidence": "gain over random: " + "; ".join(f"task {j}: {g.text()}" for j, g in enumerate(gains))
                         + f" ({unit})", "to_decide": needed,
-                        "shown_in": "continual_tasks.md"})  # fmt: skip
+                        "shown_in": shown_per_task})  # fmt: skip
         for method, g in by.items():
             retention = _interval(g["retention"].to_numpy(), cfg)
             if method == "ft_1":
@@ -208,7 +209,7 @@ def continual_claims(
                 evidence += f"; task 0 alone {task0.text()}"
             out.append({**base, "claim": claim, "verdict": state, "threshold": f"retention {RETENTION}",
                         "evidence": evidence, "to_decide": seeds_to_decide(g["retention"].to_numpy(), RETENTION, cfg),
-                        "shown_in": "continual_tasks.md"})  # fmt: skip
+                        "shown_in": shown_per_task})  # fmt: skip
         if "rewire" in by:
             for method, g in by.items():
                 if method == "rewire":
@@ -219,7 +220,7 @@ def continual_claims(
                             "verdict": verdict(diff, 0.0), "threshold": "difference ≥ 0",
                             "to_decide": seeds_to_decide(rewire, 0.0, cfg, other),
                             "evidence": f"Rewire − {display_name(method)}: {diff.text()} ({unit})",
-                            "shown_in": "continual_tables.md"})  # fmt: skip
+                            "shown_in": ["tables/continual_tables.md"]})  # fmt: skip
             size = inference_sizes(sizes, runs[runs["complete"]], scenario)
             if "rewire" in size and "sac_n" in size:
                 shown = {m: size[m] for m in ("rewire", "sac_n", "pnn", "packnet", "csp") if m in size}
@@ -227,7 +228,7 @@ def continual_claims(
                 out.append({**base, "claim": "Rewire needs fewer parameters than a policy per task (SAC-N)",
                             "verdict": HOLDS if size["rewire"] < size["sac_n"] else FAILS, "threshold": "exact",
                             "evidence": f"inference size × one policy: {evidence}",
-                            "shown_in": "continual_tables.md"})  # fmt: skip
+                            "shown_in": ["tables/continual_tables.md"]})  # fmt: skip
     return out
 
 
@@ -255,7 +256,7 @@ def sparse_claims(runs: pd.DataFrame, study: str, cfg: BootstrapConfig, full_bud
                             "verdict": verdict(interval, CLOSE_TO_DENSE), "threshold": f"× dense ≥ {CLOSE_TO_DENSE}",
                             "to_decide": seeds_to_decide(ratio, CLOSE_TO_DENSE, cfg),
                             "evidence": f"DAPD ÷ dense SAC's mean return: {interval.text()}",
-                            "shown_in": "sparse_tables.md"})  # fmt: skip
+                            "shown_in": ["tables/sparse_tables.md"]})  # fmt: skip
             for other in ("rigl", "rlx2"):
                 if "dapd" in by and other in by:
                     dapd, rival = (by[m]["final_return"].to_numpy() for m in ("dapd", other))
@@ -264,14 +265,14 @@ def sparse_claims(runs: pd.DataFrame, study: str, cfg: BootstrapConfig, full_bud
                                 "verdict": verdict(diff, 0.0), "threshold": "difference ≥ 0",
                                 "to_decide": seeds_to_decide(dapd, 0.0, cfg, rival),
                                 "evidence": f"DAPD − {display_name(other)}: {diff.text()} (return)",
-                                "shown_in": "sparse_tables.md"})  # fmt: skip
+                                "shown_in": ["tables/sparse_tables.md"]})  # fmt: skip
             for method, g in by.items():
                 params, flops = float(g["params_rel_dense"].mean()), float(g["train_flops_rel_dense"].mean())
                 state = HOLDS if max(params, flops) <= SAVINGS_FACTOR * keep else FAILS
                 out.append({**base, "claim": f"{display_name(method)} saves parameters and training FLOPs",
                             "verdict": state, "threshold": f"≤ {SAVINGS_FACTOR:g} × keep ratio of dense's",
                             "evidence": f"parameters {params:.3f}, training FLOPs {flops:.3f} of dense SAC's",
-                            "shown_in": "sparse_tables.md"})  # fmt: skip
+                            "shown_in": ["tables/sparse_tables.md"]})  # fmt: skip
     return out
 
 
@@ -353,7 +354,9 @@ def claims_table(
             found += continual_claims(study.results, study.random, study.runs, name, cfg, full_budgets)
         if not study.sparse.empty:
             found += sparse_claims(study.sparse, name, cfg, sparse_full_budget)
-        rows += [{**row, "shown_in": str(directory / "tables" / row["shown_in"])} for row in found]
+        for row in found:  # the table, and the figure where the study has built it
+            shown = [str(directory / p) for p in row["shown_in"] if p.startswith("tables/") or (directory / p).exists()]
+            rows.append({**row, "shown_in": ", ".join(shown)})
     table = pd.DataFrame(rows, columns=["paper", "claim", "study", "scenario", "verdict", "evidence", "threshold",
                                         "to_decide", "budget", "full_budget", "shown_in", "duplicate_of"])  # fmt: skip
     # only an undecided claim has seeds left to decide it
@@ -399,7 +402,7 @@ def render_claims_markdown(
     for _, row in table[table["duplicate_of"].isna()].iterrows():
         lines.append(f"| {row['paper']} | {row['claim']} | {row['study']} · {row['scenario']} | {mark[row['verdict']]} "
                      f"| {row['evidence']} | {_to_decide(row['to_decide'], row['verdict'])} | {row['budget']} "
-                     f"| {row['full_budget']} | `{row['shown_in']}` |")  # fmt: skip
+                     f"| {row['full_budget']} | {', '.join(f'`{p}`' for p in row['shown_in'].split(', '))} |")  # fmt: skip
     for _, row in duplicates.iterrows():
         lines += ["", f"{row['study']} and {row['duplicate_of']} hold the same tables; their claims are listed once, under "
                   f"{row['duplicate_of']}."]  # fmt: skip
