@@ -315,7 +315,9 @@ class TrainResult:
     stages: list[dict[str, Any]]
     rows: list[dict[str, Any]]
     resumed_from: dict[str, Any] | None = None
-    """Where a resumed run picked up: task index, phase (`start`, `train`, `end`) and the task's env steps."""
+    """Where a resumed run picked up: task index, phase (`start`, `train`, `end`), the task's env steps, and the
+    training time of the processes before (None: the checkpoint did not record it, and `train_wall_time_s` is this
+    process's alone)."""
     train_wall_time_s: float = 0.0
     """Training time over every process that ran this job: the earlier ones' up to their last checkpoint (the work
     after it is redone and counted once) plus this one's."""
@@ -364,7 +366,10 @@ def train(
     first, phase, trainer, saved = 0, "start", None, store.load(map_location=device)
     earlier_wall_time_s = 0.0  # the processes before this one, up to their last checkpoint
     if saved is not None:
-        earlier_wall_time_s = float(saved.get("wall_time_s", 0.0))  # absent from checkpoints before engine 0.3.0
+        earlier = saved.get("wall_time_s")  # absent from checkpoints written before it was recorded
+        if earlier is None:
+            log.warning("this checkpoint does not record its training time: train_wall_time_s counts this process only")
+        earlier_wall_time_s = float(earlier or 0.0)
         method = restore_method(saved["method"], spec.method, env.obs_dim, env.action_dim, spec.network, spec.method_hp,
                                 device)  # fmt: skip
         critic = TwinCritic(saved["critic"]["obs_dim"], env.action_dim, critic_network).to(device)
@@ -375,7 +380,8 @@ def train(
         if phase == "start":  # else once the task's trainer and env are rebuilt (building them may draw numbers)
             restore_rng(saved["rng"])
         done_steps = saved["trainer"]["interactions"] if saved["trainer"] is not None else 0
-        result.resumed_from = {"task": first, "phase": phase, "task_env_steps": done_steps}
+        result.resumed_from = {"task": first, "phase": phase, "task_env_steps": done_steps,
+                               "earlier_wall_time_s": earlier}  # fmt: skip
         log.info("resuming %s at task %d, phase %s, %d env steps into the task", spec.method, first, phase, done_steps)
         if progress is not None:
             progress.update(first * scenario.steps_per_task + done_steps)
