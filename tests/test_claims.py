@@ -253,3 +253,14 @@ def test_a_task_never_learned_is_not_learning(tmp_path):
     table = claims_table({"s": _study(tmp_path, {"sac_n": p})}, CFG, {}, "")
     learned = table[table["claim"].str.startswith("SAC learns")]["verdict"].item()
     assert learned == FAILS
+
+
+def test_retention_is_not_read_where_sac_n_is_not_shown_to_learn(tmp_path):
+    # SAC-N never learns task 0 (its gain is 0): FT-1's and PackNet's "retention" of it would be a ratio of noise
+    sac_n = [np.array([[-100.0, -95.0], [-100.0 + s, 900.0]]) for s in range(3)]
+    packnet = [np.array([[1000.0 + s, -90.0], [-100.0, 900.0]]) for s in range(3)]  # forgets completely
+    table = claims_table({"s": _study(tmp_path, {"sac_n": sac_n, "packnet": packnet})}, CFG, {}, "").set_index("claim")
+    assert table.loc["SAC learns every task (SAC-N above a random policy on each task)", "verdict"] == FAILS
+    row = table.loc["PackNet retains earlier tasks"]
+    assert row["verdict"] == UNDECIDED and np.isnan(row["to_decide"])  # FAILS on its numbers, which are not read
+    assert row["evidence"].startswith("retention ") and "not read: SAC-N is not shown to learn" in row["evidence"]
