@@ -85,6 +85,7 @@ def test_retention_is_the_kept_fraction_of_the_gain_over_random():
     # the gain over random (-100) the first two tasks keep after the last, of what they had (the last has no later stage)
     assert row["retention"] == pytest.approx(((650 + 100) + (300 + 100)) / ((900 + 100) + (700 + 100)))
     assert row["task0_retention"] == pytest.approx((650 + 100) / (900 + 100))
+    assert row["task0_after_next"] == pytest.approx((400 + 100) / (900 + 100))  # before any later stage restored it
     assert row["final"] == pytest.approx(p[2].mean())
     assert row["gain_1"] == pytest.approx(p[1, 1] + 100)
 

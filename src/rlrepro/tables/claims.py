@@ -147,6 +147,8 @@ def continual_runs(results: pd.DataFrame, random: pd.DataFrame) -> pd.DataFrame:
                      "complete": complete, "final": metrics.final_performance(p) if complete else np.nan,
                      "retention": kept / total_gain if total_gain > MIN_GAIN else np.nan,
                      "task0_retention": (p[-1, 0] - r[0]) / gains[0] if complete and gains[0] > MIN_GAIN else np.nan,
+                     "task0_after_next": (p[1, 0] - r[0]) / gains[0] if complete and n > 1 and gains[0] > MIN_GAIN
+                     else np.nan,
                      **{f"gain_{j}": gains[j] for j in range(n)}})  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -209,8 +211,9 @@ def continual_claims(
                 claim, state = f"{display_name(method)} retains earlier tasks", verdict(retention, RETENTION)
             evidence = f"retention {retention.text()}"
             task0 = _interval(g["task0_retention"].to_numpy(), cfg)
-            if int(g["n_tasks"].max()) > 2 and not np.isnan(task0.mean):
-                evidence += f"; task 0 alone {task0.text()}"
+            if int(g["n_tasks"].max()) > 2 and not np.isnan(task0.mean):  # a longer sequence: where task 0 stood
+                after_next = _interval(g["task0_after_next"].to_numpy(), cfg)
+                evidence += f"; task 0 alone {task0.text()}, right after task 1 {after_next.text()}"
             to_decide = seeds_to_decide(g["retention"].to_numpy(), RETENTION, cfg)
             if learned not in (None, HOLDS):  # a share of gains that are not shown to exist: not read
                 state, to_decide = UNDECIDED, np.nan
