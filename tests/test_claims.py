@@ -85,6 +85,7 @@ def test_retention_is_the_kept_fraction_of_the_gain_over_random():
     # the gain over random (-100) the first two tasks keep after the last, of what they had (the last has no later stage)
     assert row["retention"] == pytest.approx(((650 + 100) + (300 + 100)) / ((900 + 100) + (700 + 100)))
     assert row["task0_retention"] == pytest.approx((650 + 100) / (900 + 100))
+    assert row["task0_after_next"] == pytest.approx((400 + 100) / (900 + 100))  # before any later stage restored it
     assert row["final"] == pytest.approx(p[2].mean())
     assert row["gain_1"] == pytest.approx(p[1, 1] + 100)
 
@@ -130,6 +131,14 @@ def test_a_study_decides_forgetting_retention_and_rewire_comparisons(tmp_path):
     assert table["to_decide"].isna().all()  # every claim decided (the undecided case: the test after the next)
     assert set(table["budget"]) == {"2 tasks × 1k steps, 3 seeds"}
     assert set(table["shown_in"]) <= {str(study / "tables" / n) for n in ("continual_tasks.md", "continual_tables.md")}
+    figure = study / "figures" / "task_performance" / f"{SCENARIO}.png"  # once the study has built it, it is named too
+    figure.parent.mkdir(parents=True)
+    figure.write_bytes(b"png")
+    shown = claims_table({"demo": study}, CFG, {}, "").set_index("claim")["shown_in"]
+    assert shown["Rewire retains earlier tasks"] == f"{study / 'tables' / 'continual_tasks.md'}, {figure}"
+    assert shown["Rewire's final performance ≥ FT-1's"] == str(study / "tables" / "continual_tables.md")
+    assert f"`{study / 'tables' / 'continual_tasks.md'}`, `{figure}`" in render_claims_markdown(claims_table(
+        {"demo": study}, CFG, {}, ""), [])  # fmt: skip
     text = render_claims_markdown(table, ["validate_cw"])
     assert "| Rewire | FT-1 forgets earlier tasks | demo (engine unknown) · halfcheetah/robustness | ✅ holds |" in text
     assert "no tables yet" in text and "validate_cw" in text
@@ -245,3 +254,14 @@ def test_a_task_never_learned_is_not_learning(tmp_path):
     table = claims_table({"s": _study(tmp_path, {"sac_n": p})}, CFG, {}, "")
     learned = table[table["claim"].str.startswith("SAC learns")]["verdict"].item()
     assert learned == FAILS
+
+
+def test_retention_is_not_read_where_sac_n_is_not_shown_to_learn(tmp_path):
+    # SAC-N never learns task 0 (its gain is 0): FT-1's and PackNet's "retention" of it would be a ratio of noise
+    sac_n = [np.array([[-100.0, -95.0], [-100.0 + s, 900.0]]) for s in range(3)]
+    packnet = [np.array([[1000.0 + s, -90.0], [-100.0, 900.0]]) for s in range(3)]  # forgets completely
+    table = claims_table({"s": _study(tmp_path, {"sac_n": sac_n, "packnet": packnet})}, CFG, {}, "").set_index("claim")
+    assert table.loc["SAC learns every task (SAC-N above a random policy on each task)", "verdict"] == FAILS
+    row = table.loc["PackNet retains earlier tasks"]
+    assert row["verdict"] == UNDECIDED and np.isnan(row["to_decide"])  # FAILS on its numbers, which are not read
+    assert row["evidence"].startswith("retention ") and "not read: SAC-N is not shown to learn" in row["evidence"]

@@ -1,5 +1,7 @@
 """The continual framework on the fake env: method hooks, growth, evaluation matrix, determinism and resume."""
 
+import time
+
 import pytest
 import torch
 from conftest import fake_env_factory
@@ -70,8 +72,19 @@ def test_same_seed_gives_identical_results_and_resume_matches(fake_scenario, tmp
     # The last checkpoint, before task 1's end phase (train() never clears it; the CLI does once outputs exist):
     saved = torch.load(tmp_path / "state.pt", weights_only=True)
     assert (saved["payload"]["task"], saved["payload"]["phase"]) == (1, "end")
+    saved["payload"]["wall_time_s"] = 1e6  # the earlier processes' time, as their last checkpoint recorded it
+    torch.save(saved, tmp_path / "state.pt")
+    started = time.monotonic()
     c = train(spec, env_factory=fake_env_factory, checkpoint_dir=tmp_path)
-    assert c.resumed_from == {"task": 1, "phase": "end", "task_env_steps": 260}
+    own = time.monotonic() - started
+    assert c.resumed_from == {"task": 1, "phase": "end", "task_env_steps": 260, "earlier_wall_time_s": 1e6}
+    assert 1e6 <= c.train_wall_time_s <= 1e6 + own  # the cost tables count every process's training time
+    assert 0 < b.train_wall_time_s < 1e6
+    del saved["payload"]["wall_time_s"]  # a checkpoint that does not record it: this process's time, and it says so
+    torch.save(saved, tmp_path / "state.pt")
+    started = time.monotonic()
+    d = train(spec, env_factory=fake_env_factory, checkpoint_dir=tmp_path)
+    assert d.resumed_from["earlier_wall_time_s"] is None and d.train_wall_time_s <= time.monotonic() - started
     assert all(torch.equal(b.stages[1]["state"][k], c.stages[1]["state"][k]) for k in b.stages[1]["state"])
 
 

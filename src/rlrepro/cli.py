@@ -147,20 +147,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     progress = Progress(
         sc.steps_per_task * sc.n_tasks, f"train {spec.label} {sc.name} seed{spec.seed}", spec.log.log_interval_s
     )
-    start = time.monotonic()
     checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else None
     run_log = RunLog(f"{sc.name}/{spec.label}/seed{spec.seed}")
     result = train(spec, progress=progress, checkpoint_dir=checkpoint_dir, run_log=run_log)
     run_log.close()
     progress.close()
-    wall = time.monotonic() - start
     meta = provenance(stable_hash(raw), spec.device)
     meta.update(
         method=spec.label,
         **({"base_method": spec.method} if spec.variant else {}),
         scenario=sc.name,
         seed=spec.seed,
-        train_wall_time_s=wall,
+        train_wall_time_s=result.train_wall_time_s,
         resumed_from=result.resumed_from,
     )
     atomic_write_text(out / "config.resolved.yaml", yaml.safe_dump(raw, sort_keys=False))
@@ -445,6 +443,9 @@ def cmd_figure(args: argparse.Namespace) -> int:
         figures.transfer_matrix(read_results(args.inputs), args.out)
     elif args.kind == "continual-curves":
         figures.continual_curves(read_results(args.inputs), args.out, boot)
+    elif args.kind == "task-performance":
+        random = pd.concat([pd.read_parquet(p) for p in args.random]) if args.random else None
+        figures.task_performance(read_results(args.inputs), args.out, random)
     else:
         figures.stage_performance(read_results(args.inputs), args.out)
     return 0
@@ -642,6 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[
             "transfer-matrix",
             "stage-performance",
+            "task-performance",
             "continual-curves",
             "tradeoff",
             "aggregate",
@@ -652,6 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output path without extension")
     p.add_argument("--spec", help="bootstrap settings as JSON (reps, confidence, random_state)")
     p.add_argument("--domain", help="tradeoff: the domain to plot")
+    p.add_argument("--random", nargs="*", default=[], help="task-performance: random-reference Parquets of the scenario")
     p.add_argument("inputs", nargs="+")
     p.set_defaults(func=cmd_figure)
 

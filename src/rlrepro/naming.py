@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 METHOD_ORDER = ["ft_1", "ft_l2", "ewc", "pnn", "packnet", "sac_n", "ft_n", "csp", "rewire", "dense", "rigl", "rlx2", "dapd"]
-"""Both papers' methods in the papers' order: table rows follow it, and a method's position fixes its colour, marker
-and line style in every figure."""
+"""Both papers' methods in the papers' order: table rows and legends follow it (each method's colour, marker and line
+style in every figure: `rlrepro.figures.METHOD_LOOKS`)."""
 
 DISPLAY_NAMES = {"ft_1": "FT-1", "ft_l2": "FT-L2", "ewc": "EWC", "pnn": "PNN", "packnet": "PackNet", "sac_n": "SAC-N",
                  "ft_n": "FT-N", "csp": "CSP", "rewire": "Rewire", "dense": "SAC (dense)", "rigl": "RiGL",

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -190,12 +191,15 @@ def sparse_env_results(wildcards):
 
 
 def continual_table_targets():
-    """The continual tables when the preset has a continual grid (a sparse-only preset has none)."""
-    return [res("tables/continual_tables.md"), res("tables/continual_aggregate.md")] if RESOLVED.runs else []
+    """The continual tables when the preset has a continual grid (a sparse-only preset has none) and, with
+    aggregate.allow_missing_runs, some run of it is finished."""
+    runs = present(run_paths(f"{RUN_DIR}/results.parquet")) if RESOLVED.runs else []
+    return [res("tables/continual_tables.md"), res("tables/continual_aggregate.md")] if runs else []
 
 
 def sparse_table_targets():
-    return [res("tables/sparse_tables.md")] if RESOLVED.sparse.runs else []
+    runs = present(sparse_run_paths(f"{SPARSE_DIR}/results.parquet")) if RESOLVED.sparse.runs else []
+    return [res("tables/sparse_tables.md")] if runs else []
 
 
 def present(paths):
@@ -216,13 +220,24 @@ def reference_option(wildcards, input):
     return f"--reference {input.reference[0]}" if input.reference else ""
 
 
-def random_reference_results(wildcards):
-    """A uniform-random policy on every task of each (scenario, seed) of the grid: the tables' learning reference."""
+def random_reference_pairs():
+    """The (scenario, seed) pairs of the grid whose random-policy reference the tables read."""
     pairs = sorted({(r.scenario, r.seed) for r in RESOLVED.runs})
     if config["aggregate"].get("allow_missing_runs"):  # only the (scenario, seed) pairs some finished run has
         pairs = [(s, seed) for s, seed in pairs if present(
             [f"{RUN_DIR}/results.parquet".format(method=m, scenario=s, seed=seed) for m in RESOLVED.methods])]
-    return [res(RANDOM_REFERENCE.format(scenario=s, seed=seed)) for s, seed in pairs]
+    return pairs
+
+
+def random_reference_results(wildcards):
+    """A uniform-random policy on every task of each (scenario, seed) of the grid: the tables' learning reference."""
+    return [res(RANDOM_REFERENCE.format(scenario=s, seed=seed)) for s, seed in random_reference_pairs()]
+
+
+def scenario_random_results(wildcards):
+    """The random-policy references of one scenario (its seeds in the grid): the task-performance figure's floor."""
+    return [res(RANDOM_REFERENCE.format(scenario=s, seed=seed)) for s, seed in random_reference_pairs()
+            if s == wildcards.scenario]  # fmt: skip
 
 
 def continual_run_results(wildcards):
@@ -241,19 +256,20 @@ def bootstrap_spec(wildcards):
     return json.dumps(config["aggregate"]["bootstrap"], sort_keys=True)
 
 
-DOMAINS = list(dict.fromkeys(s.split("/")[0] for s in RESOLVED.scenarios))
-
-
 def figure_targets():
     """Every figure of the preset's grid (continual and sparse)."""
     finished = present(run_paths(f"{RUN_DIR}/results.parquet"))  # every run, unless missing runs are allowed
     targets = [p.replace(f"{RESULTS}/runs/", f"{RESULTS}/figures/transfer_matrix/").replace("/results.parquet", ".png")
                for p in finished]  # fmt: skip
-    targets += [res(f"figures/stage_performance/{s}.png") for s in RESOLVED.scenarios]
-    targets += [res(f"figures/continual_curves/{s}.png") for s in RESOLVED.scenarios]
-    if RESOLVED.runs:
-        targets += [res(f"figures/tradeoff/{d}.png") for d in DOMAINS]
+    # a scenario's or env's figures once it has a finished run (with allow_missing_runs, some may have none yet)
+    scenarios = [s for s in RESOLVED.scenarios if scenario_results(SimpleNamespace(scenario=s))]
+    for kind in ("stage_performance", "task_performance", "continual_curves"):
+        targets += [res(f"figures/{kind}/{s}.png") for s in scenarios]
+    if scenarios:
+        targets += [res(f"figures/tradeoff/{d}.png") for d in dict.fromkeys(s.split("/")[0] for s in scenarios)]
         targets.append(res("figures/aggregate/normalised_performance.png"))
+    sparse = present(sparse_run_paths(f"{SPARSE_DIR}/results.parquet"))
     for env in RESOLVED.sparse.envs:
-        targets += [res(f"figures/sparse_curves/{env}.png"), res(f"figures/sparse_layer_density/{env}.png")]
+        if any(p.startswith(res(f"sparse/{env}/")) for p in sparse):
+            targets += [res(f"figures/sparse_curves/{env}.png"), res(f"figures/sparse_layer_density/{env}.png")]
     return targets

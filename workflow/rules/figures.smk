@@ -45,6 +45,31 @@ rule stage_performance:
         "python -m rlrepro figure stage-performance --out {params.stem} {input} 2> {log}"
 
 
+rule task_performance:
+    input:
+        runs=scenario_results,
+        random=scenario_random_results,
+    output:
+        png=report(
+            res("figures/task_performance/{scenario}.png"),
+            caption="../report/task_performance.rst",
+            category="2. Figures",
+            subcategory="performance per task",
+            labels={"scenario": "{scenario}"},
+        ),
+        pdf=res("figures/task_performance/{scenario}.pdf"),
+        data=res("figures/task_performance/{scenario}.csv"),
+    params:
+        stem=output_stem,
+    log:
+        res("logs/figures/task_performance/{scenario}.log"),
+    threads: 1
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m rlrepro figure task-performance --out {params.stem} --random {input.random} -- {input.runs} 2> {log}"
+
+
 rule continual_curves:
     input:
         scenario_results,

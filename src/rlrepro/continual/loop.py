@@ -315,10 +315,15 @@ class TrainResult:
     stages: list[dict[str, Any]]
     rows: list[dict[str, Any]]
     resumed_from: dict[str, Any] | None = None
-    """Where a resumed run picked up: task index, phase (`start`, `train`, `end`) and the task's env steps."""
+    """Where a resumed run picked up: task index, phase (`start`, `train`, `end`), the task's env steps, and the
+    training time of the processes before (None: the checkpoint did not record it, and `train_wall_time_s` is this
+    process's alone)."""
+    train_wall_time_s: float = 0.0
+    """Training time over every process that ran this job: the earlier ones' up to their last checkpoint (the work
+    after it is redone and counted once) plus this one's."""
 
     def policies(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("rows", "resumed_from")}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("rows", "resumed_from", "train_wall_time_s")}
 
 
 def train(
@@ -337,6 +342,7 @@ def train(
     (selection, pruning and fine-tuning, Fisher, AlphaSearch) and after each stage; a rerun of the same job spec
     continues from the last one bit for bit, and a checkpoint of any other spec is ignored (rlrepro.checkpoint).
     """
+    start = time.monotonic()
     device = torch.device(spec.device)
     seed_everything(spec.seed)
     generator = torch.Generator(device=device)
@@ -358,7 +364,12 @@ def train(
     critic = TwinCritic(env.obs_dim, env.action_dim, critic_network).to(device)
     result = TrainResult(spec.method, spec.method_hp, dataclasses.asdict(spec.network), env.obs_dim, env.action_dim, [], [])
     first, phase, trainer, saved = 0, "start", None, store.load(map_location=device)
+    earlier_wall_time_s = 0.0  # the processes before this one, up to their last checkpoint
     if saved is not None:
+        earlier = saved.get("wall_time_s")  # absent from checkpoints written before it was recorded
+        if earlier is None:
+            log.warning("this checkpoint does not record its training time: train_wall_time_s counts this process only")
+        earlier_wall_time_s = float(earlier or 0.0)
         method = restore_method(saved["method"], spec.method, env.obs_dim, env.action_dim, spec.network, spec.method_hp,
                                 device)  # fmt: skip
         critic = TwinCritic(saved["critic"]["obs_dim"], env.action_dim, critic_network).to(device)
@@ -369,7 +380,8 @@ def train(
         if phase == "start":  # else once the task's trainer and env are rebuilt (building them may draw numbers)
             restore_rng(saved["rng"])
         done_steps = saved["trainer"]["interactions"] if saved["trainer"] is not None else 0
-        result.resumed_from = {"task": first, "phase": phase, "task_env_steps": done_steps}
+        result.resumed_from = {"task": first, "phase": phase, "task_env_steps": done_steps,
+                               "earlier_wall_time_s": earlier}  # fmt: skip
         log.info("resuming %s at task %d, phase %s, %d env steps into the task", spec.method, first, phase, done_steps)
         if progress is not None:
             progress.update(first * scenario.steps_per_task + done_steps)
@@ -387,6 +399,7 @@ def train(
             "stages": result.stages, "rows": result.rows,
             "evaluator_steps": int(getattr(context.evaluate, "steps", 0)) if context else 0,
             "extra_env_steps": context.extra_env_steps if context else 0,
+            "wall_time_s": earlier_wall_time_s + time.monotonic() - start,
         }  # fmt: skip
         store.save(payload)
 
@@ -429,6 +442,7 @@ def train(
         )
         if k + 1 < scenario.n_tasks:
             save(k + 1, "start")
+    result.train_wall_time_s = earlier_wall_time_s + time.monotonic() - start
     return result
 
 

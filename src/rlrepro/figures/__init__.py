@@ -15,7 +15,7 @@ import pandas as pd
 from rlrepro import metrics
 from rlrepro.io import atomic_write
 from rlrepro.metrics.stats import BootstrapConfig, mean_ci
-from rlrepro.naming import METHOD_ORDER, display_name, method_rank, split_variant
+from rlrepro.naming import display_name, method_rank, split_variant
 
 # Okabe–Ito colour-blind-safe palette.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -31,16 +31,27 @@ STYLE = {
 LEGEND_BESIDE = {"frameon": False, "loc": "center left", "bbox_to_anchor": (1.0, 0.5)}
 
 
+# (palette colour, look) of each paper method. Eight colours for nine continual methods: the one shared colour is
+# FT-L2's and FT-N's (two fine-tuning baselines, told apart by marker and line), so the methods the studies compare
+# most (FT-1, SAC-N, EWC, PackNet, Rewire) never share one; Rewire, the paper's method, is black. The sparse suite's
+# four methods have four colours among themselves.
+METHOD_LOOKS = {"ft_1": (0, 0), "ft_l2": (1, 0), "ewc": (2, 0), "pnn": (3, 0), "packnet": (4, 0), "sac_n": (5, 0),
+                "ft_n": (1, 1), "csp": (6, 0), "rewire": (7, 0),
+                "dense": (7, 1), "rigl": (2, 1), "rlx2": (3, 1), "dapd": (0, 1)}  # fmt: skip
+
+
 def method_style(method: str) -> dict[str, str]:
-    """Colour, marker and line style of a method, the same in every figure: its position in METHOD_ORDER (methods
-    added later follow, in order of name), the 8 palette colours, then again with other marks. A variant keeps its
-    base's colour, with a marker and line style of its own (fixed by its name)."""
+    """Colour, marker and line style of a method, the same in every figure: the paper methods' from METHOD_LOOKS;
+    methods added later follow, fixed by their name, with looks the paper methods do not use. A variant keeps its
+    base's colour, with a look (fixed by its name) that no paper method of that colour has."""
     method = str(method)
     base, suffix = split_variant(method)
-    i = method_rank(base) + (sum(map(ord, base)) % 19 if base not in METHOD_ORDER else 0)
-    j = i // len(PALETTE) + (1 + sum(map(ord, suffix)) % 7 if suffix else 0)
-    return {"color": PALETTE[i % len(PALETTE)], "marker": "os^Dv<>p"[j % 8],
-            "linestyle": ["-", "--", ":", "-."][j % 4]}  # fmt: skip
+    colour, look = METHOD_LOOKS.get(base, (sum(map(ord, base)) % len(PALETTE), 2 + sum(map(ord, base)) % 6))
+    if suffix:
+        taken = {lk for c, lk in METHOD_LOOKS.values() if c == colour} | {look}
+        free = [j for j in range(8) if j not in taken]
+        look = free[sum(map(ord, suffix)) % len(free)]
+    return {"color": PALETTE[colour], "marker": "os^Dv<>p"[look], "linestyle": ["-", "--", ":", "-."][look % 4]}
 
 
 def save(fig: plt.Figure, stem: Path | str, data: pd.DataFrame | None = None) -> list[Path]:
@@ -111,6 +122,112 @@ def stage_performance(results: pd.DataFrame, stem: Path | str) -> list[Path]:
         ax.set_ylabel("avg return on tasks seen so far")
         ax.set_title(str(results["scenario"].iloc[0]))
         ax.legend(**LEGEND_BESIDE)
+        return save(fig, stem, data)
+
+
+TASK_PERFORMANCE_COLUMNS = ["task", "task_name", "trained_at", "method", "stage", "mean", "std", "n_seeds", "random",
+                            "metric"]  # fmt: skip
+
+
+def task_performance_data(results: pd.DataFrame, random: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One scenario's performance (success on Continual World, return elsewhere) on each task after each stage, per
+    method: mean and std over the seeds evaluated at that stage, next to a uniform-random policy's on the task (mean
+    over the reference's seeds; NaN without one). `trained_at`: the stages that train the task, i.e. every task of
+    its name (a scenario that repeats its tasks trains one env again: robustness's revisits)."""
+    from rlrepro.tables import performance_metric
+
+    scenarios = results["scenario"].astype(str).unique()
+    if len(scenarios) != 1:
+        raise ValueError(f"task_performance_data reads one scenario's runs, got {sorted(scenarios)}")
+    metric = performance_metric(scenarios[0])
+    names = results.dropna(subset=["task"]).drop_duplicates("task").set_index("task")["task_name"].astype(str)
+    floor = pd.Series(dtype=float)
+    if random is not None and len(random):
+        mine = random[(random["metric"] == metric) & (random["scenario"].astype(str) == scenarios[0])]
+        floor = mine.groupby("task")["value"].mean()
+    rows = []
+    for method in _ordered(results["method"]):
+        matrices = [metrics.performance_matrix(run, metric) for _, run in results[results["method"] == method].groupby("seed")]
+        n_stages = max((p.shape[0] for p in matrices), default=0)
+        n_tasks = max((p.shape[1] for p in matrices), default=0)
+        for task in range(n_tasks):
+            name = names.get(task, str(task))
+            trained_at = " ".join(str(j) for j in range(n_tasks) if names.get(j, str(j)) == name)
+            for stage in range(n_stages):  # the seeds evaluated at this stage
+                values = np.array([p[stage, task] for p in matrices if p.shape[0] > stage and p.shape[1] > task])
+                values = values[np.isfinite(values)]
+                if len(values):
+                    rows.append({"task": task, "task_name": name, "trained_at": trained_at, "method": method,
+                                 "stage": stage, "mean": values.mean(), "std": values.std(), "n_seeds": len(values),
+                                 "random": floor.get(task, np.nan), "metric": metric})  # fmt: skip
+    if not rows:
+        raise ValueError(f"no {metric} rows in {scenarios[0]}'s results: nothing to plot")
+    data = pd.DataFrame(rows, columns=TASK_PERFORMANCE_COLUMNS)
+    return data.sort_values(["task", "stage"], kind="stable").reset_index(drop=True)
+
+
+def task_panels(data: pd.DataFrame) -> dict[int, list[int]]:
+    """The task-performance figure's panels: first task → the tasks it shows. A repeated task (same name) whose
+    numbers equal its first occurrence's (the same env, evaluated the same way) shares that panel."""
+    panels: dict[int, list[int]] = {}
+    for task in dict.fromkeys(data["task"]):
+        mine = data[data["task"] == task]
+        first = data[data["task_name"] == mine["task_name"].iloc[0]]
+        first = first[first["task"] == first["task"].min()]
+        keys = ["method", "stage"]
+        if (first["task"].iloc[0] != task and first[keys].to_numpy().tolist() == mine[keys].to_numpy().tolist()
+                and np.allclose(first["mean"].to_numpy(), mine["mean"].to_numpy())):  # fmt: skip
+            panels[int(first["task"].iloc[0])].append(int(task))
+        else:
+            panels[int(task)] = [int(task)]
+    return panels
+
+
+def task_performance(results: pd.DataFrame, stem: Path | str, random: pd.DataFrame | None = None) -> list[Path]:
+    """One panel per task: its performance after every stage, per method (mean ± std over seeds), the stages before
+    its env was first trained hatched, every stage that trains it marked (a repeated task: a revisit), and a random
+    policy's level dashed; a repeated task whose numbers equal its first occurrence's shares its panel. What
+    forgetting and revisits do to each task, where the stage figure averages them."""
+    data = task_performance_data(results, random)
+    panels = task_panels(data)
+    tasks = list(panels)
+    cols = min(len(tasks), 4)
+    rows = -(-len(tasks) // cols)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 1.2, 2.3 * rows), squeeze=False, sharey=True)
+        for ax, task in zip(axes.flat, tasks, strict=False):
+            panel = data[data["task"] == task]
+            trained_at = [int(j) for j in panel["trained_at"].iloc[0].split()]
+            for method, group in panel.groupby("method", sort=False):
+                stages, mean, std = group["stage"].to_numpy(), group["mean"].to_numpy(), group["std"].to_numpy()
+                style = method_style(method)
+                ax.plot(stages, mean, marker=style["marker"], color=style["color"], linestyle=style["linestyle"],
+                        markersize=4, label=display_name(method))  # fmt: skip
+                if group["n_seeds"].max() > 1:
+                    ax.fill_between(stages, mean - std, mean + std, color=style["color"], alpha=0.15)
+            if trained_at[0] > 0:
+                ax.axvspan(-0.5, trained_at[0] - 0.5, fill=False, hatch="///", edgecolor="0.85", linewidth=0)
+            for j in trained_at:
+                ax.axvline(j, color="0.6", linestyle=":", linewidth=0.8)
+            if not np.isnan(panel["random"].iloc[0]):
+                ax.axhline(panel["random"].iloc[0], color="grey", linestyle="--", linewidth=0.8, label="random policy")
+            shown = panels[task]
+            ax.set_title(f"task{'s' * (len(shown) > 1)} {', '.join(map(str, shown))}: {panel['task_name'].iloc[0]}",
+                         fontsize=8)  # fmt: skip
+            ax.set_xticks(sorted(panel["stage"].unique()))
+            ax.set_xlabel("after stage")
+        for ax in axes.flat[len(tasks):]:
+            ax.set_visible(False)
+        label = "success rate" if data["metric"].iloc[0].startswith("success") else "average return"
+        for row in axes:
+            row[0].set_ylabel(label)
+        fig.suptitle(f"{results['scenario'].iloc[0]}: each task after each stage\n(dotted: the stages that train it; "
+                     "hatched: before the first)", fontsize=9)  # fmt: skip
+        fig.tight_layout()
+        legend = {}  # every panel's entries, once each (a random level may be missing from some panels)
+        for ax in axes.flat:
+            legend.update(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
+        fig.legend(list(legend.values()), list(legend.keys()), **LEGEND_BESIDE)
         return save(fig, stem, data)
 
 
