@@ -268,8 +268,7 @@ def figure_targets():
     if scenarios:
         targets += [res(f"figures/tradeoff/{d}.png") for d in dict.fromkeys(s.split("/")[0] for s in scenarios)]
         targets.append(res("figures/aggregate/normalised_performance.png"))
-    sparse = present(sparse_run_paths(f"{SPARSE_DIR}/results.parquet"))
     for env in RESOLVED.sparse.envs:
-        if any(p.startswith(res(f"sparse/{env}/")) for p in sparse):
+        if sparse_env_results(SimpleNamespace(env=env)):
             targets += [res(f"figures/sparse_curves/{env}.png"), res(f"figures/sparse_layer_density/{env}.png")]
     return targets

@@ -134,17 +134,14 @@ def task_performance_data(results: pd.DataFrame, random: pd.DataFrame | None = N
     method: mean and std over the seeds evaluated at that stage, next to a uniform-random policy's on the task (mean
     over the reference's seeds; NaN without one). `trained_at`: the stages that train the task, i.e. every task of
     its name (a scenario that repeats its tasks trains one env again: robustness's revisits)."""
-    from rlrepro.tables import performance_metric
+    from rlrepro.tables import performance_metric, random_levels
 
     scenarios = results["scenario"].astype(str).unique()
     if len(scenarios) != 1:
         raise ValueError(f"task_performance_data reads one scenario's runs, got {sorted(scenarios)}")
     metric = performance_metric(scenarios[0])
     names = results.dropna(subset=["task"]).drop_duplicates("task").set_index("task")["task_name"].astype(str)
-    floor = pd.Series(dtype=float)
-    if random is not None and len(random):
-        mine = random[(random["metric"] == metric) & (random["scenario"].astype(str) == scenarios[0])]
-        floor = mine.groupby("task")["value"].mean()
+    floor = random_levels(random, scenarios[0], metric)
     rows = []
     for method in _ordered(results["method"]):
         matrices = [metrics.performance_matrix(run, metric) for _, run in results[results["method"] == method].groupby("seed")]

@@ -22,6 +22,15 @@ def performance_metric(scenario: str) -> str:
     return "success_last" if domain_of(scenario) == "continual_world" else "avg_return"
 
 
+def random_levels(random: pd.DataFrame | None, scenario: str, metric: str) -> pd.Series:
+    """A uniform-random policy's `metric` on each task of `scenario`, mean over the reference's seeds, by task (empty
+    without a reference): the level that learning and retention are measured from."""
+    if random is None or random.empty:
+        return pd.Series(dtype=float)
+    mine = random[(random["scenario"].astype(str) == str(scenario)) & (random["metric"] == metric)]
+    return mine.groupby("task")["value"].mean()
+
+
 def continual_run_metrics(results: pd.DataFrame, reference_method: str) -> pd.DataFrame:
     """One row per run: final performance, forgetting, normalised scores, model size, wall time."""
     references: dict[str, np.ndarray] = {}

@@ -39,7 +39,7 @@ import pandas as pd
 from rlrepro import metrics
 from rlrepro.metrics.stats import BootstrapConfig, interval_estimates, mean_ci
 from rlrepro.naming import display_name, job_label, method_rank
-from rlrepro.tables import performance_metric
+from rlrepro.tables import performance_metric, random_levels
 from rlrepro.tables.paper import format_number
 
 RETENTION = 0.9
@@ -137,8 +137,7 @@ def continual_runs(results: pd.DataFrame, random: pd.DataFrame) -> pd.DataFrame:
         n, complete = p.shape[1], p.shape[0] == p.shape[1]
         if p.size == 0:
             continue
-        ref = random[(random["scenario"] == scenario) & (random["metric"] == perf)]
-        r = ref.groupby("task")["value"].mean().reindex(range(n)).to_numpy(dtype=float)
+        r = random_levels(random, scenario, perf).reindex(range(n)).to_numpy(dtype=float)
         gains = np.array([p[j, j] - r[j] if j < p.shape[0] else np.nan for j in range(n)])
         earlier = range(n - 1)  # every task but the last has a later stage to be forgotten in
         total_gain = float(np.sum([gains[j] for j in earlier])) if complete else np.nan
