@@ -36,6 +36,7 @@ localrules:
     provenance,
     transfer_matrix,
     stage_performance,
+    task_performance,
     continual_curves,
     tradeoff,
     aggregate_figure,

@@ -339,6 +339,20 @@ def test_a_partial_study_with_no_finished_run_yet_builds_no_table_or_figure(work
     assert job_counts(proc.stdout + proc.stderr) == {"provenance": 1, "tables": 1, "figures": 1}
 
 
+def test_only_training_and_evaluation_rules_reach_a_cluster_scheduler():
+    """Every table and figure rule is a localrule (SLURM's smoke test checks the jobs it received; this checks every
+    rule, quickly, so a new figure rule cannot become a scheduler job at training resources unnoticed)."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
+
+    with SnakemakeApi(OutputSettings()) as api:
+        workflow = api.workflow(resource_settings=ResourceSettings(), storage_settings=StorageSettings(),
+                                config_settings=ConfigSettings(config={"preset": "smoke"}),
+                                snakefile=ROOT / "Snakefile", workdir=ROOT)._workflow  # fmt: skip
+        remote = sorted(rule.name for rule in workflow.rules if rule.name not in workflow._localrules)
+    assert remote == ["evaluate_run", "random_reference", "train_run", "train_sparse"]
+
+
 def test_config_change_rerun_retrains_from_scratch_and_leaves_other_jobs_untouched(tmp_path):
     """The README's "Reruns after a config change", run for real: a checkpoint the old spec left behind (its job was
     killed) is never resumed by the new spec, and jobs whose params did not change are not touched."""
