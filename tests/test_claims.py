@@ -247,6 +247,25 @@ def test_cost_sums_each_jobs_training_and_evaluation(tmp_path):
                                                                  f"{SCENARIO} · Rewire": (3000 + 240) / 3600})  # fmt: skip
     text = render_cost_markdown({"s": study_cost(tmp_path)})
     assert "## s: 3 jobs, 1.4 core-hours" in text and f"| {SCENARIO} · FT-1 | 2 | 10–20 min | 0.53 |" in text
+    assert f"| {SCENARIO} · Rewire | 1 | 50 min | 0.90 |" in text
+
+
+def test_cost_of_the_same_jobs_on_two_engines_side_by_side(tmp_path):
+    from rlrepro.tables.claims import render_cost_comparison, render_cost_markdown, study_cost
+
+    def study(name, train_s):
+        (tmp_path / name / "tables").mkdir(parents=True)
+        runs = pd.DataFrame({"scenario": [SCENARIO] * len(train_s), "method": ["ft_1"] * len(train_s),
+                             "seed": range(len(train_s)), "train_wall_time_s": train_s, "eval_wall_time_s": 0.0})  # fmt: skip
+        runs.to_parquet(tmp_path / name / "tables" / "continual_runs.parquet")
+        return study_cost(tmp_path / name)
+
+    old, new = study("old", [1800.0, 1800.0]), study("new", [900.0])
+    assert "## new: 1 job, 0.2 core-hours" in render_cost_markdown({"new": new})
+    text = render_cost_comparison(old, new, ("old", "new"))
+    assert f"| {SCENARIO} · FT-1 | 2 / 1 | 30 min | 15 min | 0.50 | 0.25 | 0.50 |" in text
+    assert "0.5 core-hours on old, 0.2 on new (0.50×)" in text
+    assert render_cost_comparison(old, study("empty", []).iloc[0:0], ("old", "empty")) == ""
 
 
 def test_a_task_never_learned_is_not_learning(tmp_path):

@@ -464,6 +464,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
         hours_per_job,
         render_claims_markdown,
         render_comparison_markdown,
+        render_cost_comparison,
         render_cost_markdown,
         study_cost,
     )
@@ -486,6 +487,9 @@ def cmd_claims(args: argparse.Namespace) -> int:
         studies[name] = Path(directory)
     logging.getLogger("absl").setLevel(logging.WARNING)  # rliable's per-estimate INFO lines
     built = {name: d for name, d in studies.items() if (d / "tables").is_dir()}
+    names = args.compare.split(",") if args.compare else []
+    if names and (len(names) != 2 or not all(n in built for n in names)):
+        raise SystemExit(f"rlrepro claims: --compare takes two built studies A,B (built: {', '.join(built)})")
     costs = {name: study_cost(d) for name, d in built.items()}
     status = [study_status(preset, resolved, hours_per_job(costs[preset]) if preset in costs else None)
               for preset, resolved in presets.items()]  # fmt: skip
@@ -494,12 +498,10 @@ def cmd_claims(args: argparse.Namespace) -> int:
     atomic_write_parquet(table, Path(args.out).with_suffix(".parquet"))
     text = render_claims_markdown(table, sorted(set(studies) - set(built)), status, boot.confidence)
     atomic_write_text(args.out, text)
+    side_by_side = render_cost_comparison(costs[names[0]], costs[names[1]], tuple(names)) if names else ""
     costs = {f"{name} (engine {engine_versions(built[name])})": cost for name, cost in costs.items()}
-    atomic_write_text(Path(args.out).with_name("cost.md"), render_cost_markdown(costs))
-    if args.compare:
-        names = args.compare.split(",")
-        if len(names) != 2 or not all(n in built for n in names):
-            raise SystemExit(f"rlrepro claims: --compare takes two built studies A,B (built: {', '.join(built)})")
+    atomic_write_text(Path(args.out).with_name("cost.md"), render_cost_markdown(costs) + side_by_side)
+    if names:
         comparison = compare_studies(built[names[0]], built[names[1]])
         out = Path(args.out).with_name(f"{names[0]}_vs_{names[1]}.md")
         atomic_write_text(out, render_comparison_markdown(comparison, *names))

@@ -512,12 +512,37 @@ def render_cost_markdown(costs: dict[str, pd.DataFrame]) -> str:
     for study, table in costs.items():
         if table.empty:
             continue
-        total = table["core_hours"].sum()
-        lines += [f"## {study}: {int(table['jobs'].sum())} jobs, {total:.1f} core-hours", "",
+        total, jobs = table["core_hours"].sum(), int(table["jobs"].sum())
+        lines += [f"## {study}: {jobs} job{'s' if jobs != 1 else ''}, {total:.1f} core-hours", "",
                   "| job | runs | training wall time per job | core-hours |", "|---|---|---|---|"]  # fmt: skip
         for _, row in table.iterrows():
-            low, high = row["min_s"] / 60, row["max_s"] / 60
-            span = f"{low:.0f}–{high:.0f} min" if row["jobs"] > 1 else f"{low:.0f} min"
-            lines.append(f"| {row['job']} | {int(row['jobs'])} | {span} | {row['core_hours']:.2f} |")
+            lines.append(f"| {row['job']} | {int(row['jobs'])} | {_minutes(row)} | {row['core_hours']:.2f} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _minutes(row: pd.Series) -> str:
+    low, high = f"{row['min_s'] / 60:.0f}", f"{row['max_s'] / 60:.0f}"
+    return f"{low} min" if low == high else f"{low}–{high} min"
+
+
+def render_cost_comparison(before: pd.DataFrame, after: pd.DataFrame, names: tuple[str, str]) -> str:
+    """Job by job, the core-hours of one study's jobs next to another's (the same jobs on two engines): the mean per
+    job and its ratio. The ratio measures the machine on the two days as well as the engine (see the docs' Cost)."""
+    if before.empty or after.empty:
+        return ""
+    a, b = (cost.set_index("job") for cost in (before, after))
+    lines = [f"## {names[1]} against {names[0]}, per job", "",
+             f"| job | runs ({names[0]} / {names[1]}) | training wall time per job, {names[0]} | {names[1]} | "
+             f"core-hours per job, {names[0]} | {names[1]} | ratio |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for job in [j for j in a.index if j in b.index]:
+        x, y = a.loc[job], b.loc[job]
+        per_a, per_b = x["core_hours"] / x["jobs"], y["core_hours"] / y["jobs"]
+        lines.append(f"| {job} | {int(x['jobs'])} / {int(y['jobs'])} | {_minutes(x)} | {_minutes(y)} | "
+                     f"{per_a:.2f} | {per_b:.2f} | {per_b / per_a:.2f} |")  # fmt: skip
+    shared = [j for j in a.index if j in b.index]
+    if shared:
+        sa, sb = (float((c.loc[shared, "core_hours"] / c.loc[shared, "jobs"]).sum()) for c in (a, b))
+        lines += ["", f"One job of each of these {len(shared)} kinds: {sa:.1f} core-hours on {names[0]}, "
+                      f"{sb:.1f} on {names[1]} ({sb / sa:.2f}×)."]  # fmt: skip
+    return "\n".join([*lines, ""])
