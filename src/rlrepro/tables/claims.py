@@ -35,6 +35,7 @@ from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from rlrepro import metrics
 from rlrepro.metrics.stats import BootstrapConfig, interval_estimates, mean_ci
@@ -325,6 +326,32 @@ def read_study(directory: Path) -> Study:
                  engines)  # fmt: skip
 
 
+def stale_tables(directory: Path) -> list[Path]:
+    """The run folders a study's tables were built from that no longer hold those runs: missing (moved aside by
+    `rlrepro adopt` for a re-run) or holding a run of another job spec (retrained since). Tables built from them are
+    out of date, and no claim is read from them until `make validate-tables` rebuilds them from the runs present.
+    Only for a preset's own folder (a kept copy of tables, such as `engine-0.2.0/`, holds no runs by design)."""
+    from rlrepro.config import RUN_DIR, SPARSE_DIR, format_keep
+
+    layouts = {"results": (["scenario", "method", "seed"], RUN_DIR),
+               "sparse_results": (["env", "method", "keep_ratio", "seed"], SPARSE_DIR)}  # fmt: skip
+    gone = []
+    for name, (keys, layout) in layouts.items():
+        path = directory / "tables" / f"{name}.parquet"
+        if not path.exists():
+            continue
+        hashed = "config_hash" in pq.read_schema(path).names  # tables of an older rlrepro: the runs' presence only
+        built = pd.read_parquet(path, columns=keys + ["config_hash"] * hashed).drop_duplicates()
+        for row in built.astype({k: str for k in keys if k != "keep_ratio"}).to_dict("records"):
+            if "keep_ratio" in row:
+                row["keep"] = format_keep(row.pop("keep_ratio"))
+            run = directory / layout.format(**row)
+            result = run / "results.parquet"
+            if not result.exists() or (hashed and row["config_hash"] not in set(pd.read_parquet(result)["config_hash"])):
+                gone.append(run)
+    return gone
+
+
 def tables_digest(directory: Path) -> str:
     """One hash of the Parquet tables a study's claims are read from."""
     digest = hashlib.sha256()
@@ -382,7 +409,11 @@ def _to_decide(n: float, verdict: str) -> str:
 
 
 def render_claims_markdown(
-    table: pd.DataFrame, not_built: list[str] = (), status: list[str] = (), confidence: float = 0.95
+    table: pd.DataFrame,
+    not_built: list[str] = (),
+    status: list[str] = (),
+    confidence: float = 0.95,
+    out_of_date: dict[str, int] | None = None,
 ) -> str:
     mark = {HOLDS: "✅ holds", FAILS: "❌ does not hold", UNDECIDED: "➖ undecided"}
     lines = [
@@ -419,6 +450,10 @@ def render_claims_markdown(
         lines += ["", "Runs behind the studies (`rlrepro adopt --dry-run` per preset):", ""] + [f"- {line}" for line in status]
     if not_built:
         lines += ["", f"Studies with no tables yet (no runs, or `make validate-tables` not run): {', '.join(not_built)}."]
+    if out_of_date:
+        stale = ", ".join(f"{name} ({n} run{'s' if n != 1 else ''})" for name, n in out_of_date.items())
+        lines += ["", f"Studies whose tables were built from runs they no longer hold (moved aside for a re-run, or "
+                      f"retrained since), not read until `make validate-tables` rebuilds them: {stale}."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
