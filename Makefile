@@ -65,7 +65,7 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not scenarios and not containers and not cuda_image and not slurm and not compile and not resume"
+	$(BIN)/python -m pytest -q --durations=15 -m "not scenarios and not containers and not cuda_image and not slurm and not compile and not resume"
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not scenarios and not containers and not cuda_image and not slurm and not compile and not resume"

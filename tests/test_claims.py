@@ -3,9 +3,13 @@ whole study's claims decided from Parquet tables built here (numbers constructed
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from rlrepro.metrics.stats import BootstrapConfig
 from rlrepro.tables.claims import (
@@ -23,6 +27,7 @@ from rlrepro.tables.claims import (
 
 CFG = BootstrapConfig(reps=200)
 SCENARIO = "halfcheetah/robustness"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
@@ -247,6 +252,25 @@ def test_cost_sums_each_jobs_training_and_evaluation(tmp_path):
                                                                  f"{SCENARIO} · Rewire": (3000 + 240) / 3600})  # fmt: skip
     text = render_cost_markdown({"s": study_cost(tmp_path)})
     assert "## s: 3 jobs, 1.4 core-hours" in text and f"| {SCENARIO} · FT-1 | 2 | 10–20 min | 0.53 |" in text
+    assert f"| {SCENARIO} · Rewire | 1 | 50 min | 0.90 |" in text
+
+
+def test_cost_of_the_same_jobs_on_two_engines_side_by_side(tmp_path):
+    from rlrepro.tables.claims import render_cost_comparison, render_cost_markdown, study_cost
+
+    def study(name, train_s):
+        (tmp_path / name / "tables").mkdir(parents=True)
+        runs = pd.DataFrame({"scenario": [SCENARIO] * len(train_s), "method": ["ft_1"] * len(train_s),
+                             "seed": range(len(train_s)), "train_wall_time_s": train_s, "eval_wall_time_s": 0.0})  # fmt: skip
+        runs.to_parquet(tmp_path / name / "tables" / "continual_runs.parquet")
+        return study_cost(tmp_path / name)
+
+    old, new = study("old", [1800.0, 1800.0]), study("new", [900.0])
+    assert "## new: 1 job, 0.2 core-hours" in render_cost_markdown({"new": new})
+    text = render_cost_comparison(old, new, ("old", "new"))
+    assert f"| {SCENARIO} · FT-1 | 2 / 1 | 30 min | 15 min | 0.50 | 0.25 | 0.50 |" in text
+    assert "0.5 core-hours on old, 0.2 on new (0.50×)" in text
+    assert render_cost_comparison(old, study("empty", []).iloc[0:0], ("old", "empty")) == ""
 
 
 def test_a_task_never_learned_is_not_learning(tmp_path):
@@ -266,3 +290,50 @@ def test_retention_is_not_read_where_the_method_is_not_shown_to_have_learned(tmp
     assert row["verdict"] == UNDECIDED and np.isnan(row["to_decide"])
     assert row["evidence"].startswith("retention ") and "not read: PackNet's gain on the earlier tasks" in row["evidence"]
     assert table.loc["FT-1 forgets earlier tasks", "verdict"] == HOLDS
+
+
+def test_tables_built_from_runs_no_longer_there_are_out_of_date(tmp_path):
+    from rlrepro.tables.claims import stale_tables
+
+    study = _study(tmp_path / "s", {"ft_1": [np.array([[900.0, -90.0], [-100.0, 900.0]])]})
+    (study / "tables" / "sparse_results.parquet").unlink(missing_ok=True)
+    tables = pd.read_parquet(study / "tables" / "results.parquet").assign(config_hash="abc")
+    tables.to_parquet(study / "tables" / "results.parquet")
+    sparse = pd.DataFrame({"env": ["hopper"], "method": ["dapd"], "keep_ratio": [0.05], "seed": [1], "config_hash": ["d1"]})
+    sparse.to_parquet(study / "tables" / "sparse_results.parquet")
+    run, sparse_run = study / f"runs/{SCENARIO}/ft_1/seed0", study / "sparse/hopper/dapd/keep0.05/seed1"
+    assert stale_tables(study) == [run, sparse_run]  # the tables' runs moved aside (`rlrepro adopt`)
+    for folder, rows in ((run, tables), (sparse_run, sparse)):
+        folder.mkdir(parents=True)
+        rows.to_parquet(folder / "results.parquet")
+    assert stale_tables(study) == []  # the runs the tables were built from
+    tables.assign(config_hash="retrained").to_parquet(run / "results.parquet")
+    assert stale_tables(study) == [run]  # a run of another job spec since
+
+
+def test_claims_are_not_read_from_a_preset_whose_runs_were_moved_aside(tmp_path, monkeypatch):
+    """The CLI on a preset mid-re-run: its old tables are listed as out of date, not read, and the comparison with
+    the kept copy of them says it was not made (an earlier comparison file never stands)."""
+    from rlrepro.cli import main
+
+    kept = _study(tmp_path / "kept", {"ft_1": [np.array([[900.0, -90.0], [-100.0, 900.0]])]})
+    sizes = pd.read_parquet(kept / "tables" / "continual_runs.parquet")
+    sizes.assign(train_wall_time_s=600.0).to_parquet(kept / "tables" / "continual_runs.parquet")
+    results = pd.read_parquet(kept / "tables" / "results.parquet").assign(engine_version="0.2.0", config_hash="abc")
+    results.to_parquet(kept / "tables" / "results.parquet")
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["presets"]["validate"]["results_dir"] = "results/study"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    shutil.copytree(kept, tmp_path / "results/study")  # the tables, without the runs they were built from
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out" / "claims.md"
+    (out.parent / "kept_vs_validate.md").parent.mkdir()
+    (out.parent / "kept_vs_validate.md").write_text("an earlier comparison")
+    args = ["claims", "--config", str(tmp_path / "config.yaml"), "--preset", "validate", "--study", f"kept={kept}"]
+    assert main([*args, "--compare", "kept,validate", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "not read until `make validate-tables` rebuilds them: validate (1 run)." in text
+    assert set(pd.read_parquet(out.with_suffix(".parquet"))["study"].str.split(" ").str[0]) == {"kept"}
+    assert "Not compared: validate (out of date)" in (out.parent / "kept_vs_validate.md").read_text()
+    with pytest.raises(SystemExit, match="--compare takes two of the studies"):
+        main([*args, "--compare", "kept,nope", "--out", str(out)])

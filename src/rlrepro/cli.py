@@ -464,7 +464,9 @@ def cmd_claims(args: argparse.Namespace) -> int:
         hours_per_job,
         render_claims_markdown,
         render_comparison_markdown,
+        render_cost_comparison,
         render_cost_markdown,
+        stale_tables,
         study_cost,
     )
 
@@ -485,24 +487,34 @@ def cmd_claims(args: argparse.Namespace) -> int:
             raise SystemExit(f"rlrepro claims: --study takes NAME=DIR (a folder holding tables/), not {item!r}")
         studies[name] = Path(directory)
     logging.getLogger("absl").setLevel(logging.WARNING)  # rliable's per-estimate INFO lines
+    names = args.compare.split(",") if args.compare else []
+    if names and (len(names) != 2 or not all(n in studies for n in names)):
+        raise SystemExit(f"rlrepro claims: --compare takes two of the studies A,B (studies: {', '.join(studies)})")
     built = {name: d for name, d in studies.items() if (d / "tables").is_dir()}
+    out_of_date = {name: stale for name in presets if name in built and (stale := stale_tables(built[name]))}
+    built = {name: d for name, d in built.items() if name not in out_of_date}
     costs = {name: study_cost(d) for name, d in built.items()}
     status = [study_status(preset, resolved, hours_per_job(costs[preset]) if preset in costs else None)
               for preset, resolved in presets.items()]  # fmt: skip
     boot = BootstrapConfig(**paper.config["aggregate"]["bootstrap"])
     table = claims_table(built, boot, full, sparse_full)
     atomic_write_parquet(table, Path(args.out).with_suffix(".parquet"))
-    text = render_claims_markdown(table, sorted(set(studies) - set(built)), status, boot.confidence)
+    not_built = sorted(set(studies) - set(built) - set(out_of_date))
+    text = render_claims_markdown(table, not_built, status, boot.confidence,
+                                  {name: len(runs) for name, runs in out_of_date.items()})  # fmt: skip
     atomic_write_text(args.out, text)
+    compared = bool(names) and all(n in built for n in names)
+    side_by_side = render_cost_comparison(costs[names[0]], costs[names[1]], tuple(names)) if compared else ""
     costs = {f"{name} (engine {engine_versions(built[name])})": cost for name, cost in costs.items()}
-    atomic_write_text(Path(args.out).with_name("cost.md"), render_cost_markdown(costs))
-    if args.compare:
-        names = args.compare.split(",")
-        if len(names) != 2 or not all(n in built for n in names):
-            raise SystemExit(f"rlrepro claims: --compare takes two built studies A,B (built: {', '.join(built)})")
-        comparison = compare_studies(built[names[0]], built[names[1]])
+    atomic_write_text(Path(args.out).with_name("cost.md"), render_cost_markdown(costs) + side_by_side)
+    if names:
         out = Path(args.out).with_name(f"{names[0]}_vs_{names[1]}.md")
-        atomic_write_text(out, render_comparison_markdown(comparison, *names))
+        if compared:
+            atomic_write_text(out, render_comparison_markdown(compare_studies(built[names[0]], built[names[1]]), *names))
+        else:  # never leave an earlier comparison standing for tables that are gone or out of date
+            missing = ", ".join(f"{n} ({'out of date' if n in out_of_date else 'no tables'})" for n in names if n not in built)
+            atomic_write_text(out, f"# {names[0]} against {names[1]}\n\nNot compared: {missing}. `make validate-tables "
+                                   f"VALIDATE=<preset>` builds a preset's tables from the runs it holds.\n")  # fmt: skip
     return 0
 
 

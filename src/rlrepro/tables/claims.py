@@ -35,6 +35,7 @@ from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from rlrepro import metrics
 from rlrepro.metrics.stats import BootstrapConfig, interval_estimates, mean_ci
@@ -325,6 +326,32 @@ def read_study(directory: Path) -> Study:
                  engines)  # fmt: skip
 
 
+def stale_tables(directory: Path) -> list[Path]:
+    """The run folders a study's tables were built from that no longer hold those runs: missing (moved aside by
+    `rlrepro adopt` for a re-run) or holding a run of another job spec (retrained since). Tables built from them are
+    out of date, and no claim is read from them until `make validate-tables` rebuilds them from the runs present.
+    Only for a preset's own folder (a kept copy of tables, such as `engine-0.2.0/`, holds no runs by design)."""
+    from rlrepro.config import RUN_DIR, SPARSE_DIR, format_keep
+
+    layouts = {"results": (["scenario", "method", "seed"], RUN_DIR),
+               "sparse_results": (["env", "method", "keep_ratio", "seed"], SPARSE_DIR)}  # fmt: skip
+    gone = []
+    for name, (keys, layout) in layouts.items():
+        path = directory / "tables" / f"{name}.parquet"
+        if not path.exists():
+            continue
+        hashed = "config_hash" in pq.read_schema(path).names  # tables of an older rlrepro: the runs' presence only
+        built = pd.read_parquet(path, columns=keys + ["config_hash"] * hashed).drop_duplicates()
+        for row in built.astype({k: str for k in keys if k != "keep_ratio"}).to_dict("records"):
+            if "keep_ratio" in row:
+                row["keep"] = format_keep(row.pop("keep_ratio"))
+            run = directory / layout.format(**row)
+            result = run / "results.parquet"
+            if not result.exists() or (hashed and row["config_hash"] not in set(pd.read_parquet(result)["config_hash"])):
+                gone.append(run)
+    return gone
+
+
 def tables_digest(directory: Path) -> str:
     """One hash of the Parquet tables a study's claims are read from."""
     digest = hashlib.sha256()
@@ -382,7 +409,11 @@ def _to_decide(n: float, verdict: str) -> str:
 
 
 def render_claims_markdown(
-    table: pd.DataFrame, not_built: list[str] = (), status: list[str] = (), confidence: float = 0.95
+    table: pd.DataFrame,
+    not_built: list[str] = (),
+    status: list[str] = (),
+    confidence: float = 0.95,
+    out_of_date: dict[str, int] | None = None,
 ) -> str:
     mark = {HOLDS: "✅ holds", FAILS: "❌ does not hold", UNDECIDED: "➖ undecided"}
     lines = [
@@ -419,6 +450,10 @@ def render_claims_markdown(
         lines += ["", "Runs behind the studies (`rlrepro adopt --dry-run` per preset):", ""] + [f"- {line}" for line in status]
     if not_built:
         lines += ["", f"Studies with no tables yet (no runs, or `make validate-tables` not run): {', '.join(not_built)}."]
+    if out_of_date:
+        stale = ", ".join(f"{name} ({n} run{'s' if n != 1 else ''})" for name, n in out_of_date.items())
+        lines += ["", f"Studies whose tables were built from runs they no longer hold (moved aside for a re-run, or "
+                      f"retrained since), not read until `make validate-tables` rebuilds them: {stale}."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -512,12 +547,37 @@ def render_cost_markdown(costs: dict[str, pd.DataFrame]) -> str:
     for study, table in costs.items():
         if table.empty:
             continue
-        total = table["core_hours"].sum()
-        lines += [f"## {study}: {int(table['jobs'].sum())} jobs, {total:.1f} core-hours", "",
+        total, jobs = table["core_hours"].sum(), int(table["jobs"].sum())
+        lines += [f"## {study}: {jobs} job{'s' if jobs != 1 else ''}, {total:.1f} core-hours", "",
                   "| job | runs | training wall time per job | core-hours |", "|---|---|---|---|"]  # fmt: skip
         for _, row in table.iterrows():
-            low, high = row["min_s"] / 60, row["max_s"] / 60
-            span = f"{low:.0f}–{high:.0f} min" if row["jobs"] > 1 else f"{low:.0f} min"
-            lines.append(f"| {row['job']} | {int(row['jobs'])} | {span} | {row['core_hours']:.2f} |")
+            lines.append(f"| {row['job']} | {int(row['jobs'])} | {_minutes(row)} | {row['core_hours']:.2f} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _minutes(row: pd.Series) -> str:
+    low, high = f"{row['min_s'] / 60:.0f}", f"{row['max_s'] / 60:.0f}"
+    return f"{low} min" if low == high else f"{low}–{high} min"
+
+
+def render_cost_comparison(before: pd.DataFrame, after: pd.DataFrame, names: tuple[str, str]) -> str:
+    """Job by job, the core-hours of one study's jobs next to another's (the same jobs on two engines): the mean per
+    job and its ratio. The ratio measures the machine on the two days as well as the engine (see the docs' Cost)."""
+    if before.empty or after.empty:
+        return ""
+    a, b = (cost.set_index("job") for cost in (before, after))
+    lines = [f"## {names[1]} against {names[0]}, per job", "",
+             f"| job | runs ({names[0]} / {names[1]}) | training wall time per job, {names[0]} | {names[1]} | "
+             f"core-hours per job, {names[0]} | {names[1]} | ratio |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for job in [j for j in a.index if j in b.index]:
+        x, y = a.loc[job], b.loc[job]
+        per_a, per_b = x["core_hours"] / x["jobs"], y["core_hours"] / y["jobs"]
+        lines.append(f"| {job} | {int(x['jobs'])} / {int(y['jobs'])} | {_minutes(x)} | {_minutes(y)} | "
+                     f"{per_a:.2f} | {per_b:.2f} | {per_b / per_a:.2f} |")  # fmt: skip
+    shared = [j for j in a.index if j in b.index]
+    if shared:
+        sa, sb = (float((c.loc[shared, "core_hours"] / c.loc[shared, "jobs"]).sum()) for c in (a, b))
+        lines += ["", f"One job of each of these {len(shared)} kinds: {sa:.1f} core-hours on {names[0]}, "
+                      f"{sb:.1f} on {names[1]} ({sb / sa:.2f}×)."]  # fmt: skip
+    return "\n".join([*lines, ""])
