@@ -567,17 +567,17 @@ def render_cost_comparison(before: pd.DataFrame, after: pd.DataFrame, names: tup
     if before.empty or after.empty:
         return ""
     a, b = (cost.set_index("job") for cost in (before, after))
+    per_a, per_b = hours_per_job(before), hours_per_job(after)
+    shared = [job for job in a.index if job in b.index]
     lines = [f"## {names[1]} against {names[0]}, per job", "",
              f"| job | runs ({names[0]} / {names[1]}) | training wall time per job, {names[0]} | {names[1]} | "
              f"core-hours per job, {names[0]} | {names[1]} | ratio |", "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for job in [j for j in a.index if j in b.index]:
+    for job in shared:
         x, y = a.loc[job], b.loc[job]
-        per_a, per_b = x["core_hours"] / x["jobs"], y["core_hours"] / y["jobs"]
         lines.append(f"| {job} | {int(x['jobs'])} / {int(y['jobs'])} | {_minutes(x)} | {_minutes(y)} | "
-                     f"{per_a:.2f} | {per_b:.2f} | {per_b / per_a:.2f} |")  # fmt: skip
-    shared = [j for j in a.index if j in b.index]
+                     f"{per_a[job]:.2f} | {per_b[job]:.2f} | {per_b[job] / per_a[job]:.2f} |")  # fmt: skip
     if shared:
-        sa, sb = (float((c.loc[shared, "core_hours"] / c.loc[shared, "jobs"]).sum()) for c in (a, b))
+        sa, sb = sum(per_a[job] for job in shared), sum(per_b[job] for job in shared)
         lines += ["", f"One job of each of these {len(shared)} kinds: {sa:.1f} core-hours on {names[0]}, "
                       f"{sb:.1f} on {names[1]} ({sb / sa:.2f}×)."]  # fmt: skip
     return "\n".join([*lines, ""])
