@@ -20,6 +20,10 @@ def test_vendor_and_switches(tmp_path):
     info.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: x\n")
     assert blas.cpu_vendor(info) == "GenuineIntel"
     assert blas.cpu_vendor(tmp_path / "missing") is None
+    assert blas.cpu_model(info) == "x" and blas.cpu_model(tmp_path / "missing") is None
+    facts = blas.cpu_facts(info)
+    assert facts["vendor"] == "GenuineIntel" and facts["model"] == "x"
+    assert facts["cores"] == len(os.sched_getaffinity(0)) and facts["torch_threads"] == torch.get_num_threads()
     assert not blas.wanted({blas.ENV_SWITCH: "off"})
     assert not blas.wanted({blas.ENV_ACTIVE: "/some/shim.so"})  # never twice
     assert blas.wanted({}) is AMD

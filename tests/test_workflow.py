@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from rlrepro import blas
 from rlrepro.continual.methods.registry import method_names
 from rlrepro.results import RESULT_SCHEMA
 from rlrepro.scenarios import scenario_names
@@ -163,6 +164,10 @@ def test_smoke_pipeline_end_to_end_then_precise_rerun(smoke_run):
     assert len(list((res / "sparse").glob("*/*/*/seed0/meta.json"))) == 4
     provenance = (res / "tables/provenance.md").read_text().splitlines()
     assert any(re.search(r"\|\s*sparse\s*\|\s*dapd\s*\|", line) for line in provenance)
+    # Every run records the CPU it trained on, one torch thread per job, and the provenance table shows the model.
+    cpu = json.loads(next((res / "runs").glob("*/*/*/seed0/meta.json")).read_text())["cpu"]
+    assert cpu["torch_threads"] == 1 and cpu["cores"] >= 1 and cpu["model"] == blas.cpu_model()
+    assert cpu["model"] is None or any(cpu["model"] in line for line in provenance)
 
     assert "Nothing to be done" in (lambda p: p.stdout + p.stderr)(snakemake(workflow_copy, "-n", "--config", "preset=smoke"))
 

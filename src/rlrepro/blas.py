@@ -28,14 +28,39 @@ ENV_ACTIVE = "RLREPRO_MKL_SHIM_ACTIVE"
 SOURCE = "int mkl_serv_intel_cpu_true(void) { return 1; }\n"
 
 
-def cpu_vendor(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+def _cpuinfo_field(name: str, cpuinfo: Path) -> str | None:
+    """The first `name : value` line of /proc/cpuinfo (None where the file or the field is absent)."""
     try:
         for line in cpuinfo.read_text().splitlines():
-            if line.startswith("vendor_id"):
+            if line.split(":", 1)[0].strip() == name:
                 return line.split(":", 1)[1].strip()
     except OSError:
         return None
     return None
+
+
+def cpu_vendor(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    return _cpuinfo_field("vendor_id", cpuinfo)
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    return _cpuinfo_field("model name", cpuinfo)
+
+
+def cpu_facts(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, str | int | None]:
+    """The CPU a job ran on: wall times from different machines (or days on a shared VM) are read next to these.
+
+    `cores` counts the cores this process may run on (its affinity, e.g. a SLURM allocation), `torch_threads` the
+    intra-op threads torch uses (None where torch was not imported: the process ran no network).
+    """
+    affinity = getattr(os, "sched_getaffinity", None)
+    torch = sys.modules.get("torch")
+    return {
+        "vendor": cpu_vendor(cpuinfo),
+        "model": cpu_model(cpuinfo),
+        "cores": len(affinity(0)) if affinity else os.cpu_count(),
+        "torch_threads": torch.get_num_threads() if torch is not None else None,
+    }
 
 
 def cache_dir() -> Path:

@@ -562,7 +562,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_sysinfo(args: argparse.Namespace) -> int:
-    """The runtime a job gets here: torch threads, BLAS path, CPU vendor, devices (also in every meta.json)."""
+    """The runtime a job gets here: torch threads, CPU, BLAS path, devices (CPU and BLAS are in every meta.json)."""
     import torch
 
     from rlrepro import blas
@@ -570,8 +570,7 @@ def cmd_sysinfo(args: argparse.Namespace) -> int:
     _setup_runtime()
     info = {
         "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cpu_vendor": blas.cpu_vendor(),
+        "cpu": blas.cpu_facts(),  # vendor, model, cores this process may use, torch threads
         "blas": blas.status(),
         "cuda_devices": torch.cuda.device_count(),
     }

@@ -81,6 +81,7 @@ def provenance(config_hash: str, device: str) -> dict[str, Any]:
         "config_hash": config_hash,
         "device": device,
         "blas": blas.status(),
+        "cpu": blas.cpu_facts(),
         "python_version": platform.python_version(),
         "packages": package_versions(),
         "hostname": socket.gethostname(),
@@ -182,10 +183,14 @@ def provenance_tables(meta_paths: list[Path | str]) -> tuple[str, str]:
 
     metas = [json.loads(Path(p).read_text()) for p in meta_paths]
     columns = ["suite", "method", "scenario", "env", "keep_ratio", "seed", "engine_version", "git_commit", "git_dirty",
-               "config_hash", "device", "hostname", "slurm_job_id", "container", "train_wall_time_s", "time_utc"]  # fmt: skip
-    runs = pd.DataFrame(
-        [{c: m.get(c, "continual" if c == "suite" else None) for c in columns} for m in metas], columns=columns
-    )
+               "config_hash", "device", "hostname", "cpu_model", "cores", "slurm_job_id", "container",
+               "train_wall_time_s", "time_utc"]  # fmt: skip
+    rows = []
+    for m in metas:
+        cpu = m.get("cpu") or {}  # empty for runs written before meta.json carried it
+        rows.append({**{c: m.get(c, "continual" if c == "suite" else None) for c in columns},
+                     "cpu_model": cpu.get("model"), "cores": cpu.get("cores")})  # fmt: skip
+    runs = pd.DataFrame(rows, columns=columns)
     runs["git_commit"] = runs["git_commit"].astype(str).str[:12]
     versions = pd.DataFrame([m.get("packages", {}) for m in metas])
     software = pd.DataFrame(
