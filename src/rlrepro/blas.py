@@ -28,23 +28,26 @@ ENV_ACTIVE = "RLREPRO_MKL_SHIM_ACTIVE"
 SOURCE = "int mkl_serv_intel_cpu_true(void) { return 1; }\n"
 
 
-def _cpuinfo_field(name: str, cpuinfo: Path) -> str | None:
-    """The first `name : value` line of /proc/cpuinfo (None where the file or the field is absent)."""
+def _cpuinfo(cpuinfo: Path) -> dict[str, str]:
+    """The first processor's `name : value` fields of /proc/cpuinfo (empty where the file is absent)."""
+    fields: dict[str, str] = {}
     try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.split(":", 1)[0].strip() == name:
-                return line.split(":", 1)[1].strip()
+        lines = cpuinfo.read_text().splitlines()
     except OSError:
-        return None
-    return None
+        return fields
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(name.strip(), value.strip())
+    return fields
 
 
 def cpu_vendor(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
-    return _cpuinfo_field("vendor_id", cpuinfo)
+    return _cpuinfo(cpuinfo).get("vendor_id")
 
 
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
-    return _cpuinfo_field("model name", cpuinfo)
+    return _cpuinfo(cpuinfo).get("model name")
 
 
 def cpu_facts(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, str | int | None]:
@@ -55,9 +58,10 @@ def cpu_facts(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, str | int | No
     """
     affinity = getattr(os, "sched_getaffinity", None)
     torch = sys.modules.get("torch")
+    fields = _cpuinfo(cpuinfo)  # read once
     return {
-        "vendor": cpu_vendor(cpuinfo),
-        "model": cpu_model(cpuinfo),
+        "vendor": fields.get("vendor_id"),
+        "model": fields.get("model name"),
         "cores": len(affinity(0)) if affinity else os.cpu_count(),
         "torch_threads": torch.get_num_threads() if torch is not None else None,
     }
