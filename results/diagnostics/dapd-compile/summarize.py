@@ -9,28 +9,30 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
+
+from rlrepro.tables.sparse import sparse_run_metrics
 
 HERE = Path(__file__).parent
 VALIDATE = Path("results/validation/sparse/halfcheetah/dapd/keep0.05")
 
 
 def run_row(label: str, update: str, run: Path) -> dict:
-    frame = pd.read_parquet(run / "results.parquet")
+    """The run's score as the sparse table computes it (`sparse_run_metrics`: last-k mean, freeze step, time)."""
     meta = json.loads((run / "meta.json").read_text())
     spec = yaml.safe_load((run / "config.resolved.yaml").read_text())
-    evals = frame[frame.metric == "eval_return"].sort_values("step")
-    frozen = frame[frame.metric == "mask_frozen_at"]
+    (metrics,) = sparse_run_metrics(pd.read_parquet(run / "results.parquet"), spec["evaluation"]["last_k"]).itertuples()
     return {
         "run": label,
         "seed": int(spec["seed"]),
         "update": update,
         "BLAS": meta.get("blas"),
         "threshold": round(spec["method_hp"]["ips_threshold"]),
-        "masks frozen at": f"{int(frozen.step.min()):,}" if len(frozen) else "never",
-        "last-10 return": round(evals.value.tail(10).mean()),
-        "training (s)": round(meta["train_wall_time_s"]),
+        "masks frozen at": "never" if np.isnan(metrics.mask_frozen_at) else f"{int(metrics.mask_frozen_at):,}",
+        "last-10 return": round(metrics.final_return),
+        "training (s)": round(metrics.train_wall_time_s),
     }
 
 
