@@ -14,6 +14,7 @@ core: `make test-compile`.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,6 +30,7 @@ from rlrepro.sparse.config import SparseSACConfig
 from rlrepro.sparse.masks import enable_dst
 from rlrepro.sparse.train import build_learner
 
+ROOT = Path(__file__).resolve().parents[1]
 UPDATES, WARMUP = 200, 8
 CONTINUAL = [("ft_1", 1), ("ft_l2", 1), ("ewc", 1), ("pnn", 1), ("rewire", 0), ("rewire", 1), ("csp", 1),
              ("packnet", 1), ("sac_n", 1), ("ft_n", 1)]  # fmt: skip
@@ -207,3 +209,38 @@ def test_gradient_clipping_in_the_pure_update_is_the_stateful_updates_bit_for_bi
                                  torch.ones(32), nxt))  # fmt: skip
         ends.append(tensors(learner))
     assert all(torch.equal(a, b) for a, b in zip(*ends, strict=True))
+
+
+@pytest.mark.compile
+def test_a_job_checked_against_the_eager_update_gives_the_unchecked_jobs_outputs(tmp_path, monkeypatch):
+    """The real compiled update under `compiled_check_every` (through the CLI and the environment variable the
+    Snakefile exports): a DAPD job (masks rescored every episode, so every check after a mask change too) records its
+    checks in meta.json, every departure is float32 rounding, and its outputs are the unchecked job's. (Its masks are
+    rescored at steps 100 and 200 and frozen by the first evaluation, at 300: the 700 updates run on fixed masks.)"""
+    import json
+
+    import pandas as pd
+    from test_kill_resume import without_wall_time
+
+    from rlrepro.cli import main
+    from rlrepro.config import load_config
+    from rlrepro.engine.compiled_check import ENV_EVERY
+
+    spec = load_config(ROOT / "config.yaml", {"preset": "smoke"}).sparse.spec("dapd", "halfcheetah", 0.05, 0)
+    spec["sac"].update(total_steps=900, seed_steps=200, hidden_sizes=[64, 64], batch_size=64)
+    spec["evaluation"].update(every_steps=300, episodes=1)
+    spec["method_hp"].update(mask_update_mavg=2, initial_mask_steps=200, ips_threshold=-1.0e9)
+    spec["engine"] = {"compile": True}
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    for run, every in (("plain", "0"), ("checked", "25")):
+        monkeypatch.setenv(ENV_EVERY, every)
+        assert main(["train-sparse", "--spec", f"@{path}", "--run-dir", str(tmp_path / run)]) == 0
+    meta = {run: json.loads((tmp_path / run / "meta.json").read_text()) for run in ("plain", "checked")}
+    assert "compiled_check" not in meta["plain"]
+    check = meta["checked"]["compiled_check"]
+    # updates 0, 25, ..., 675 of 700, and 1 (the first call of the graph without a target step: target delay 2)
+    assert check["compiled_updates"] == 700 and check["checks"] == 29, check
+    assert check["max_departure"] <= 1e-2, check
+    frames = [without_wall_time(pd.read_parquet(tmp_path / run / "results.parquet")) for run in ("plain", "checked")]
+    pd.testing.assert_frame_equal(*frames)

@@ -69,3 +69,31 @@ def test_a_commit_to_src_while_a_local_workflow_runs_says_to_run_snakemake_again
     monkeypatch.setenv("RLREPRO_EXPECT_SOURCE_TREE", "a" * 40)
     with pytest.raises(ConfigError, match="run snakemake again to go on with the new one"):
         check_job_matches_checkout()
+
+
+
+def test_meta_records_the_code_a_job_started_with_not_the_commit_at_its_end(tmp_path, monkeypatch):
+    """A commit made while a job runs (a finished run committed, src/ changed) moves the checkout; the job still runs
+    the code it loaded, and its meta.json says so (the commit changes while this in-process job trains)."""
+    import rlrepro.sparse.train as sparse_train
+    from rlrepro.cli import main
+
+    for key in checkout_environment(SOURCE_DIR):
+        monkeypatch.delenv(key, raising=False)  # a job started by hand: nothing to compare
+    monkeypatch.setenv("RLREPRO_GIT_COMMIT", "c0ffee")
+    monkeypatch.setenv("RLREPRO_SOURCE_TREE", "a" * 40)
+    real = sparse_train.train_sparse
+
+    def train_while_someone_commits(*args, **kwargs):
+        monkeypatch.setenv("RLREPRO_GIT_COMMIT", "beef")
+        monkeypatch.setenv("RLREPRO_SOURCE_TREE", "b" * 40)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sparse_train, "train_sparse", train_while_someone_commits)
+    spec = load_config(ROOT / "config.yaml", {"preset": "smoke"}).sparse.spec("dense", "halfcheetah", 1.0, 0)
+    spec["sac"].update(total_steps=300, seed_steps=200, hidden_sizes=[16, 16], batch_size=16)
+    spec["evaluation"].update(every_steps=300, episodes=1)
+    assert main(["train-sparse", "--spec", json.dumps(spec), "--run-dir", str(tmp_path / "run")]) == 0
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    assert (meta["git_commit"], meta["source_tree"]) == ("c0ffee", "a" * 40)
+    assert job_identity()["git_commit"] == "beef"  # what the end of the job would have recorded

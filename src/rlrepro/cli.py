@@ -126,6 +126,20 @@ def _on_device(spec, *, check_jax: bool):
     return dataclasses.replace(spec, device=device)
 
 
+def _check_record(check: Any) -> dict[str, Any]:
+    """meta.json's `compiled_check` entry (none when the job asked for no check), also told in the job's log."""
+    if check is None:
+        return {}
+    summary = check.summary()
+    if summary["checks"]:
+        log.info("checked %d of %d compiled updates against the eager update: largest departure %.3g of a step "
+                 "(compiled update %d, %s)", summary["checks"], summary["compiled_updates"], summary["max_departure"],
+                 summary["worst_update"], summary["worst_tensor"])  # fmt: skip
+    else:
+        log.warning("compiled_check_every is set, but this job compiled no update to check (engine.compile)")
+    return {"compiled_check": summary}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import pandas as pd
     import yaml
@@ -133,12 +147,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rlrepro.checkpoint import CheckpointStore
     from rlrepro.config import stable_hash
     from rlrepro.continual import TrainSpec, train
+    from rlrepro.engine.compiled_check import CompiledCheck
+    from rlrepro.identity import job_identity
     from rlrepro.io import atomic_torch_save, atomic_write_json, atomic_write_parquet, atomic_write_text
     from rlrepro.progress import Progress
     from rlrepro.results import provenance
     from rlrepro.runlog import RunLog
 
+    identity = job_identity()  # the code this process runs, before a commit can move the checkout
     raw = _spec(args.spec)
+    check = CompiledCheck.from_environment()
     spec = TrainSpec.from_dict(raw)
     spec = _on_device(spec, check_jax=spec.scenario.backend != "metaworld")
     _setup_runtime()
@@ -149,10 +167,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else None
     run_log = RunLog(f"{sc.name}/{spec.label}/seed{spec.seed}")
-    result = train(spec, progress=progress, checkpoint_dir=checkpoint_dir, run_log=run_log)
+    result = train(spec, progress=progress, checkpoint_dir=checkpoint_dir, run_log=run_log, compiled_check=check)
     run_log.close()
     progress.close()
-    meta = provenance(stable_hash(raw), spec.device)
+    meta = provenance(stable_hash(raw), spec.device, identity)
     meta.update(
         method=spec.label,
         **({"base_method": spec.method} if spec.variant else {}),
@@ -160,6 +178,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=spec.seed,
         train_wall_time_s=result.train_wall_time_s,
         resumed_from=result.resumed_from,
+        **_check_record(check),
     )
     atomic_write_text(out / "config.resolved.yaml", yaml.safe_dump(raw, sort_keys=False))
     atomic_torch_save(result.policies(), out / "policies.pt")
@@ -177,6 +196,8 @@ def cmd_train_sparse(args: argparse.Namespace) -> int:
     from rlrepro.checkpoint import CheckpointStore
     from rlrepro.config import stable_hash
     from rlrepro.continual import configure_threads
+    from rlrepro.engine.compiled_check import CompiledCheck
+    from rlrepro.identity import job_identity
     from rlrepro.io import atomic_torch_save, atomic_write_json, atomic_write_parquet, atomic_write_text
     from rlrepro.progress import Progress
     from rlrepro.results import provenance, sparse_run_frame
@@ -184,7 +205,9 @@ def cmd_train_sparse(args: argparse.Namespace) -> int:
     from rlrepro.sparse.config import SparseSpec, resolve_threshold_from_dense
     from rlrepro.sparse.train import train_sparse
 
+    identity = job_identity()  # the code this process runs, before a commit can move the checkout
     raw = resolve_threshold_from_dense(_spec(args.spec), args.dense_results)
+    check = CompiledCheck.from_environment()
     spec = _on_device(SparseSpec.from_dict(raw), check_jax=False)
     configure_threads()
     out = Path(args.run_dir)
@@ -192,10 +215,10 @@ def cmd_train_sparse(args: argparse.Namespace) -> int:
     progress = Progress(spec.sac.total_steps, desc)
     checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else None
     run_log = RunLog(f"sparse/{spec.env}/{spec.label}/keep{spec.keep_ratio:g}/seed{spec.seed}")
-    result = train_sparse(spec, progress=progress, checkpoint_dir=checkpoint_dir, run_log=run_log)
+    result = train_sparse(spec, progress=progress, checkpoint_dir=checkpoint_dir, run_log=run_log, compiled_check=check)
     run_log.close()
     progress.close()
-    meta = provenance(stable_hash(raw), spec.device)
+    meta = provenance(stable_hash(raw), spec.device, identity)
     meta.update(
         suite="sparse",
         method=spec.label,
@@ -206,6 +229,7 @@ def cmd_train_sparse(args: argparse.Namespace) -> int:
         seed=spec.seed,
         train_wall_time_s=result.train_wall_time_s,
         resumed_from_step=result.resumed_from_step,
+        **_check_record(check),
     )
     if spec.method == "dapd":
         meta.update(ips_threshold=spec.dapd().ips_threshold, ips_threshold_from_dense=spec.ips_threshold_from_dense)

@@ -74,10 +74,12 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def provenance(config_hash: str, device: str) -> dict[str, Any]:
-    """Facts about the code, machine and software a job ran with (meta.json; key fields also go in every row)."""
+def provenance(config_hash: str, device: str, identity: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Facts about the code, machine and software a job ran with (meta.json; key fields also go in every row).
+    `identity`: the job's `rlrepro.identity.job_identity()` taken when it started, the code the process loaded (a
+    commit made while it ran, a finished run or a change to src/, moves the checkout's); default: taken now."""
     return {
-        **job_identity(),  # the engine, commit and source tree that ran, and the checkout's the DAG was built from
+        **(identity or job_identity()),  # the engine, commit and source tree that ran, and the checkout's
         "config_hash": config_hash,
         "device": device,
         "blas": blas.status(),

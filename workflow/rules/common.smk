@@ -75,8 +75,9 @@ def res(path):
     return f"{RESULTS}/{path}"
 
 
-# Every job compares its engine with this checkout's before work (rlrepro.identity: a stale image fails loudly), and
-# checkpoints at config's interval. Environment, not params: neither changes what a job computes, so neither reruns.
+# Every job compares its engine with this checkout's before work (rlrepro.identity: a stale image fails loudly),
+# checkpoints at config's interval and checks its compiled update if asked. Environment, not params: none of these
+# changes what a job computes, so none reruns.
 from rlrepro.identity import checkout_environment  # noqa: E402
 
 CHECKOUT = checkout_environment(Path(workflow.basedir) / "src")
@@ -84,10 +85,13 @@ os.environ.update(CHECKOUT)
 # Where envs/*.post-deploy.sh find the lock and the engine (Snakemake runs them from copies under .snakemake/conda/).
 os.environ.setdefault("RLREPRO_CHECKOUT", str(Path(workflow.basedir).resolve()))
 os.environ.setdefault("RLREPRO_CHECKPOINT_INTERVAL_S", str(config["checkpoint_interval_s"]))
+os.environ.setdefault("RLREPRO_COMPILED_CHECK_EVERY", str(config["compiled_check_every"]))
+os.environ.setdefault("RLREPRO_COMPILED_CHECK_TOLERANCE", str(config["compiled_check_tolerance"]))
 if config.get("tensorboard"):
     os.environ.setdefault("RLREPRO_TENSORBOARD_DIR", res("tensorboard"))
 # Apptainer/Singularity inject APPTAINERENV_X / SINGULARITYENV_X as X even with --cleanenv (sites that set it).
-for _name in [*CHECKOUT, "RLREPRO_CHECKPOINT_INTERVAL_S", "RLREPRO_TENSORBOARD_DIR"]:
+_EXPORTED = ["RLREPRO_CHECKPOINT_INTERVAL_S", "RLREPRO_COMPILED_CHECK_EVERY", "RLREPRO_COMPILED_CHECK_TOLERANCE"]
+for _name in [*CHECKOUT, *_EXPORTED, "RLREPRO_TENSORBOARD_DIR"]:
     for _prefix in ("APPTAINERENV_", "SINGULARITYENV_"):
         if _name in os.environ:
             os.environ.setdefault(_prefix + _name, os.environ[_name])

@@ -23,6 +23,7 @@ from rlrepro.checkpoint import CheckpointStore, capture_rng, restore_rng
 from rlrepro.continual.config import EvalConfig, Quirks, SACConfig, TrainLogConfig, learner_config
 from rlrepro.continual.methods.base import Method, TaskContext
 from rlrepro.continual.methods.registry import method_class
+from rlrepro.engine.compiled_check import CompiledCheck
 from rlrepro.engine.config import EngineConfig, NetworkConfig, from_dict
 from rlrepro.engine.learner import SACLearner, UpdateStats
 from rlrepro.engine.networks import GaussianActor, TwinCritic, upgrade_legacy_state_dict
@@ -131,7 +132,8 @@ class TaskTrainer:
     """
 
     def __init__(
-        self, method: Method, critic: TwinCritic, env: VecEnv, spec: TrainSpec, task_index: int, generator: torch.Generator
+        self, method: Method, critic: TwinCritic, env: VecEnv, spec: TrainSpec, task_index: int, generator: torch.Generator,
+        compiled_check: CompiledCheck | None = None,
     ) -> None:
         cfg, n_envs = spec.sac, env.n_envs
         self.method, self.env, self.spec, self.task_index, self.generator = method, env, spec, task_index, generator
@@ -146,7 +148,7 @@ class TaskTrainer:
         self.learner = SACLearner(
             self.actor, critic, learner_config(cfg, env.action_dim, spec.quirks), generator,
             actor_parameters=method.trainable_parameters(), actor_grad_masks=method.gradient_masks,
-            compile=compile_wanted(spec.engine, planned_updates),
+            compile=compile_wanted(spec.engine, planned_updates), compiled_check=compiled_check,
         )  # fmt: skip
         self.curve_every = max(self.budget // max(spec.log.curve_points, 1), 1)
         self.obs = env.reset(spec.seed * 1000 + task_index)
@@ -334,6 +336,7 @@ def train(
     checkpoint_dir: Path | None = None,
     checkpoint_interval_s: float | None = None,
     run_log: RunLog | None = None,
+    compiled_check: CompiledCheck | None = None,
 ) -> TrainResult:
     """Train `spec.method` on every task of the scenario in order.
 
@@ -341,6 +344,7 @@ def train(
     `checkpoint_interval_s` (default `rlrepro.checkpoint.checkpoint_interval()`), before each task's end phase
     (selection, pruning and fine-tuning, Fisher, AlphaSearch) and after each stage; a rerun of the same job spec
     continues from the last one bit for bit, and a checkpoint of any other spec is ignored (rlrepro.checkpoint).
+    `compiled_check` checks the compiled updates of every learner of the job (rlrepro.engine.compiled_check).
     """
     start = time.monotonic()
     device = torch.device(spec.device)
@@ -413,14 +417,14 @@ def train(
         # Resumed inside this task: its trainer, env position and spent env steps come from the checkpoint.
         evaluator = TrainEnvEvaluator(env, spec, k, steps=0 if fresh else saved["evaluator_steps"])
         context = TaskContext(None, generator, critic, spec.sac, evaluate=evaluator, env=env, quirks=spec.quirks,
-                              make_env=env_maker(task), seed=spec.seed, engine=spec.engine,
+                              make_env=env_maker(task), seed=spec.seed, engine=spec.engine, compiled_check=compiled_check,
                               extra_env_steps=0 if fresh else saved["extra_env_steps"])  # fmt: skip
         if fresh:
             method.on_task_start(k, context)
             critic = context.critic = method.critic_for_task(critic).to(device)
-            trainer, phase = TaskTrainer(method, critic, env, spec, k, generator), "train"
+            trainer, phase = TaskTrainer(method, critic, env, spec, k, generator, compiled_check), "train"
         else:
-            trainer = TaskTrainer(method, critic, env, spec, k, generator)
+            trainer = TaskTrainer(method, critic, env, spec, k, generator, compiled_check)
             trainer.load_state_dict(saved["trainer"])
             env.set_state(saved["env"])
             restore_rng(saved["rng"])

@@ -24,10 +24,11 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from rlrepro.engine.compiled_check import CompiledCheck
 from rlrepro.engine.config import LearnerConfig
 from rlrepro.engine.networks import GaussianActor, MLPStack, TwinCritic, forward_flops
 from rlrepro.engine.replay import Batch, nstep_soft_target
-from rlrepro.engine.update import AdamState, PolicyObjective, UpdateFunction, compile_update, parameter_names
+from rlrepro.engine.update import AdamState, PolicyObjective, UpdateFunction, compile_update, parameter_names, sac_update
 
 log = logging.getLogger("rlrepro")
 
@@ -146,6 +147,8 @@ class SACLearner(nn.Module):
     Every update runs `rlrepro.engine.update.sac_update`, one function of tensors, compiled whole when `compile` is
     set (the job spec's `engine.compile`), except the rare updates a topology schedule must see dense gradients in
     (RiGL/RLx2's topology steps, every ΔT updates), which take the stateful route below with the same arithmetic.
+    `compiled_check` (the job's, when it asks for one) runs some compiled updates a second time, eagerly, and compares
+    (rlrepro.engine.compiled_check).
     """
 
     def __init__(
@@ -159,6 +162,7 @@ class SACLearner(nn.Module):
         actor_grad_masks: Callable[[], list[tuple[nn.Parameter, torch.Tensor]]] | None = None,
         count_flops: bool = False,
         compile: bool = False,
+        compiled_check: CompiledCheck | None = None,
     ) -> None:
         super().__init__()
         self.actor, self.critic, self.cfg, self.generator = actor, critic, cfg, generator
@@ -173,6 +177,8 @@ class SACLearner(nn.Module):
         self.opt_alpha = torch.optim.Adam([self.log_alpha], lr=cfg.lr_alpha, betas=betas, foreach=True)
         self.actor_grad_masks = actor_grad_masks
         self.compile = compile
+        self.compiled_check = compiled_check if compile else None
+        """The job's check of its compiled updates against the eager one (config.yaml's `compiled_check_every`)."""
         self.compile_s = 0.0
         """Seconds spent compiling the update (the first call of each graph)."""
         self._traced: set[tuple[bool, bool, tuple[int, ...]]] = set()
@@ -241,8 +247,14 @@ class SACLearner(nn.Module):
         graph = (policy_step, target_step, tuple(batch.reward.shape))
         first_call = fn.compiled is not None and graph not in self._traced
         start = time.perf_counter() if first_call else 0.0
-        q_loss, pi_value, alpha, entropy = fn(self.log_alpha, *adam, batch, noise_next, noise_pi, policy_obs, masks,
-                                              policy_step, target_step)  # fmt: skip
+        args = (self.log_alpha, *adam, batch, noise_next, noise_pi, policy_obs, masks, policy_step, target_step)
+        check = self.compiled_check
+        if check is not None and fn.compiled is not None and check.due(first_call):
+            out = check.run(lambda: fn(*args), lambda: sac_update(fn, *args), self._written(fn, adam), self.generator,
+                            self.log_alpha.device)  # fmt: skip
+        else:
+            out = fn(*args)
+        q_loss, pi_value, alpha, entropy = out
         if first_call:  # the compile is paid here, once per graph (the job's log says how long it took)
             self._traced.add(graph)
             self.compile_s += time.perf_counter() - start
@@ -254,6 +266,18 @@ class SACLearner(nn.Module):
         if self.count_flops:
             self._count_update_flops(batch, policy_step)
         return self._finish(UpdateStats(q_loss, pi_value, alpha, entropy), policy_step)
+
+    def _written(self, fn: UpdateFunction, adam: list[AdamState]) -> list[tuple[str, torch.Tensor]]:
+        """Every tensor `sac_update` writes, named: parameters, Adam moments and step counts, the target critic."""
+        groups = (("critic", fn.critic_names), ("actor", fn.actor_names), ("log_alpha", [""]))
+        out: list[tuple[str, torch.Tensor]] = []
+        for (label, names), opt in zip(groups, adam, strict=True):
+            for i, name in enumerate(names):
+                where = f"{label}.{name}".rstrip(".")
+                out += [(where, opt.params[i]), (f"{where} exp_avg", opt.exp_avg[i]),
+                        (f"{where} exp_avg_sq", opt.exp_avg_sq[i]), (f"{where} step", opt.step[i])]  # fmt: skip
+        tensors = self.target_critic.state_dict().items()
+        return out + [(f"target_critic.{n}", t) for n, t in tensors if t.is_floating_point()]
 
     def _finish(self, stats: UpdateStats, policy_step: bool) -> UpdateStats:
         self.updates += 1

@@ -21,6 +21,7 @@ import torch
 
 from rlrepro import faults
 from rlrepro.checkpoint import CheckpointStore, capture_rng, restore_rng
+from rlrepro.engine.compiled_check import CompiledCheck
 from rlrepro.engine.learner import SACLearner
 from rlrepro.engine.networks import GaussianActor, MLPStack, TwinCritic, forward_flops
 from rlrepro.engine.replay import ReplayBuffer
@@ -62,12 +63,13 @@ def default_env_factory(spec: SparseSpec):
 
 
 def build_learner(obs_dim: int, action_dim: int, cfg, device: torch.device, generator: torch.Generator,
-                  compile: bool = False) -> SACLearner:  # fmt: skip
+                  compile: bool = False, compiled_check: CompiledCheck | None = None) -> SACLearner:  # fmt: skip
     """The engine's learner in the DAPD/pytorch_sac flavour, networks drawn actor first (as the original)."""
     net = network_config(cfg)
     actor = GaussianActor(obs_dim, action_dim, net).to(device)
     critic = TwinCritic(obs_dim, action_dim, net).to(device)
-    return SACLearner(actor, critic, learner_config(cfg, action_dim), generator, count_flops=True, compile=compile)
+    return SACLearner(actor, critic, learner_config(cfg, action_dim), generator, count_flops=True, compile=compile,
+                      compiled_check=compiled_check)  # fmt: skip
 
 
 def train_sparse(
@@ -78,9 +80,11 @@ def train_sparse(
     checkpoint_dir: Path | None = None,
     checkpoint_interval_s: float | None = None,
     run_log: RunLog | None = None,
+    compiled_check: CompiledCheck | None = None,
 ) -> SparseResult:
     """Train one run; with `checkpoint_dir`, resume from its checkpoint and save one every
-    `checkpoint_interval_s` (default: $RLREPRO_CHECKPOINT_INTERVAL_S or 300 s) at an episode boundary."""
+    `checkpoint_interval_s` (default: $RLREPRO_CHECKPOINT_INTERVAL_S or 300 s) at an episode boundary.
+    `compiled_check`: the job's check of its compiled updates (rlrepro.engine.compiled_check)."""
     cfg = spec.sac
     device = torch.device(spec.device)
     random.seed(spec.seed)
@@ -95,7 +99,7 @@ def train_sparse(
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
     max_action = float(env.action_space.high.max())
     compile = compile_wanted(spec.engine, cfg.total_steps - cfg.seed_steps)
-    agent = build_learner(obs_dim, action_dim, cfg, device, generator, compile)
+    agent = build_learner(obs_dim, action_dim, cfg, device, generator, compile, compiled_check)
     dapd: DAPDConfig | None = spec.dapd() if spec.method == "dapd" else None
     dst: DSTConfig | None = spec.dst() if spec.method in ("rigl", "rlx2") else None
     if dst is not None:

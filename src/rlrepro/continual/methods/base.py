@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from rlrepro.continual.config import Quirks, SACConfig
+from rlrepro.engine.compiled_check import CompiledCheck
 from rlrepro.engine.config import EngineConfig, NetworkConfig
 from rlrepro.engine.networks import GaussianActor, TwinCritic
 from rlrepro.engine.replay import Batch, ReplayBuffer
@@ -46,6 +47,8 @@ class TaskContext:
     """The run's seed."""
     engine: EngineConfig = field(default_factory=EngineConfig)
     """How a learner the method builds runs its update (PackNet's fine-tune)."""
+    compiled_check: CompiledCheck | None = None
+    """The job's check of compiled updates, for a learner the method builds."""
 
 
 class Method(nn.Module):

@@ -88,7 +88,8 @@ class PackNet(FineTuneOne):
             cfg = dataclasses.replace(cfg, lr_entropy=cfg.lr_policy)
         rule = learner_config(cfg, self.action_dim, context.quirks, target_update_in_policy_branch=True)
         learner = SACLearner(self.policy, context.critic, rule, context.generator, actor_grad_masks=self.gradient_masks,
-                             compile=compile_wanted(context.engine, updates))  # fmt: skip
+                             compile=compile_wanted(context.engine, updates),
+                             compiled_check=context.compiled_check)  # fmt: skip
         for _ in range(updates):
             learner.update(context.replay.sample(cfg.batch_size, context.generator))
 
