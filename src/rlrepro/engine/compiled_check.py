@@ -10,14 +10,17 @@ generator; torch's default ones, which Rewire's Gumbel noise draws from). The jo
 result, so a checked job gives the unchecked job's outputs; it costs one eager update and copies of the state per
 check.
 
-A check's departure is, over every tensor the update writes, the largest ‖compiled − eager‖ / ‖eager − before‖: the
-share of the update the two disagree on, so a wrong or missing term counts about 1 whatever the tensor's scale,
-while float32 rounding counts far less (the rounding of a weight's stored value against the size of its step). A
-tensor the eager update leaves as it was must be left so by the compiled one too. Above `compiled_check_tolerance`
-(default 0.1) the job stops with `CompiledUpdateMismatch`, naming the update and the tensor: a run from a defective
-compiled update must not become a result. The job's meta.json records the checks (`compiled_check`: how many, the
-largest and median departure, the worst update and tensor); a job resumed from a checkpoint records those of its last
-process.
+A check's departure is the share of the update on which the two disagree: for each part the update writes (the
+critic's parameters with their Adam moments, the actor's, log α's, the target critic), ‖compiled − eager‖ /
+‖eager − before‖ over all its tensors, and the largest of the four. A wrong or missing term counts about 1 whatever
+the tensors' scale; float32 rounding counts far less. Parts, not single tensors: one tensor's own step can be near
+zero by chance (log α's Adam moment when its gradient nears the moment's value), which would blow up the rounding of a
+single tensor, while its part's step (log α's own move, about the learning rate) cannot. Adam's step counts must agree
+(a part of their own), and a part the eager update leaves as it was must be left so by the compiled one. Above
+`compiled_check_tolerance` (default 0.1) the job stops with `CompiledUpdateMismatch`, naming the update, the part and
+its tensor that disagrees most: a run from a defective compiled update must not become a result. The job's meta.json
+records the checks (`compiled_check`: how many, the largest and median departure, the worst update and tensor); a job
+resumed from a checkpoint records those of its last process.
 """
 
 from __future__ import annotations
@@ -78,11 +81,11 @@ class CompiledCheck:
         self.compiled += 1
         return first_call or (self.compiled - 1) % self.every == 0
 
-    def run(self, compiled: Callable[[], Any], eager: Callable[[], Any], state: list[tuple[str, torch.Tensor]],
+    def run(self, compiled: Callable[[], Any], eager: Callable[[], Any], state: list[tuple[str, str, torch.Tensor]],
             generator: torch.Generator, device: torch.device) -> Any:  # fmt: skip
         """Run `compiled()`, then `eager()` from the state and random streams before it; keep the compiled result and
-        return its output. `state`: every tensor the update writes, named."""
-        names, tensors = [n for n, _ in state], [t for _, t in state]
+        return its output. `state`: every tensor the update writes, as (part, name, tensor)."""
+        parts, names, tensors = [p for p, _, _ in state], [n for _, n, _ in state], [t for _, _, t in state]
         before, streams = _copies(tensors), (generator.get_state(), capture_rng(device))
         out = compiled()
         after, streams_after = _copies(tensors), (generator.get_state(), capture_rng(device))
@@ -90,20 +93,25 @@ class CompiledCheck:
         generator.set_state(streams[0])
         restore_rng(streams[1])
         eager()
-        departures = torch.stack([_departure(b, c, e) for b, c, e in zip(before, after, tensors, strict=True)])
+        terms = torch.stack([_terms(b, c, e) for b, c, e in zip(before, after, tensors, strict=True)])
         _put(tensors, after)
         generator.set_state(streams_after[0])
         restore_rng(streams_after[1])
-        worst = int(departures.argmax())
-        departure = float(departures[worst])  # the one host read of a check
+        by_part = {p: [i for i, q in enumerate(parts) if q == p] for p in dict.fromkeys(parts)}
+        departures = torch.stack([_departure(terms[idx]) for idx in by_part.values()])
+        worst_part = int(departures.argmax())
+        members = list(by_part.values())[worst_part]
+        worst_tensor = members[int(terms[members, 0].argmax())]
+        departure = float(departures[worst_part])  # the host reads of a check
+        where = f"{list(by_part)[worst_part]}: {names[worst_tensor]}"
         update = self.compiled - 1
         self.departures.append(departure)
         if self.worst is None or departure > self.worst["departure"]:
-            self.worst = {"departure": departure, "update": update, "tensor": names[worst]}
+            self.worst = {"departure": departure, "update": update, "tensor": where}
         if not departure <= self.tolerance:
             raise CompiledUpdateMismatch(
-                f"the compiled SAC update departs from the eager one by {departure:.3g} of its step (tensor "
-                f"{names[worst]!r}, the job's compiled update {update}), over compiled_check_tolerance "
+                f"the compiled SAC update departs from the eager one by {departure:.3g} of its step ({where!r}, the "
+                f"job's compiled update {update}), over compiled_check_tolerance "
                 f"{self.tolerance:g}: this torch and device do not compile the update faithfully. Run the job with "
                 "`engine: {compile: false}` (the eager update: the same results up to rounding) and report it"
             )
@@ -133,13 +141,20 @@ def _put(tensors: list[torch.Tensor], values: list[torch.Tensor]) -> None:
             t.copy_(v)
 
 
-def _departure(before: torch.Tensor, compiled: torch.Tensor, eager: torch.Tensor) -> torch.Tensor:
-    """‖compiled − eager‖ / ‖eager − before‖ (0-d, on the tensors' device). Values that are not finite on both sides
-    alike (a diverged run, compiled and eager) are left out; one side's alone is a disagreement (inf)."""
+def _terms(before: torch.Tensor, compiled: torch.Tensor, eager: torch.Tensor) -> torch.Tensor:
+    """(‖compiled − eager‖², ‖eager − before‖², whether a value is finite on one side only) of one tensor, on its
+    device. Values that are not finite on both sides alike (a run diverged in both) are left out."""
     b, c, e = before.detach().double(), compiled.detach().double(), eager.detach().double()
     finite_c, finite_e = torch.isfinite(c), torch.isfinite(e)
     both = finite_c & finite_e
-    diff = torch.where(both, c - e, 0.0).norm()
-    step = torch.where(both & torch.isfinite(b), e - b, 0.0).norm()
-    ratio = torch.where(diff == 0, 0.0, diff / step)  # x / 0 = inf: the compiled update moved what the eager did not
-    return torch.where((finite_c != finite_e).any(), math.inf, ratio)
+    diff = torch.where(both, c - e, 0.0).pow(2).sum()
+    step = torch.where(both & torch.isfinite(b), e - b, 0.0).pow(2).sum()
+    return torch.stack([diff, step, (finite_c != finite_e).any().double()])
+
+
+def _departure(terms: torch.Tensor) -> torch.Tensor:
+    """‖compiled − eager‖ / ‖eager − before‖ of a part from its tensors' `_terms` rows: 0 where the two agree, inf
+    where the compiled update moved what the eager one left alone or only one side is finite."""
+    diff, step, one_sided = terms[:, 0].sum(), terms[:, 1].sum(), terms[:, 2].sum()
+    ratio = torch.where(diff == 0, 0.0, (diff / step).sqrt())
+    return torch.where(one_sided > 0, math.inf, ratio)

@@ -267,17 +267,17 @@ class SACLearner(nn.Module):
             self._count_update_flops(batch, policy_step)
         return self._finish(UpdateStats(q_loss, pi_value, alpha, entropy), policy_step)
 
-    def _written(self, fn: UpdateFunction, adam: list[AdamState]) -> list[tuple[str, torch.Tensor]]:
-        """Every tensor `sac_update` writes, named: parameters, Adam moments and step counts, the target critic."""
-        groups = (("critic", fn.critic_names), ("actor", fn.actor_names), ("log_alpha", [""]))
-        out: list[tuple[str, torch.Tensor]] = []
-        for (label, names), opt in zip(groups, adam, strict=True):
+    def _written(self, fn: UpdateFunction, adam: list[AdamState]) -> list[tuple[str, str, torch.Tensor]]:
+        """Every tensor `sac_update` writes, as (part, name, tensor): each optimiser's parameters with their Adam
+        moments, the target critic, and the step counts (a part of their own, compared exactly)."""
+        groups = (("critic", fn.critic_names), ("actor", fn.actor_names), ("log_alpha", ["log_alpha"]))
+        out: list[tuple[str, str, torch.Tensor]] = []
+        for (part, names), opt in zip(groups, adam, strict=True):
             for i, name in enumerate(names):
-                where = f"{label}.{name}".rstrip(".")
-                out += [(where, opt.params[i]), (f"{where} exp_avg", opt.exp_avg[i]),
-                        (f"{where} exp_avg_sq", opt.exp_avg_sq[i]), (f"{where} step", opt.step[i])]  # fmt: skip
+                out += [(part, name, opt.params[i]), (part, f"{name} exp_avg", opt.exp_avg[i]),
+                        (part, f"{name} exp_avg_sq", opt.exp_avg_sq[i]), (f"{part} step", name, opt.step[i])]  # fmt: skip
         tensors = self.target_critic.state_dict().items()
-        return out + [(f"target_critic.{n}", t) for n, t in tensors if t.is_floating_point()]
+        return out + [("target_critic", n, t) for n, t in tensors if t.is_floating_point()]
 
     def _finish(self, stats: UpdateStats, policy_step: bool) -> UpdateStats:
         self.updates += 1
