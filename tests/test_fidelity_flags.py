@@ -47,8 +47,8 @@ def trainers_seen(monkeypatch) -> list[dict]:
     def values(critic) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in critic.state_dict().items()}
 
-    def init(self, method, critic, env, spec, task_index, generator):
-        real_init(self, method, critic, env, spec, task_index, generator)
+    def init(self, method, critic, env, spec, task_index, generator, *args, **kwargs):
+        real_init(self, method, critic, env, spec, task_index, generator, *args, **kwargs)
         seen.append({"critic": critic, "start": values(critic)})
 
     def run(self, *args, **kwargs):

@@ -11,12 +11,12 @@ result, so a checked job gives the unchecked job's outputs; it costs one eager u
 check.
 
 A check's departure is the share of the update on which the two disagree: for each part the update writes (the
-critic's parameters with their Adam moments, the actor's, log α's, the target critic), ‖compiled − eager‖ /
-‖eager − before‖ over all its tensors, and the largest of the four. A wrong or missing term counts about 1 whatever
-the tensors' scale; float32 rounding counts far less. Parts, not single tensors: one tensor's own step can be near
-zero by chance (log α's Adam moment when its gradient nears the moment's value), which would blow up the rounding of a
-single tensor, while its part's step (log α's own move, about the learning rate) cannot. Adam's step counts must agree
-(a part of their own), and a part the eager update leaves as it was must be left so by the compiled one. Above
+critic's parameters, its Adam moments, the same for the actor, log α with its moments, the target critic),
+‖compiled − eager‖ / ‖eager − before‖ over all the part's tensors, and the largest over the parts. A wrong or missing
+term counts about 1 whatever the tensors' scale; float32 rounding counts far less. Parts, not single tensors: one
+tensor's own step can be near zero by chance (log α's Adam moment when its gradient nears the moment's value), which
+would blow up the rounding of that tensor alone; so log α and its two moments, one number each, form one part. Adam's
+step counts must agree, and a part the eager update leaves as it was must be left so by the compiled one. Above
 `compiled_check_tolerance` (default 0.1) the job stops with `CompiledUpdateMismatch`, naming the update, the part and
 its tensor that disagrees most: a run from a defective compiled update must not become a result. The job's meta.json
 records the checks (`compiled_check`: how many, the largest and median departure, the worst update and tensor); a job

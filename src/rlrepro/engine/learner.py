@@ -268,14 +268,16 @@ class SACLearner(nn.Module):
         return self._finish(UpdateStats(q_loss, pi_value, alpha, entropy), policy_step)
 
     def _written(self, fn: UpdateFunction, adam: list[AdamState]) -> list[tuple[str, str, torch.Tensor]]:
-        """Every tensor `sac_update` writes, as (part, name, tensor): each optimiser's parameters with their Adam
-        moments, the target critic, and the step counts (a part of their own, compared exactly)."""
+        """Every tensor `sac_update` writes, as (part, name, tensor): the critic's and the actor's parameters, Adam
+        moments and step counts, one part each; log α with its moments; the target critic."""
         groups = (("critic", fn.critic_names), ("actor", fn.actor_names), ("log_alpha", ["log_alpha"]))
         out: list[tuple[str, str, torch.Tensor]] = []
         for (part, names), opt in zip(groups, adam, strict=True):
+            moments = part if part == "log_alpha" else None  # one scalar each: their own steps can vanish by chance
             for i, name in enumerate(names):
-                out += [(part, name, opt.params[i]), (part, f"{name} exp_avg", opt.exp_avg[i]),
-                        (part, f"{name} exp_avg_sq", opt.exp_avg_sq[i]), (f"{part} step", name, opt.step[i])]  # fmt: skip
+                out += [(part, name, opt.params[i]), (moments or f"{part} exp_avg", f"{name} exp_avg", opt.exp_avg[i]),
+                        (moments or f"{part} exp_avg_sq", f"{name} exp_avg_sq", opt.exp_avg_sq[i]),
+                        (f"{part} step", name, opt.step[i])]  # fmt: skip
         tensors = self.target_critic.state_dict().items()
         return out + [("target_critic", n, t) for n, t in tensors if t.is_floating_point()]
 
