@@ -273,11 +273,11 @@ class SACLearner(nn.Module):
         groups = (("critic", fn.critic_names), ("actor", fn.actor_names), ("log_alpha", ["log_alpha"]))
         out: list[tuple[str, str, torch.Tensor]] = []
         for (part, names), opt in zip(groups, adam, strict=True):
-            moments = part if part == "log_alpha" else None  # one scalar each: their own steps can vanish by chance
+            # log α's moments are one scalar each, whose own steps can vanish by chance: they share log α's part
+            first, second = (part, part) if part == "log_alpha" else (f"{part} exp_avg", f"{part} exp_avg_sq")
             for i, name in enumerate(names):
-                out += [(part, name, opt.params[i]), (moments or f"{part} exp_avg", f"{name} exp_avg", opt.exp_avg[i]),
-                        (moments or f"{part} exp_avg_sq", f"{name} exp_avg_sq", opt.exp_avg_sq[i]),
-                        (f"{part} step", name, opt.step[i])]  # fmt: skip
+                out += [(part, name, opt.params[i]), (first, f"{name} exp_avg", opt.exp_avg[i]),
+                        (second, f"{name} exp_avg_sq", opt.exp_avg_sq[i]), (f"{part} step", name, opt.step[i])]  # fmt: skip
         tensors = self.target_critic.state_dict().items()
         return out + [("target_critic", n, t) for n, t in tensors if t.is_floating_point()]
 
