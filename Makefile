@@ -28,7 +28,8 @@ run-sparse: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) sparse --config preset=demo_sparse
 
 # The reduced-budget validation study of both papers (config.yaml's `validate` preset; docs/reproducing.md): 30
-# continual + 12 sparse jobs, about 15-19 core-hours (engine 0.2.0); outputs under results/validation/.
+# continual + 12 sparse jobs, 17.7 core-hours measured on engine 0.3.0 (results/validation/cost.md); outputs under
+# results/validation/.
 # VALIDATE=validate_revisit / validate_packnet / validate_sparse / validate_ant / validate_cw run the other studies
 # (docs/evidence.md).
 # Interrupt it any time: jobs resume from their checkpoints and a rerun only adds what is missing.
